@@ -1,0 +1,27 @@
+// What every CUDA glue file needs: the device guard and current stream, error checks, and
+// the mapping from torch dtypes to the torch-free kernels' DType.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "common/dtype.h"
+
+namespace prismkit {
+
+inline cuda::DType cuda_dtype(c10::ScalarType t) {
+  switch (t) {
+    case at::kDouble: return cuda::DType::Float64;
+    case at::kHalf: return cuda::DType::Float16;
+    case at::kBFloat16: return cuda::DType::BFloat16;
+    default: return cuda::DType::Float32;
+  }
+}
+
+inline const int64_t* optional_long_ptr(const at::Tensor& t) {
+  return t.defined() ? t.const_data_ptr<int64_t>() : nullptr;
+}
+
+}  // namespace prismkit

@@ -1,0 +1,29 @@
+// prismkit._C: loading this module loads the library, whose static initializers register
+// every op with the dispatcher (registration.cpp and the kernel files). The Python module
+// itself only reports how the library was built; ops are called through torch.ops.prismkit.
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "prismkit compiled library: build facts (ops live in torch.ops.prismkit)";
+  m.def("build_info", [] {
+    py::dict info;
+    info["version"] = PRISMKIT_VERSION;
+    info["torch_version"] = PRISMKIT_TORCH_VERSION;
+#ifdef PRISMKIT_WITH_CUDA
+    info["with_cuda"] = true;
+#else
+    info["with_cuda"] = false;
+#endif
+    info["cuda_archs"] = std::string(PRISMKIT_CUDA_ARCHS);
+#ifdef _OPENMP
+    info["openmp"] = true;
+#else
+    info["openmp"] = false;
+#endif
+    return info;
+  });
+}

@@ -1,0 +1,1 @@
+SparseCode = None
