@@ -6,10 +6,32 @@
 
 namespace prismkit {
 
+namespace {
+
+// torch's Python names ("float32", not c10's "Float"), so messages read the same from
+// C++ kernels and from the Python checks of the Triton kernels.
+const char* dtype_name(c10::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    default: return c10::toString(t);
+  }
+}
+
+}  // namespace
+
 std::string describe(const at::Tensor& t) {
   if (!t.defined()) return "an undefined tensor";
   std::ostringstream s;
-  s << "a " << t.dim() << "-D " << c10::toString(t.scalar_type()) << " tensor of shape " << t.sizes()
+  s << "a " << t.dim() << "-D " << dtype_name(t.scalar_type()) << " tensor of shape " << t.sizes()
     << " on " << t.device();
   return s.str();
 }
@@ -26,7 +48,7 @@ void check_dtype(const char* op, const char* name, const at::Tensor& t,
   std::ostringstream want;
   const char* sep = "";
   for (auto dtype : allowed) {
-    want << sep << c10::toString(dtype);
+    want << sep << dtype_name(dtype);
     sep = " or ";
   }
   TORCH_CHECK_TYPE(false, "prismkit::", op, ": '", name, "' must have dtype ", want.str(), " on ",
@@ -43,7 +65,7 @@ void check_float_dtype(const char* op, const char* name, const at::Tensor& t) {
 void check_same_dtype(const char* op, const char* name, const at::Tensor& t, const char* ref_name,
                       const at::Tensor& ref) {
   TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), "prismkit::", op, ": '", name,
-                   "' must have the dtype of '", ref_name, "' (", c10::toString(ref.scalar_type()), "), got ",
+                   "' must have the dtype of '", ref_name, "' (", dtype_name(ref.scalar_type()), "), got ",
                    describe(t));
 }
 

@@ -1,0 +1,60 @@
+"""Argument checks for ops implemented in Python (Triton kernels, fake implementations).
+
+They raise the same errors, with the same wording, as the C++ checks in csrc/common/checks.cpp:
+    prismkit::topk_encode: 'x' must be a 2-D tensor [B, d], got a 3-D float32 tensor of shape [2, 3, 4] on cpu
+(TypeError for dtypes, IndexError for index ranges, ValueError for the rest).
+"""
+
+from __future__ import annotations
+
+import torch
+
+CPU_FLOATS = (torch.float32, torch.float64)
+GPU_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def describe(t) -> str:
+    if not isinstance(t, torch.Tensor):
+        return f"{type(t).__name__} {t!r}"
+    return f"a {t.dim()}-D {dtype_name(t.dtype)} tensor of shape {list(t.shape)} on {t.device}"
+
+
+def check_rank(op: str, name: str, t, rank: int, layout: str) -> None:
+    if not isinstance(t, torch.Tensor) or t.dim() != rank:
+        raise ValueError(f"prismkit::{op}: '{name}' must be a {rank}-D tensor {layout}, got {describe(t)}")
+
+
+def check_dtype(op: str, name: str, t: torch.Tensor, allowed) -> None:
+    if t.dtype not in allowed:
+        want = " or ".join(dtype_name(d) for d in allowed)
+        raise TypeError(f"prismkit::{op}: '{name}' must have dtype {want} on {t.device.type}, got {describe(t)}")
+
+
+def check_float_dtype(op: str, name: str, t: torch.Tensor) -> None:
+    check_dtype(op, name, t, CPU_FLOATS if t.device.type == "cpu" else GPU_FLOATS)
+
+
+def check_same_dtype(op: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if t.dtype != ref.dtype:
+        raise TypeError(
+            f"prismkit::{op}: '{name}' must have the dtype of '{ref_name}' ({dtype_name(ref.dtype)}), "
+            f"got {describe(t)}"
+        )
+
+
+def check_same_device(op: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if t.device != ref.device:
+        raise ValueError(
+            f"prismkit::{op}: '{name}' must be on the device of '{ref_name}' ({ref.device}), got {describe(t)}"
+        )
+
+
+def check_size(op: str, name: str, t: torch.Tensor, dim: int, expected, what: str) -> None:
+    if t.shape[dim] != expected:
+        raise ValueError(
+            f"prismkit::{op}: '{name}' must have size {expected} in dim {dim} ({what}), got {describe(t)}"
+        )

@@ -1,0 +1,96 @@
+"""Dense PyTorch references of the SAE ops (python/prismkit/ops/sae.py states the semantics).
+
+Each one materializes the [B, F] matrix ``a = relu(x @ W_enc.T + b_enc)`` and selects with a
+stable sort, which gives the ties to the lower index and puts NaN first, exactly the ops' rule.
+They are differentiable through ordinary autograd (the selected values are gathered from ``a``),
+so their gradients are the oracle for the ops' sparse backward.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def pre_activations(x: Tensor, W_enc: Tensor, b_enc: Tensor) -> Tensor:
+    """``relu(x @ W_enc.T + b_enc)``, [B, F]."""
+    return torch.relu(F.linear(x, W_enc, b_enc))
+
+
+def _row_compressed(acts: Tensor, selected: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Row-compressed layout of the True entries of ``selected`` (token-major, latents ascending)."""
+    rows, latents = selected.nonzero(as_tuple=True)
+    counts = torch.bincount(rows, minlength=acts.shape[0])
+    offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    return acts[rows, latents], latents, offsets
+
+
+def _positive(acts: Tensor) -> Tensor:
+    """Kept entries: positive ones, and NaN (which ranks first)."""
+    return ~(acts <= 0)
+
+
+def topk_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    acts = pre_activations(x, W_enc, b_enc)
+    indices = torch.sort(acts, dim=1, descending=True, stable=True).indices[:, :k]
+    return acts.gather(1, indices), indices
+
+
+def batch_topk_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    acts = pre_activations(x, W_enc, b_enc)
+    B, num_latents = acts.shape
+    flat = acts.reshape(-1)
+    top = torch.sort(flat, descending=True, stable=True).indices[: k * B]
+    selected = torch.zeros(B * num_latents, dtype=torch.bool, device=x.device)
+    selected[top] = True
+    return _row_compressed(acts, selected.view(B, num_latents) & _positive(acts))
+
+
+def feature_choice_encode(
+    x: Tensor, W_enc: Tensor, b_enc: Tensor, capacity: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    acts = pre_activations(x, W_enc, b_enc)
+    B = acts.shape[0]
+    order = torch.sort(acts, dim=0, descending=True, stable=True).indices  # tokens by rank, per latent
+    rank = torch.empty_like(order).scatter_(0, order, torch.arange(B, device=x.device)[:, None].expand_as(order))
+    selected = (rank < capacity.clamp(max=B)[None, :]) & _positive(acts)
+    return _row_compressed(acts, selected)
+
+
+def to_dense(values: Tensor, indices: Tensor, offsets: Optional[Tensor], num_latents: int) -> Tensor:
+    """[B, F] dense code of a sparse one."""
+    if offsets is None:
+        return values.new_zeros(indices.shape[0], num_latents).scatter(1, indices, values)
+    rows = torch.repeat_interleave(torch.arange(offsets.shape[0] - 1, device=offsets.device), offsets.diff())
+    return values.new_zeros(offsets.shape[0] - 1, num_latents).index_put((rows, indices), values)
+
+
+def sparse_decode(
+    values: Tensor, indices: Tensor, offsets: Optional[Tensor], W_dec: Tensor, b_dec: Optional[Tensor] = None
+) -> Tensor:
+    out = to_dense(values, indices, offsets, W_dec.shape[0]) @ W_dec
+    return out if b_dec is None else out + b_dec
+
+
+def _entry_rows(indices: Tensor, offsets: Optional[Tensor]) -> Tensor:
+    if offsets is None:
+        return torch.arange(indices.shape[0], device=indices.device)[:, None].expand_as(indices)
+    return torch.repeat_interleave(torch.arange(offsets.shape[0] - 1, device=offsets.device), offsets.diff())
+
+
+def sparse_decode_grad_values(grad_out: Tensor, indices: Tensor, offsets: Optional[Tensor], W_dec: Tensor) -> Tensor:
+    return (grad_out[_entry_rows(indices, offsets)] * W_dec[indices]).sum(-1)
+
+
+def sparse_decode_grad_weight(
+    grad_out: Tensor, values: Tensor, indices: Tensor, offsets: Optional[Tensor], num_latents: int
+) -> tuple[Tensor, Tensor]:
+    rows = _entry_rows(indices, offsets).reshape(-1)
+    flat_idx, flat_val = indices.reshape(-1), values.reshape(-1)
+    grad_weight = grad_out.new_zeros(num_latents, grad_out.shape[1]).index_add(
+        0, flat_idx, flat_val[:, None] * grad_out[rows]
+    )
+    return grad_weight, grad_out.new_zeros(num_latents).index_add(0, flat_idx, flat_val)

@@ -1,0 +1,244 @@
+"""Triton kernels of the SAE encoders; python/prismkit/ops/sae.py registers them for CUDA tensors.
+
+One fused kernel serves all three encoders. ``_row_topk_kernel`` computes tiles of
+``relu(A @ Bm.T + bias)`` with ``tl.dot`` (fp32 accumulation) and keeps, for each row of A, a
+running top-K of packed int64 keys ``value_bits << 32 | (2**32 - 1 - column)``: for the
+non-negative floats ReLU leaves, the bit pattern orders like the value, so one integer comparison
+ranks by value and then by the lower column; a NaN (canonical bits 0x7FC00000) ranks above
++inf. A tile is merged into the running top-K only if it beats some row's K-th key, so after the
+first tiles most of the work is the matmul; the merge uses max reductions only (no tl.sort), which
+also keeps it fast under the interpreter. Column splits run as separate programs; a merge step
+(``torch.topk`` over the splits' keys, which are unique) picks each row's best K.
+
+* topk_encode: A = x, Bm = W_enc, K = k rounded up to a power of two.
+* batch_topk_encode: per-token candidates (at least 4k), a global stable selection, and tokens
+  whose candidates were all taken are recomputed with twice the candidates, as on the CPU
+  (see csrc/sae/batch_topk_encode_cpu.cpp for why that is exact).
+* feature_choice_encode: A = W_enc, Bm = x, bias per row; latents with capacity up to
+  ``FUSED_MAX_CAPACITY`` use the kernel, larger ones (the head of a Zipf allocation) a dense
+  selection over chunks of latents.
+
+Kernels run on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (the tests do this).
+float32 follows ``torch.backends.cuda.matmul.allow_tf32`` as torch's own matmul does.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from prismkit.ops._checks import check_dtype
+from prismkit.ops.sae import check_capacity_args, check_encode_args, check_k
+
+__all__ = ["topk_encode", "batch_topk_encode", "feature_choice_encode", "row_topk_keys", "decode_keys"]
+
+GPU_ENCODER_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+FUSED_MAX_CAPACITY = 256
+_LOW32 = 0xFFFFFFFF
+
+
+@triton.jit
+def _row_topk_kernel(
+    a_ptr,
+    b_ptr,
+    bias_ptr,
+    keys_ptr,
+    R,
+    C,
+    D,
+    cols_per_split,
+    num_splits,
+    stride_ar,
+    stride_ad,
+    stride_bc,
+    stride_bd,
+    BIAS_PER_ROW: tl.constexpr,
+    K: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
+    pid_r = tl.program_id(0)
+    split = tl.program_id(1)
+    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    row_ok = rows < R
+    c_begin = split * cols_per_split
+    c_end = tl.minimum(c_begin + cols_per_split, C)
+    if BIAS_PER_ROW:
+        row_bias = tl.load(bias_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+    slots = tl.arange(0, K)
+    best = tl.full((BLOCK_R, K), -1, tl.int64)
+    kth = tl.full((BLOCK_R,), -1, tl.int64)
+    for c0 in range(c_begin, c_end, BLOCK_C):
+        cols = c0 + tl.arange(0, BLOCK_C)
+        col_ok = cols < c_end
+        acc = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            ds = d0 + tl.arange(0, BLOCK_D)
+            d_ok = ds < D
+            a = tl.load(
+                a_ptr + rows[:, None] * stride_ar + ds[None, :] * stride_ad,
+                mask=row_ok[:, None] & d_ok[None, :],
+                other=0.0,
+            )
+            bt = tl.load(
+                b_ptr + cols[None, :] * stride_bc + ds[:, None] * stride_bd,
+                mask=col_ok[None, :] & d_ok[:, None],
+                other=0.0,
+            )
+            acc = tl.dot(a, bt, acc, input_precision=INPUT_PRECISION)
+        if BIAS_PER_ROW:
+            acc += row_bias[:, None]
+        else:
+            acc += tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        bits = tl.where(acc > 0, acc, 0.0).to(tl.int32, bitcast=True)
+        bits = tl.where(acc != acc, 0x7FC00000, bits)  # NaN: canonical, ranks above +inf
+        key = (bits.to(tl.int64) << 32) | (4294967295 - cols.to(tl.int64))[None, :]  # 2**32 - 1 - column
+        key = tl.where(col_ok[None, :], key, -1)
+        # Merge only when some row of this tile beats that row's current K-th key (after the
+        # first tiles, rarely). The merge extracts the K largest keys one at a time with max
+        # reductions; keys are unique within a row, so each step removes exactly one.
+        beats = (tl.max(key, 1) > kth).to(tl.int32)
+        if tl.max(beats, 0) > 0:
+            old = best
+            best = tl.full((BLOCK_R, K), -1, tl.int64)
+            for i in range(K):
+                top = tl.maximum(tl.max(old, 1), tl.max(key, 1))[:, None]
+                best = tl.where(slots[None, :] == i, top, best)
+                old = tl.where(old == top, -1, old)
+                key = tl.where(key == top, -1, key)
+            kth = tl.min(best, 1)
+    out = keys_ptr + rows[:, None] * (num_splits * K) + split * K + slots[None, :]
+    tl.store(out, best, mask=row_ok[:, None])
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _num_programs_target(device: torch.device) -> int:
+    if device.type == "cuda":
+        return 4 * torch.cuda.get_device_properties(device).multi_processor_count
+    return 2  # interpreter: few programs keep it fast
+
+
+def row_topk_keys(A, Bm, bias, bias_per_row: bool, K: int, *, block_r=None, block_c=128, block_d=32):
+    """Per row of A, the best K packed keys of ``relu(A @ Bm.T + bias)`` (best first, -1 where
+    there are fewer than K columns). A [R, D], Bm [C, D], bias [R] or [C]. K a power of two."""
+    R, D = A.shape
+    C = Bm.shape[0]
+    if block_r is None:
+        block_r = 16 if K >= 256 else 32
+    col_blocks = triton.cdiv(C, block_c)
+    row_blocks = triton.cdiv(R, block_r)
+    splits = max(1, min(col_blocks, triton.cdiv(_num_programs_target(A.device), row_blocks)))
+    cols_per_split = triton.cdiv(col_blocks, splits) * block_c
+    splits = triton.cdiv(C, cols_per_split)
+    keys = torch.empty(R, splits, K, dtype=torch.long, device=A.device)
+    if R == 0:
+        return keys.view(R, K)
+    allow_tf32 = A.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
+    _row_topk_kernel[(row_blocks, splits)](
+        A, Bm, bias, keys, R, C, D, cols_per_split, splits,
+        A.stride(0), A.stride(1), Bm.stride(0), Bm.stride(1),
+        BIAS_PER_ROW=bias_per_row, K=K, BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d,
+        INPUT_PRECISION="tf32" if allow_tf32 else "ieee",
+        num_warps=8 if K >= 128 else 4,
+    )  # fmt: skip
+    keys = keys.view(R, splits * K)
+    return keys if splits == 1 else keys.topk(K, dim=1).values
+
+
+def decode_keys(keys):
+    """(values float32, column int64, valid bool) of packed keys."""
+    valid = keys >= 0
+    values = (keys >> 32).to(torch.int32).view(torch.float32)
+    return values, _LOW32 - (keys & _LOW32), valid
+
+
+def _check_encoder_dtype(op: str, x) -> None:
+    if x.device.type != "cpu":  # CPU tensors only reach here in the interpreter
+        check_dtype(op, "x", x, GPU_ENCODER_DTYPES)
+
+
+def _row_compressed(tokens, latents, values, B: int, F: int):
+    """Row-compressed layout of (token, latent, value) triples, latents ascending per token."""
+    order = torch.argsort(tokens * F + latents)
+    counts = torch.bincount(tokens, minlength=B)
+    offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    return values[order], latents[order], offsets
+
+
+def topk_encode(x, W_enc, b_enc, k: int):
+    """prismkit::topk_encode for CUDA tensors (see python/prismkit/ops/sae.py)."""
+    op = "topk_encode"
+    _, _, F = check_encode_args(op, x, W_enc, b_enc)
+    check_k(op, k, F)
+    _check_encoder_dtype(op, x)
+    keys = row_topk_keys(x, W_enc, b_enc, False, _next_pow2(k))[:, :k]
+    values, indices, _ = decode_keys(keys)
+    return values.to(x.dtype), indices
+
+
+def batch_topk_encode(x, W_enc, b_enc, k: int):
+    """prismkit::batch_topk_encode for CUDA tensors."""
+    op = "batch_topk_encode"
+    B, _, F = check_encode_args(op, x, W_enc, b_enc)
+    check_k(op, k, F)
+    _check_encoder_dtype(op, x)
+    K = _next_pow2(min(F, 4 * k))
+    while True:
+        cap = min(K, F)
+        values, latents, valid = decode_keys(row_topk_keys(x, W_enc, b_enc, False, K)[:, :cap])
+        positive = valid & ~(values <= 0)
+        # Stable descending sort of the flattened [B, cap] candidates: equal values stay in
+        # (token, latent) order, the flat-index tie rule; non-positive ones sort last.
+        ranked = torch.sort(torch.where(positive, values, -1.0).reshape(-1), descending=True, stable=True)
+        n_take = min(k * B, int(positive.sum()))
+        taken = ranked.indices[:n_take]
+        tokens = taken // cap
+        counts = torch.bincount(tokens, minlength=B)
+        if cap >= F or not bool((counts == cap).any()):
+            break
+        K *= 2  # some token may have more entries beyond its candidates: widen and redo
+    return _row_compressed(tokens, latents.reshape(-1)[taken], values.reshape(-1)[taken].to(x.dtype), B, F)
+
+
+def feature_choice_encode(x, W_enc, b_enc, capacity, fused_max_capacity: int = FUSED_MAX_CAPACITY):
+    """prismkit::feature_choice_encode for CUDA tensors."""
+    op = "feature_choice_encode"
+    B, _, F = check_encode_args(op, x, W_enc, b_enc)
+    check_capacity_args(op, capacity, x, F)
+    _check_encoder_dtype(op, x)
+    if F > 0 and int(capacity.min()) < 0:
+        j = int(torch.argmin(capacity))
+        raise ValueError(f"prismkit::{op}: 'capacity' must be >= 0 everywhere, got capacity[{j}] = {int(capacity[j])}")
+    cap = capacity.clamp(max=B)
+    small = cap <= fused_max_capacity
+    parts = []
+    if bool((small & (cap > 0)).any()):
+        K = _next_pow2(int(cap[small].max()))
+        values, tokens, valid = decode_keys(row_topk_keys(W_enc, x, b_enc, True, K)[:, : min(K, B)])
+        rank = torch.arange(values.shape[1], device=x.device)
+        keep = (rank[None, :] < cap[:, None]) & small[:, None] & valid & ~(values <= 0)
+        lat, r = keep.nonzero(as_tuple=True)
+        parts.append((tokens[lat, r], lat, values[lat, r]))
+    large = (~small).nonzero().flatten()
+    chunk = max(1, (1 << 24) // max(B, 1))  # bound the dense [latents, B] block to 16M entries
+    for start in range(0, large.numel(), chunk):
+        ids = large[start : start + chunk]
+        acts = torch.relu(torch.addmm(b_enc[ids, None], W_enc[ids], x.T).float())
+        order = torch.sort(acts, dim=1, descending=True, stable=True)
+        rank = torch.arange(B, device=x.device)
+        keep = (rank[None, :] < cap[ids, None]) & ~(order.values <= 0)
+        i, r = keep.nonzero(as_tuple=True)
+        parts.append((order.indices[i, r], ids[i], order.values[i, r]))
+    if not parts:
+        empty = torch.empty(0, dtype=torch.long, device=x.device)
+        return x.new_empty(0), empty, torch.zeros(B + 1, dtype=torch.long, device=x.device)
+    tokens, latents, values = (torch.cat(p) for p in zip(*parts))
+    return _row_compressed(tokens, latents, values.to(x.dtype), B, F)
+
+
