@@ -129,6 +129,8 @@ def row_topk_keys(A, Bm, bias, bias_per_row: bool, K: int, *, block_r=None, bloc
     there are fewer than K columns). A [R, D], Bm [C, D], bias [R] or [C]. K a power of two."""
     R, D = A.shape
     C = Bm.shape[0]
+    if R == 0 or C == 0:
+        return torch.full((R, K), -1, dtype=torch.long, device=A.device)
     if block_r is None:
         block_r = 16 if K >= 256 else 32
     col_blocks = triton.cdiv(C, block_c)
@@ -137,8 +139,6 @@ def row_topk_keys(A, Bm, bias, bias_per_row: bool, K: int, *, block_r=None, bloc
     cols_per_split = triton.cdiv(col_blocks, splits) * block_c
     splits = triton.cdiv(C, cols_per_split)
     keys = torch.empty(R, splits, K, dtype=torch.long, device=A.device)
-    if R == 0:
-        return keys.view(R, K)
     allow_tf32 = A.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
     _row_topk_kernel[(row_blocks, splits)](
         A, Bm, bias, keys, R, C, D, cols_per_split, splits,

@@ -94,3 +94,32 @@ def sparse_decode_grad_weight(
         0, flat_idx, flat_val[:, None] * grad_out[rows]
     )
     return grad_weight, grad_out.new_zeros(num_latents).index_add(0, flat_idx, flat_val)
+
+
+# ---- The plain-PyTorch way, as users write it today (benchmark and demo baselines) ---------
+# torch.topk instead of a stable sort: faster, with unspecified order among ties.
+
+
+def dense_topk(x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int) -> Tensor:
+    """TopK code as a dense [B, F] matrix: ``relu(linear)``, ``topk``, scatter."""
+    acts = pre_activations(x, W_enc, b_enc)
+    values, indices = acts.topk(k, dim=1, sorted=False)
+    return torch.zeros_like(acts).scatter(1, indices, values)
+
+
+def dense_batch_topk(x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int) -> Tensor:
+    """BatchTopK code as a dense [B, F] matrix: top k*B of the flattened batch."""
+    acts = pre_activations(x, W_enc, b_enc)
+    values, indices = acts.flatten().topk(k * acts.shape[0], sorted=False)
+    return torch.zeros_like(acts).flatten().scatter(0, indices, values).view_as(acts)
+
+
+def dense_feature_choice(x: Tensor, W_enc: Tensor, b_enc: Tensor, capacity: Tensor) -> Tensor:
+    """Feature Choice code as a dense [B, F] matrix: ``topk`` down each latent's column up to the
+    largest capacity, masked to each latent's own capacity."""
+    acts = pre_activations(x, W_enc, b_enc)
+    cap = capacity.clamp(max=acts.shape[0])
+    m = int(cap.max())
+    values, indices = acts.topk(m, dim=0, sorted=True)
+    keep = torch.arange(m, device=x.device)[:, None] < cap[None, :]
+    return torch.zeros_like(acts).scatter(0, indices, values * keep)

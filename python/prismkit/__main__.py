@@ -1,0 +1,69 @@
+"""Command line: ``python -m prismkit info`` and ``python -m prismkit demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def info() -> None:
+    import torch
+
+    import prismkit
+    from prismkit import _build_info
+    from prismkit.ops.sae import TRITON_OPS
+
+    build = prismkit._C.build_info()
+    print(f"prismkit {prismkit.__version__}")
+    print(f"torch {torch.__version__} (prismkit built against {build['torch_version']})")
+    if build["with_cuda"]:
+        archs = ", ".join(f"sm_{a}" for a in build["cuda_archs"].split(";") if a)
+        print(f"CUDA kernels: built for {archs} (torch CUDA {_build_info.TORCH_CUDA_VERSION})")
+    else:
+        print("CUDA kernels: not built (torch has no CUDA; cuda/ was only compile-checked)")
+    print(f"CUDA device: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none visible'}")
+    try:
+        import triton
+
+        print(f"Triton: {triton.__version__}")
+        triton_ok = True
+    except ImportError:
+        print("Triton: not installed (the encoders cannot run on CUDA tensors)")
+        triton_ok = False
+    print(f"CPU threads: {torch.get_num_threads()} (OpenMP: {'yes' if build['openmp'] else 'no'})")
+
+    names = sorted(n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("prismkit::"))
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    rows = []
+    for name in names:
+        cpu = "C++" if has(f"prismkit::{name}", "CPU") else "-"
+        if name in TRITON_OPS:
+            cuda = "Triton" if triton_ok else "Triton (missing)"
+        else:
+            cuda = "CUDA C++" if has(f"prismkit::{name}", "CUDA") else "-"
+        rows.append((name, cpu, cuda))
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'op (torch.ops.prismkit.*)'.ljust(width + 2)}CPU    CUDA")
+    for name, cpu, cuda in rows:
+        print(f"{name.ljust(width + 2)}{cpu.ljust(7)}{cuda}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m prismkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="version, build and which kernel serves each op on each device")
+    demo = sub.add_parser("demo", help="fused ops vs plain PyTorch on synthetic data (time, memory, result check)")
+    demo.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    demo.add_argument("--small", action="store_true", help="tiny sizes (seconds), for a smoke test")
+    demo.add_argument("--repeat", type=int, default=3, help="timed calls per measurement (median)")
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        info()
+        return 0
+    from prismkit import demo as demo_module
+
+    return 0 if demo_module.run(args.device, args.small, args.repeat) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

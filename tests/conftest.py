@@ -1,0 +1,38 @@
+"""Shared test setup.
+
+Without a GPU, Triton kernels run under Triton's CPU interpreter: TRITON_INTERPRET must be set
+before any @triton.jit function is defined, so it is set here, before prismkit is imported.
+"""
+
+import os
+
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+import prismkit  # noqa: E402,F401  (registers the ops)
+
+# Absolute/relative tolerances per dtype for comparisons against the references (computed in
+# float64). Low-precision GPU results use the "twice the eager error" rule instead (test_sae_cuda.py).
+TOLERANCES = {
+    torch.float64: dict(atol=1e-10, rtol=1e-10),
+    torch.float32: dict(atol=1e-4, rtol=1e-4),
+    torch.float16: dict(atol=1e-2, rtol=1e-2),
+    torch.bfloat16: dict(atol=5e-2, rtol=5e-2),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not HAS_CUDA:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

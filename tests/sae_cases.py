@@ -1,0 +1,48 @@
+"""Inputs and implementations shared by the SAE op tests."""
+
+from __future__ import annotations
+
+import torch
+
+import prismkit
+from prismkit.ops import sae as ops
+from prismkit.reference import sae as ref
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def continuous(B, d, F, dtype=torch.float64, device="cpu", bias_shift=0.0):
+    """Gaussian inputs: ties have probability ~0, so indices compare exactly."""
+    x = torch.randn(B, d, dtype=dtype, device=device)
+    W = torch.randn(F, d, dtype=dtype, device=device) / max(d, 1) ** 0.5
+    b = torch.randn(F, dtype=dtype, device=device) * 0.3 + bias_shift
+    return x, W, b
+
+
+def grid(B, d, F, dtype=torch.float32, device="cpu"):
+    """Inputs on a coarse grid (multiples of 1/2, |v| <= 1): every dot product is exact in any
+    summation order, so all implementations see bit-identical pre-activations, with many ties and
+    many rows that have fewer than k positive entries."""
+    g = lambda *s: (torch.randint(-2, 3, s, device=device) * 0.5).to(dtype)  # noqa: E731
+    return g(B, d), g(F, d), g(F)
+
+
+def encoders(impl):
+    """(topk, batch_topk, feature_choice) callables returning plain tuples, for one implementation:
+    'cpu' runs the ops on CPU tensors (C++ kernels); 'triton' runs the Triton kernels, on CUDA
+    tensors through the ops when there is a GPU, else on CPU tensors under the interpreter."""
+    if impl == "cpu":
+        return (torch.ops.prismkit.topk_encode, torch.ops.prismkit.batch_topk_encode,
+                torch.ops.prismkit.feature_choice_encode)  # fmt: skip
+    if HAS_CUDA:
+        def on_gpu(op):
+            return lambda *a: tuple(t.cpu() for t in op(*(t.cuda() if isinstance(t, torch.Tensor) else t for t in a)))
+
+        return (on_gpu(torch.ops.prismkit.topk_encode), on_gpu(torch.ops.prismkit.batch_topk_encode),
+                on_gpu(torch.ops.prismkit.feature_choice_encode))  # fmt: skip
+    from prismkit.triton_kernels import sae as triton_sae
+
+    return triton_sae.topk_encode, triton_sae.batch_topk_encode, triton_sae.feature_choice_encode
+
+
+__all__ = ["continuous", "grid", "encoders", "ops", "ref", "prismkit", "HAS_CUDA"]
