@@ -17,4 +17,7 @@ TORCH_LIBRARY(prismkit, m) {
   m.def(
       "sparse_decode_grad_weight(Tensor grad_out, Tensor values, Tensor indices, Tensor? offsets, "
       "int num_latents) -> (Tensor grad_weight, Tensor grad_value_sum)");
+  m.def(
+      "sparse_decode_backward(Tensor grad_out, Tensor values, Tensor indices, Tensor? offsets, Tensor W_dec) "
+      "-> (Tensor grad_values, Tensor grad_weight)");
 }

@@ -60,8 +60,10 @@ def test_gradient_ops_match_reference(dtype):
                 **TOLERANCES[dtype],
             )
             for got, want in zip(
-                P.sparse_decode_grad_weight(grad_out, values, indices, offsets, F),
-                ref.sparse_decode_grad_weight(grad_out, values, indices, offsets, F),
+                P.sparse_decode_grad_weight(grad_out, values, indices, offsets, F)
+                + P.sparse_decode_backward(grad_out, values, indices, offsets, W),
+                ref.sparse_decode_grad_weight(grad_out, values, indices, offsets, F)
+                + ref.sparse_decode_backward(grad_out, values, indices, offsets, W),
             ):
                 torch.testing.assert_close(got, want, **TOLERANCES[dtype])
 
@@ -100,9 +102,13 @@ def test_weight_gradient_is_deterministic():
     values, indices, offsets = row_compressed_code(200, 50, 30, torch.float32)
     grad_out = torch.randn(200, 64)
     first = P.sparse_decode_grad_weight(grad_out, values, indices, offsets, 50)
+    W = torch.randn(50, 64)
+    first_fused = P.sparse_decode_backward(grad_out, values, indices, offsets, W)
     for _ in range(3):
         again = P.sparse_decode_grad_weight(grad_out, values, indices, offsets, 50)
         assert all(torch.equal(a, f) for a, f in zip(again, first))
+        again = P.sparse_decode_backward(grad_out, values, indices, offsets, W)
+        assert all(torch.equal(a, f) for a, f in zip(again, first_fused))
 
 
 # ---- autograd, opcheck -------------------------------------------------------------------
@@ -125,6 +131,9 @@ def test_decode_gradcheck_and_gradgradcheck(layout):
     assert torch.autograd.gradcheck(
         lambda g, v: P.sparse_decode_grad_weight(g, v, indices, offsets, 8), (grad_out, values)
     )
+    assert torch.autograd.gradcheck(
+        lambda g, v, W: P.sparse_decode_backward(g, v, indices, offsets, W), (grad_out, values, W)
+    )
 
 
 @pytest.mark.parametrize("layout", ["fixed_k", "row_compressed"])
@@ -139,6 +148,7 @@ def test_decode_opcheck(layout):
         torch.library.opcheck(P.sparse_decode, (values, indices, offsets, W, None))
         torch.library.opcheck(P.sparse_decode_grad_values, (grad_out, indices, offsets, W))
         torch.library.opcheck(P.sparse_decode_grad_weight, (grad_out, values, indices, offsets, 10))
+        torch.library.opcheck(P.sparse_decode_backward, (grad_out, values, indices, offsets, W))
 
 
 # ---- bad input ---------------------------------------------------------------------------
@@ -180,6 +190,10 @@ def test_decode_bad_inputs():
         P.sparse_decode_grad_weight(grad, values, indices.clone().fill_(5), None, 5)
     with pytest.raises(ValueError, match=r"sparse_decode_grad_weight: 'num_latents' must be >= 0, got -1"):
         P.sparse_decode_grad_weight(grad, values, indices, None, -1)
+    with pytest.raises(ValueError, match=r"sparse_decode_backward: 'grad_out' must have size 3 in dim 1"):
+        P.sparse_decode_backward(torch.randn(4, 2), values, indices, None, W)
+    with pytest.raises(IndexError, match=r"sparse_decode_backward: 'indices' must lie in \[0, F\) = \[0, 6\)"):
+        P.sparse_decode_backward(grad, values, indices + 6, None, W)
 
 
 def test_nan_values_propagate():

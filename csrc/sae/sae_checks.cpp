@@ -146,4 +146,20 @@ SparseLayout check_sparse_decode_grad_weight_args(const at::Tensor& grad_out, co
   return layout;
 }
 
+SparseLayout check_sparse_decode_backward_args(const at::Tensor& grad_out, const at::Tensor& values,
+                                              const at::Tensor& indices, const std::optional<at::Tensor>& offsets,
+                                              const at::Tensor& W_dec) {
+  const char* op = "sparse_decode_backward";
+  check_weight(op, "W_dec", W_dec);
+  check_values(op, "values", values, indices);
+  check_same_dtype(op, "W_dec", W_dec, "values", values);
+  check_same_device(op, "W_dec", W_dec, "values", values);
+  const SparseLayout layout = check_sparse_layout(op, indices, offsets, W_dec.size(0), values, "values");
+  check_rows(op, "grad_out", grad_out, layout.B, "B, the number of rows of the sparse code");
+  check_same_dtype(op, "grad_out", grad_out, "values", values);
+  check_same_device(op, "grad_out", grad_out, "values", values);
+  check_size(op, "grad_out", grad_out, 1, W_dec.size(1), "d, the feature size of W_dec");
+  return layout;
+}
+
 }  // namespace prismkit::sae

@@ -48,6 +48,9 @@ SparseLayout check_sparse_decode_grad_values_args(const at::Tensor& grad_out, co
 SparseLayout check_sparse_decode_grad_weight_args(const at::Tensor& grad_out, const at::Tensor& values,
                                                   const at::Tensor& indices, const std::optional<at::Tensor>& offsets,
                                                   int64_t num_latents);
+SparseLayout check_sparse_decode_backward_args(const at::Tensor& grad_out, const at::Tensor& values,
+                                              const at::Tensor& indices, const std::optional<at::Tensor>& offsets,
+                                              const at::Tensor& W_dec);
 
 // values has the shape of indices and a floating dtype.
 void check_values(const char* op, const char* name, const at::Tensor& values, const at::Tensor& indices);

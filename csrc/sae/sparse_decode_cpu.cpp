@@ -1,6 +1,7 @@
 // prismkit::sparse_decode on the CPU: out[r] = b_dec + sum over row r's entries p of
 // values[p] * W_dec[indices[p]]. Rows are independent, so threads split the batch; each
 // row accumulates in its own output row, in the input dtype (float32 or float64).
+#include "common/cpu_alloc.h"
 #include "common/vector_math.h"
 #include "sae/sae_checks.h"
 #include "sae/sparse_rows_cpu.h"
@@ -19,7 +20,7 @@ at::Tensor sparse_decode_cpu(const at::Tensor& values, const at::Tensor& indices
                              const std::optional<at::Tensor>& b_dec) {
   const SparseLayout layout = check_sparse_decode_args(values, indices, offsets, W_dec, b_dec);
   const int64_t d = W_dec.size(1);
-  at::Tensor out = at::empty({layout.B, d}, W_dec.options());
+  at::Tensor out = empty_for_large_output({layout.B, d}, W_dec.options());
   if (layout.B == 0 || d == 0) return out;
   const at::Tensor v = values.contiguous(), idx = indices.contiguous(), W = W_dec.contiguous();
   const at::Tensor off = offsets.has_value() ? offsets->contiguous() : at::Tensor();
@@ -38,12 +39,9 @@ at::Tensor sparse_decode_cpu(const at::Tensor& values, const at::Tensor& indices
           std::copy(bp, bp + d, o);
         else
           std::fill(o, o + d, scalar_t(0));
-        const int64_t end = rows.end(r);
-        for (int64_t p = rows.begin(r); p < end; ++p) {
-          // The gathered rows are scattered in W_dec: ask for the next one early.
-          if (p + 1 < end) __builtin_prefetch(wp + ip[p + 1] * d);
-          axpy(vp[p], wp + ip[p] * d, o, d);
-        }
+        // Entries of this thread's later rows are valid prefetch targets.
+        const int64_t begin = rows.begin(r), range_end = rows.end(r1 - 1);
+        gather_axpy(wp, d, ip + begin, vp + begin, rows.end(r) - begin, range_end - begin, o);
       }
     });
   });

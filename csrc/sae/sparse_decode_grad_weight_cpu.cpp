@@ -5,6 +5,7 @@
 // weight and bias gradient). Entries are counting-sorted by latent, then each thread owns
 // whole latents and writes their rows once: no atomics, and the summation order is fixed,
 // so the result is bit-deterministic.
+#include "common/cpu_alloc.h"
 #include "common/vector_math.h"
 #include "sae/sae_checks.h"
 #include "sae/sparse_rows_cpu.h"
@@ -14,7 +15,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include <algorithm>
+#include <numeric>
 
 namespace prismkit::sae {
 
@@ -26,39 +27,23 @@ std::tuple<at::Tensor, at::Tensor> sparse_decode_grad_weight_cpu(const at::Tenso
   const SparseLayout layout =
       check_sparse_decode_grad_weight_args(grad_out, values, indices, offsets, num_latents);
   const int64_t d = grad_out.size(1), F = num_latents, nnz = layout.nnz;
-  at::Tensor grad_weight = at::empty({F, d}, grad_out.options());
+  at::Tensor grad_weight = empty_for_large_output({F, d}, grad_out.options());
   at::Tensor value_sum = at::empty({F}, grad_out.options());
   const at::Tensor g = grad_out.contiguous(), v = values.contiguous(), idx = indices.contiguous();
   const at::Tensor off = offsets.has_value() ? offsets->contiguous() : at::Tensor();
   const SparseRows rows{off.defined() ? off.const_data_ptr<int64_t>() : nullptr, layout.k};
   const int64_t* ip = idx.const_data_ptr<int64_t>();
-
-  // Counting sort of the entries by latent, stable in entry order.
-  std::vector<int64_t> start(F + 1, 0), order(nnz);
-  for (int64_t p = 0; p < nnz; ++p) ++start[ip[p] + 1];
-  for (int64_t f = 0; f < F; ++f) start[f + 1] += start[f];
-  {
-    std::vector<int64_t> cursor(start.begin(), start.end() - 1);
-    for (int64_t p = 0; p < nnz; ++p) order[cursor[ip[p]]++] = p;
-  }
-  const std::vector<int64_t> row = rows.row_of_entries(layout.B, nnz);
-
   AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "sparse_decode_grad_weight_cpu", [&] {
+    const EntriesByLatent<scalar_t> by_latent(rows, layout.B, nnz, ip, v.const_data_ptr<scalar_t>(), F);
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
-    const scalar_t* vp = v.const_data_ptr<scalar_t>();
     scalar_t* gw = grad_weight.data_ptr<scalar_t>();
     scalar_t* vs = value_sum.data_ptr<scalar_t>();
     at::parallel_for(0, F, 64, [&](int64_t f0, int64_t f1) {
       for (int64_t f = f0; f < f1; ++f) {
-        scalar_t* o = gw + f * d;
-        std::fill(o, o + d, scalar_t(0));
-        scalar_t s = 0;
-        for (int64_t q = start[f]; q < start[f + 1]; ++q) {
-          const int64_t p = order[q];
-          s += vp[p];
-          axpy(vp[p], gp + row[p] * d, o, d);
-        }
-        vs[f] = s;
+        const int64_t q0 = by_latent.start[f], n = by_latent.start[f + 1] - q0;
+        gather_sum(gp, d, by_latent.rows.data() + q0, by_latent.values.data() + q0, n, nnz - q0, nullptr, nullptr,
+                   gw + f * d);
+        vs[f] = std::accumulate(by_latent.values.begin() + q0, by_latent.values.begin() + q0 + n, scalar_t(0));
       }
     });
   });

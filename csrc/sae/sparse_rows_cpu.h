@@ -22,4 +22,29 @@ struct SparseRows {
   }
 };
 
+// The entries regrouped by latent (a stable counting sort): latent f's entries are
+// order[start[f]:start[f+1]], with their rows and values copied alongside so the per-latent
+// loops read them contiguously.
+template <typename T>
+struct EntriesByLatent {
+  std::vector<int64_t> start, order, rows;
+  std::vector<T> values;
+
+  EntriesByLatent(const SparseRows& layout, int64_t B, int64_t nnz, const int64_t* indices, const T* vals,
+                  int64_t F)
+      : start(F + 1, 0), order(nnz), rows(nnz), values(nnz) {
+    for (int64_t p = 0; p < nnz; ++p) ++start[indices[p] + 1];
+    for (int64_t f = 0; f < F; ++f) start[f + 1] += start[f];
+    std::vector<int64_t> cursor(start.begin(), start.end() - 1);
+    for (int64_t r = 0; r < B; ++r) {
+      for (int64_t p = layout.begin(r); p < layout.end(r); ++p) {
+        const int64_t q = cursor[indices[p]]++;
+        order[q] = p;
+        rows[q] = r;
+        values[q] = vals[p];
+      }
+    }
+  }
+};
+
 }  // namespace prismkit::sae

@@ -16,7 +16,8 @@ The ops (schemas in csrc/registration.cpp), for x [B, d], W_enc [F, d] (an
 * ``sparse_decode(values, indices, offsets, W_dec, b_dec) -> x_hat [B, d]``:
   ``x_hat[r] = b_dec + sum_p values[p] * W_dec[indices[p]]`` over row r's entries.
 * ``sparse_decode_grad_values`` and ``sparse_decode_grad_weight``: the two halves of
-  sparse_decode's backward (also used by the encoders' backward); see their wrappers.
+  sparse_decode's backward (also used by the encoders' backward), and
+  ``sparse_decode_backward``, both in one pass; see their wrappers.
 
 Ranking rule, shared by every implementation: larger value first; NaN ranks above every
 number (as in ``torch.topk``) and counts as positive, so a NaN pre-activation shows up in the
@@ -66,6 +67,7 @@ __all__ = [
     "sparse_decode",
     "sparse_decode_grad_values",
     "sparse_decode_grad_weight",
+    "sparse_decode_backward",
     "equal_capacity",
     "zipf_capacity",
 ]
@@ -178,6 +180,16 @@ def sparse_decode_grad_weight(
     With ``grad_out`` = the decoder's output gradient this is W_dec's gradient; with ``grad_out = x``
     it is the encoder's weight and bias gradient. Deterministic (entries are sorted by latent)."""
     return _ops.sparse_decode_grad_weight(grad_out, values, indices, offsets, num_latents)
+
+
+def sparse_decode_backward(
+    grad_out: Tensor, values: Tensor, indices: Tensor, offsets: Optional[Tensor], W_dec: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Both gradients of ``sparse_decode`` at once: ``(grad_values, grad_W_dec)``, equal to
+    ``sparse_decode_grad_values(grad_out, indices, offsets, W_dec)`` and
+    ``sparse_decode_grad_weight(grad_out, values, indices, offsets, F)[0]``. On the CPU one pass
+    over the entries grouped by latent gathers each grad_out row once for both."""
+    return _ops.sparse_decode_backward(grad_out, values, indices, offsets, W_dec)
 
 
 def equal_capacity(num_latents: int, k: int, batch_size: int, device=None) -> Tensor:
@@ -367,6 +379,21 @@ def _sparse_decode_grad_weight_fake(grad_out, values, indices, offsets, num_late
     return grad_out.new_empty(num_latents, grad_out.shape[1]), grad_out.new_empty(num_latents)
 
 
+@torch.library.register_fake("prismkit::sparse_decode_backward")
+def _sparse_decode_backward_fake(grad_out, values, indices, offsets, W_dec):
+    op = "sparse_decode_backward"
+    _check_weight(op, "W_dec", W_dec)
+    _check_values(op, "values", values, indices)
+    check_same_dtype(op, "W_dec", W_dec, "values", values)
+    check_same_device(op, "W_dec", W_dec, "values", values)
+    B = _check_layout_shapes(op, indices, offsets, values, "values")
+    _check_rows(op, "grad_out", grad_out, B)
+    check_same_dtype(op, "grad_out", grad_out, "values", values)
+    check_same_device(op, "grad_out", grad_out, "values", values)
+    check_size(op, "grad_out", grad_out, 1, W_dec.shape[1], "d, the feature size of W_dec")
+    return grad_out.new_empty(indices.shape), grad_out.new_empty(W_dec.shape)
+
+
 # --------------------------------------------------------------------------------------------
 # Autograd: every backward is made of the three decode ops (and cheap ATen reductions).
 # --------------------------------------------------------------------------------------------
@@ -405,9 +432,11 @@ def _decode_setup_context(ctx, inputs, output):
 def _decode_backward(ctx, grad_out):
     values, indices, offsets, W_dec = ctx.saved_tensors
     grad_values = grad_W = grad_b = None
-    if ctx.needs_input_grad[0]:
+    if ctx.needs_input_grad[0] and ctx.needs_input_grad[3]:
+        grad_values, grad_W = _ops.sparse_decode_backward(grad_out, values, indices, offsets, W_dec)
+    elif ctx.needs_input_grad[0]:
         grad_values = _ops.sparse_decode_grad_values(grad_out, indices, offsets, W_dec)
-    if ctx.needs_input_grad[3]:
+    elif ctx.needs_input_grad[3]:
         grad_W, _ = _ops.sparse_decode_grad_weight(grad_out, values, indices, offsets, W_dec.shape[0])
     if ctx.needs_input_grad[4]:
         grad_b = grad_out.sum(0)
@@ -454,6 +483,30 @@ def _grad_weight_backward(ctx, g_weight, g_value_sum):
 
 torch.library.register_autograd(
     "prismkit::sparse_decode_grad_weight", _grad_weight_backward, setup_context=_grad_weight_setup_context
+)
+
+
+def _backward_setup_context(ctx, inputs, output):
+    grad_out, values, indices, offsets, W_dec = inputs
+    ctx.save_for_backward(grad_out, values, indices, offsets, W_dec)
+
+
+def _backward_backward(ctx, gg_values, gg_weight):
+    grad_out, values, indices, offsets, W_dec = ctx.saved_tensors
+    d_grad_out = d_values = d_W = None
+    if ctx.needs_input_grad[0]:
+        d_grad_out = _ops.sparse_decode(gg_values, indices, offsets, W_dec, None) + _ops.sparse_decode(
+            values, indices, offsets, gg_weight, None
+        )
+    if ctx.needs_input_grad[1]:
+        d_values = _ops.sparse_decode_grad_values(grad_out, indices, offsets, gg_weight)
+    if ctx.needs_input_grad[4]:
+        d_W, _ = _ops.sparse_decode_grad_weight(grad_out, gg_values, indices, offsets, W_dec.shape[0])
+    return d_grad_out, d_values, None, None, d_W
+
+
+torch.library.register_autograd(
+    "prismkit::sparse_decode_backward", _backward_backward, setup_context=_backward_setup_context
 )
 
 

@@ -96,6 +96,15 @@ def sparse_decode_grad_weight(
     return grad_weight, grad_out.new_zeros(num_latents).index_add(0, flat_idx, flat_val)
 
 
+def sparse_decode_backward(
+    grad_out: Tensor, values: Tensor, indices: Tensor, offsets: Optional[Tensor], W_dec: Tensor
+) -> tuple[Tensor, Tensor]:
+    return (
+        sparse_decode_grad_values(grad_out, indices, offsets, W_dec),
+        sparse_decode_grad_weight(grad_out, values, indices, offsets, W_dec.shape[0])[0],
+    )
+
+
 # ---- The plain-PyTorch way, as users write it today (benchmark and demo baselines) ---------
 # torch.topk instead of a stable sort: faster, with unspecified order among ties.
 

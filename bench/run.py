@@ -1,0 +1,148 @@
+"""Run the benchmark suite, print one table per core and write bench/results/<device>.json.
+
+    python bench/run.py                      # CPU, all cases (paper sizes), ~10 minutes on 2 cores
+    python bench/run.py --cases small        # seconds
+    python bench/run.py --device cuda        # GPU rows (bf16), for make gpu-check
+
+Each result row pairs a prismkit measurement with one baseline measured in the same run
+(pytest-benchmark medians; see bench/conftest.py). CPU peak memory is the rise of the process's
+peak resident set size during one call (prismkit/_measure.py); GPU peak memory is
+torch.cuda.max_memory_allocated beyond the inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import sys
+import tempfile
+
+import pytest
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import check_results  # noqa: E402
+
+SUITES = ["sae.py"]  # one file per core; later cores add theirs
+
+
+def device_label(device: str) -> tuple[str, str]:
+    """(description stored in the file, file stem)."""
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        stem = re.sub(r"[^a-z0-9]+", "-", name.lower().replace("nvidia", "")).strip("-").split("-")[0]
+        return name, stem
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} threads, {os.cpu_count()} logical cores)", f"cpu-{threads}core"
+
+
+def to_rows(entries, peaks):
+    groups = {}
+    for e in entries:
+        info = e["extra_info"]
+        key = (info["core"], info["op"], info["mode"], info["case"])
+        groups.setdefault(key, {"prismkit": None, "baselines": []})
+        if info["side"] == "prismkit":
+            groups[key]["prismkit"] = e
+        else:
+            groups[key]["baselines"].append(e)
+    rows = []
+    for (core, op, mode, case), g in groups.items():
+        mine = g["prismkit"]
+        if mine is None:
+            continue
+        ms = mine["stats"]["median"] * 1e3
+        for base in g["baselines"]:
+            base_ms = base["stats"]["median"] * 1e3
+            row = {
+                "core": core, "op": op, "mode": mode, "case": case, "impl": mine["extra_info"]["impl"],
+                "baseline": base["extra_info"]["baseline"], "median_ms": round(ms, 4),
+                "baseline_median_ms": round(base_ms, 4), "speedup": round(base_ms / ms, 4),
+                "peak_mem_mb": round(mine["extra_info"]["peak_mem_mb"], 2),
+                "baseline_peak_mem_mb": round(base["extra_info"]["peak_mem_mb"], 2),
+                "rounds": mine["stats"]["rounds"],
+            }  # fmt: skip
+            if peaks:
+                bandwidth, flops = peaks
+                if "bytes" in mine["extra_info"]:
+                    row["roofline_fraction"] = round(mine["extra_info"]["bytes"] / (ms / 1e3) / bandwidth, 4)
+                elif "flops" in mine["extra_info"]:
+                    row["roofline_fraction"] = round(mine["extra_info"]["flops"] / (ms / 1e3) / flops, 4)
+            rows.append(row)
+    return rows
+
+
+def print_table(rows):
+    for core in sorted({r["core"] for r in rows}):
+        print(f"\n== {core} ==")
+        header = ("op", "mode", "case", "impl", "baseline", "ms", "base ms", "speedup", "MiB", "base MiB", "roofline")
+        table = [(r["op"], r["mode"], r["case"], r["impl"], r["baseline"], f"{r['median_ms']:.2f}",
+                  f"{r['baseline_median_ms']:.2f}", f"{r['speedup']:.2f}x", f"{r['peak_mem_mb']:.1f}",
+                  f"{r['baseline_peak_mem_mb']:.1f}", f"{r['roofline_fraction']:.2f}" if "roofline_fraction" in r else "")
+                 for r in rows if r["core"] == core]  # fmt: skip
+        widths = [max(len(str(x[i])) for x in table + [header]) for i in range(len(header))]
+        for line in [header] + table:
+            print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--cases", default="all", choices=["all", "small"])
+    parser.add_argument("--out", help="result file (default <out-dir>/<device>.json)")
+    parser.add_argument("--out-dir", default=os.path.join(HERE, "results"), help="default bench/results")
+    parser.add_argument("-k", dest="select", help="pytest -k expression to run a subset")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = os.path.join(tmp, "raw.json")
+        pytest_args = [os.path.join(HERE, s) for s in SUITES] + [
+            "-q", "-p", "no:cacheprovider", f"--rootdir={HERE}", f"--benchmark-json={raw}",
+            "--benchmark-columns=median,rounds", "--benchmark-sort=name",
+            f"--bench-device={args.device}", f"--bench-cases={args.cases}",
+        ]  # fmt: skip
+        if args.select:
+            pytest_args += ["-k", args.select]
+        code = pytest.main(pytest_args)
+        if code not in (0, 5) or not os.path.exists(raw):
+            print(f"benchmarks failed (pytest exit code {code})")
+            return 1
+        with open(raw) as f:
+            entries = json.load(f)["benchmarks"]
+
+    peaks = None
+    if args.device == "cuda":
+        from sae import gpu_peaks
+
+        peaks = gpu_peaks()
+    description, stem = device_label(args.device)
+    rows = to_rows(entries, peaks)
+    result = {
+        "device": description,
+        "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+        "command": "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "timing": "pytest-benchmark median over 3-20 rounds (about 4 s each side), after a warm-up call",
+        "memory": "CPU: rise of peak RSS during one call (VmHWM reset via /proc/self/clear_refs); "
+        "GPU: torch.cuda.max_memory_allocated beyond the inputs",
+        "rows": rows,
+    }
+    out = args.out or os.path.join(args.out_dir, f"{stem}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+    print_table(rows)
+    print(f"\nwrote {out}")
+    found = check_results.problems(result)
+    for p in found:
+        print(f"format problem: {p}")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

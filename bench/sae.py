@@ -1,0 +1,156 @@
+"""SAE op benchmarks: the fused encoders, sparse_decode (forward, forward+backward) and one TopK
+SAE training step, each against the way users do it today. Run with bench/run.py (`make bench`).
+
+Cases use the sizes of the papers' SAEs (research note sae.md): GPT-2 small's residual stream
+with 24,576 latents at 4096 tokens, a Gemma-2-2B-like width at 1024 tokens, and a small case.
+CPU runs float32; GPU runs bfloat16 (the training step float32).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prismkit.ops import sae as ops
+from prismkit.reference import sae as ref
+
+CASES = {  # name: (d, F, k, B)
+    "small d64 F2048 k8 B256": (64, 2048, 8, 256),
+    "gpt2-small d768 F24576 k32 B4096": (768, 24576, 32, 4096),
+    "gemma2-2b-like d2304 F65536 k64 B1024": (2304, 65536, 64, 1024),
+}
+
+# Device peaks for roofline fractions: (HBM bytes/s, dense bf16 FLOP/s), by device-name fragment.
+GPU_PEAKS = {"H100 PCIe": (2.0e12, 756e12), "H100": (3.35e12, 989e12), "H200": (4.8e12, 989e12)}
+
+
+@pytest.fixture(params=list(CASES))
+def case(request, bench_cases):
+    if bench_cases == "small" and not request.param.startswith("small"):
+        pytest.skip("--bench-cases small")
+    return request.param
+
+
+def dtype_for(device):
+    return torch.bfloat16 if device == "cuda" else torch.float32
+
+
+def gpu_peaks():
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in GPU_PEAKS.items() if k in name), None)
+
+
+@functools.lru_cache(maxsize=1)
+def inputs(case, device, dtype):
+    """x, SAE weights (W_dec tied to W_enc at init) and a TopK code of x, made once per case."""
+    d, F_, k, B = CASES[case]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(B, d, generator=g)
+    W_enc = torch.randn(F_, d, generator=g) / d**0.5
+    b_enc = torch.randn(F_, generator=g) * 0.1
+    t = {"x": x, "W_enc": W_enc, "b_enc": b_enc, "W_dec": W_enc.clone(), "b_dec": torch.zeros(d)}
+    t = {name: v.to(device=device, dtype=dtype) for name, v in t.items()}
+    code = ops.topk_encode(t["x"], t["W_enc"], t["b_enc"], k)
+    t["values"], t["indices"] = code.values, code.indices
+    t["capacity"] = ops.equal_capacity(F_, k, B, device=device)
+    return t
+
+
+def impl_for(device, triton_op):
+    return "cpu" if device == "cpu" else ("triton" if triton_op else "cuda")
+
+
+ENCODERS = {
+    "topk_encode": (lambda t, k: ops.topk_encode(t["x"], t["W_enc"], t["b_enc"], k),
+                    lambda t, k: ref.dense_topk(t["x"], t["W_enc"], t["b_enc"], k)),
+    "batch_topk_encode": (lambda t, k: ops.batch_topk_encode(t["x"], t["W_enc"], t["b_enc"], k),
+                          lambda t, k: ref.dense_batch_topk(t["x"], t["W_enc"], t["b_enc"], k)),
+    "feature_choice_encode": (lambda t, k: ops.feature_choice_encode(t["x"], t["W_enc"], t["b_enc"], t["capacity"]),
+                              lambda t, k: ref.dense_feature_choice(t["x"], t["W_enc"], t["b_enc"], t["capacity"])),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("side", ["prismkit", "dense-pytorch", "matmul-bf16"])
+@pytest.mark.parametrize("op", list(ENCODERS))
+def test_encode(measure, bench_device, case, op, side):
+    if side == "matmul-bf16" and (bench_device != "cuda" or op != "topk_encode"):
+        pytest.skip("the bare-GEMM baseline is a GPU row of topk_encode")
+    d, F_, k, B = CASES[case]
+    t = inputs(case, bench_device, dtype_for(bench_device))
+    fused, dense = ENCODERS[op]
+    fn = {"prismkit": lambda: fused(t, k), "dense-pytorch": lambda: dense(t, k),
+          "matmul-bf16": lambda: t["x"] @ t["W_enc"].T}[side]  # fmt: skip
+    extra = {}
+    if bench_device == "cuda" and gpu_peaks() and side == "prismkit":
+        extra["flops"] = 2.0 * B * F_ * d
+    with torch.no_grad():
+        measure(fn, core="sae", op=op, mode="forward", case=case, impl=impl_for(bench_device, True),
+                baseline=None if side == "prismkit" else side, extra=extra)  # fmt: skip
+
+
+@pytest.mark.parametrize("side", ["prismkit", "dense-pytorch", "embedding_bag"])
+def test_sparse_decode_forward(measure, bench_device, case, side):
+    d, F_, k, B = CASES[case]
+    t = inputs(case, bench_device, dtype_for(bench_device))
+    if side == "prismkit":
+        fn = lambda: ops.sparse_decode(t["values"], t["indices"], None, t["W_dec"], t["b_dec"])  # noqa: E731
+    elif side == "dense-pytorch":
+        dense = ref.to_dense(t["values"], t["indices"], None, F_)
+        fn = lambda: dense @ t["W_dec"] + t["b_dec"]  # noqa: E731
+    else:
+        fn = lambda: F.embedding_bag(t["indices"], t["W_dec"], per_sample_weights=t["values"], mode="sum") + t["b_dec"]  # noqa: E731
+    extra = {}
+    if bench_device == "cuda" and side == "prismkit":
+        elt = t["W_dec"].element_size()
+        extra["bytes"] = B * k * (d * elt + elt + 8) + B * d * elt
+    with torch.no_grad():
+        measure(fn, core="sae", op="sparse_decode", mode="forward", case=case, impl=impl_for(bench_device, False),
+                baseline=None if side == "prismkit" else side, extra=extra)  # fmt: skip
+
+
+@pytest.mark.parametrize("side", ["prismkit", "embedding_bag"])
+def test_sparse_decode_forward_backward(measure, bench_device, case, side):
+    d, F_, k, B = CASES[case]
+    t = inputs(case, bench_device, dtype_for(bench_device))
+    values = t["values"].clone().requires_grad_()
+    W_dec = t["W_dec"].clone().requires_grad_()
+    b_dec = t["b_dec"].clone().requires_grad_()
+    grad = torch.randn(B, d, device=bench_device, dtype=values.dtype)
+
+    def fn():
+        for p in (values, W_dec, b_dec):
+            p.grad = None
+        if side == "prismkit":
+            out = ops.sparse_decode(values, t["indices"], None, W_dec, b_dec)
+        else:
+            out = F.embedding_bag(t["indices"], W_dec, per_sample_weights=values, mode="sum") + b_dec
+        out.backward(grad)
+
+    measure(fn, core="sae", op="sparse_decode", mode="forward+backward", case=case,
+            impl=impl_for(bench_device, False), baseline=None if side == "prismkit" else side)  # fmt: skip
+
+
+@pytest.mark.parametrize("side", ["prismkit", "dense-pytorch"])
+def test_train_step(measure, bench_device, case, side):
+    """One TopK SAE step: encode (x - b_dec), decode, MSE, backward (optimizer excluded)."""
+    d, F_, k, B = CASES[case]
+    t = inputs(case, bench_device, dtype_for(bench_device))
+    x = t["x"].float()
+    W_enc, b_enc, W_dec, b_dec = (t[n].float().clone().requires_grad_() for n in ("W_enc", "b_enc", "W_dec", "b_dec"))
+
+    def fn():
+        for p in (W_enc, b_enc, W_dec, b_dec):
+            p.grad = None
+        if side == "prismkit":
+            x_hat = ops.topk_encode(x - b_dec, W_enc, b_enc, k).decode(W_dec, b_dec)
+        else:
+            acts = torch.relu(F.linear(x - b_dec, W_enc, b_enc))
+            values, indices = acts.topk(k, dim=1, sorted=False)
+            x_hat = torch.zeros_like(acts).scatter(1, indices, values) @ W_dec + b_dec
+        (x_hat - x).pow(2).sum(-1).mean().backward()
+
+    measure(fn, core="sae", op="train_step", mode="step", case=case, impl=impl_for(bench_device, True),
+            baseline=None if side == "prismkit" else side)  # fmt: skip

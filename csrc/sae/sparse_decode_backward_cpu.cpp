@@ -1,0 +1,54 @@
+// prismkit::sparse_decode_backward on the CPU: both gradients of sparse_decode in one pass,
+//   grad_values[p] = grad_out[row(p)] . W_dec[indices[p]]
+//   grad_weight[f] = sum over entries p of latent f of values[p] * grad_out[row(p)]
+// Entries are regrouped by latent; each latent's W_dec row is read once and held in registers
+// while its entries' grad_out rows are gathered once for both sums. Computed separately, the
+// two gradients gather a W_dec row per entry and a grad_out row per entry; fused, only the
+// grad_out rows (a [B, d] matrix, far smaller than W_dec) are gathered. Bit-deterministic.
+#include "common/cpu_alloc.h"
+#include "common/vector_math.h"
+#include "sae/sae_checks.h"
+#include "sae/sparse_rows_cpu.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+namespace prismkit::sae {
+
+std::tuple<at::Tensor, at::Tensor> sparse_decode_backward_cpu(const at::Tensor& grad_out, const at::Tensor& values,
+                                                              const at::Tensor& indices,
+                                                              const std::optional<at::Tensor>& offsets,
+                                                              const at::Tensor& W_dec) {
+  const SparseLayout layout = check_sparse_decode_backward_args(grad_out, values, indices, offsets, W_dec);
+  const int64_t d = W_dec.size(1), F = W_dec.size(0), nnz = layout.nnz;
+  at::Tensor grad_values = at::empty(indices.sizes(), grad_out.options());
+  at::Tensor grad_weight = empty_for_large_output({F, d}, grad_out.options());
+  const at::Tensor g = grad_out.contiguous(), v = values.contiguous(), idx = indices.contiguous(),
+                   W = W_dec.contiguous();
+  const at::Tensor off = offsets.has_value() ? offsets->contiguous() : at::Tensor();
+  const SparseRows rows{off.defined() ? off.const_data_ptr<int64_t>() : nullptr, layout.k};
+  AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "sparse_decode_backward_cpu", [&] {
+    const EntriesByLatent<scalar_t> by_latent(rows, layout.B, nnz, idx.const_data_ptr<int64_t>(),
+                                              v.const_data_ptr<scalar_t>(), F);
+    std::vector<scalar_t> dots(nnz);
+    const scalar_t* gp = g.const_data_ptr<scalar_t>();
+    const scalar_t* wp = W.const_data_ptr<scalar_t>();
+    scalar_t* gw = grad_weight.data_ptr<scalar_t>();
+    scalar_t* gv = grad_values.data_ptr<scalar_t>();
+    at::parallel_for(0, F, 64, [&](int64_t f0, int64_t f1) {
+      for (int64_t f = f0; f < f1; ++f) {
+        const int64_t q0 = by_latent.start[f], n = by_latent.start[f + 1] - q0;
+        gather_sum(gp, d, by_latent.rows.data() + q0, by_latent.values.data() + q0, n, nnz - q0, wp + f * d,
+                   dots.data() + q0, gw + f * d);
+        for (int64_t q = q0; q < q0 + n; ++q) gv[by_latent.order[q]] = dots[q];
+      }
+    });
+  });
+  return {grad_values, grad_weight};
+}
+
+TORCH_LIBRARY_IMPL(prismkit, CPU, m) { m.impl("sparse_decode_backward", &sparse_decode_backward_cpu); }
+
+}  // namespace prismkit::sae
