@@ -1,13 +1,14 @@
 """pytest-benchmark setup for the prismkit benchmarks (run them with bench/run.py or `make bench`).
 
-Every benchmark test times one side of a comparison, prismkit or a named baseline, and tags the
-result with the fields of a DESIGN.md result row (core, op, mode, case, impl) plus its peak
-memory; bench/run.py pairs each prismkit result with the baselines of the same core/op/mode/case.
+Every benchmark test compares one prismkit call with its baselines (the `compare` fixture) and
+tags the result with the fields of a DESIGN.md result row (core, op, mode, case, impl), the
+baselines' medians and every side's peak memory; bench/run.py turns each into rows.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 
 import pytest
@@ -41,25 +42,52 @@ def _sync(device):
 
 
 @pytest.fixture
-def measure(benchmark, bench_device):
-    """measure(fn, core=, op=, mode=, case=, impl=, baseline=None, extra=None): time fn with
-    pytest-benchmark (GPU work synchronized inside the timed call; about 4 s of rounds, 3 to 20)
-    and record its peak memory. baseline=None marks the prismkit side."""
+def compare(benchmark, bench_device):
+    """compare(fn, baselines, core=, op=, mode=, case=, impl=, setup=None, extra=None).
 
-    def run(fn, *, core, op, mode, case, impl, baseline=None, extra=None):
-        def timed():
+    Times the prismkit callable ``fn`` with pytest-benchmark and every baseline callable of the
+    ``baselines`` dict ({name: fn}) in the same rounds, interleaved: before each timed prismkit
+    call, each baseline is called and timed once (so slow drifts of a shared machine hit both
+    sides alike). ``setup`` (untimed) runs before every call, e.g. to clear gradients. GPU work is
+    synchronized inside each timing. Each side's peak memory is measured in one extra call.
+    """
+
+    def run(fn, baselines, *, core, op, mode, case, impl, setup=None, extra=None):
+        setup = setup or (lambda: None)
+
+        def timed(f):
+            setup()
+            _sync(bench_device)
+            start = time.perf_counter()
+            f()
+            _sync(bench_device)
+            return time.perf_counter() - start
+
+        first = timed(fn) + sum(timed(b) for b in baselines.values())  # warm-up, sizes the rounds
+        rounds = min(50, max(3, math.ceil(6.0 / max(first, 1e-6))))
+        baseline_times = {name: [] for name in baselines}
+
+        def before_round():
+            for name, b in baselines.items():
+                baseline_times[name].append(timed(b))
+            setup()
+            _sync(bench_device)
+
+        def target():
             fn()
             _sync(bench_device)
 
-        start = time.perf_counter()
-        timed()  # warm-up, also sizes the number of rounds
-        first = time.perf_counter() - start
-        rounds = min(20, max(3, math.ceil(4.0 / max(first, 1e-6))))
-        benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=1 if first < 0.5 else 0)
+        benchmark.pedantic(target, setup=before_round, rounds=rounds, iterations=1, warmup_rounds=0)
+
+        def peak(f):
+            setup()
+            return _measure.peak_memory_mb(f, bench_device)
+
         benchmark.extra_info.update(
-            core=core, op=op, mode=mode, case=case, impl=impl,
-            side="prismkit" if baseline is None else "baseline", baseline=baseline,
-            peak_mem_mb=_measure.peak_memory_mb(fn, bench_device), **(extra or {}),
+            core=core, op=op, mode=mode, case=case, impl=impl, peak_mem_mb=peak(fn),
+            baselines={name: {"median_ms": statistics.median(t) * 1e3, "peak_mem_mb": peak(baselines[name])}
+                       for name, t in baseline_times.items()},
+            **(extra or {}),
         )  # fmt: skip
 
     return run

@@ -4,8 +4,8 @@
     python bench/run.py --cases small        # seconds
     python bench/run.py --device cuda        # GPU rows (bf16), for make gpu-check
 
-Each result row pairs a prismkit measurement with one baseline measured in the same run
-(pytest-benchmark medians; see bench/conftest.py). CPU peak memory is the rise of the process's
+Each result row pairs a prismkit measurement (pytest-benchmark median) with one baseline timed in
+the same rounds, interleaved with it (see bench/conftest.py). CPU peak memory is the rise of the process's
 peak resident set size during one call (prismkit/_measure.py); GPU peak memory is
 torch.cuda.max_memory_allocated beyond the inputs.
 """
@@ -41,37 +41,24 @@ def device_label(device: str) -> tuple[str, str]:
 
 
 def to_rows(entries, peaks):
-    groups = {}
+    rows = []
     for e in entries:
         info = e["extra_info"]
-        key = (info["core"], info["op"], info["mode"], info["case"])
-        groups.setdefault(key, {"prismkit": None, "baselines": []})
-        if info["side"] == "prismkit":
-            groups[key]["prismkit"] = e
-        else:
-            groups[key]["baselines"].append(e)
-    rows = []
-    for (core, op, mode, case), g in groups.items():
-        mine = g["prismkit"]
-        if mine is None:
-            continue
-        ms = mine["stats"]["median"] * 1e3
-        for base in g["baselines"]:
-            base_ms = base["stats"]["median"] * 1e3
+        ms = e["stats"]["median"] * 1e3
+        for name, base in info["baselines"].items():
             row = {
-                "core": core, "op": op, "mode": mode, "case": case, "impl": mine["extra_info"]["impl"],
-                "baseline": base["extra_info"]["baseline"], "median_ms": round(ms, 4),
-                "baseline_median_ms": round(base_ms, 4), "speedup": round(base_ms / ms, 4),
-                "peak_mem_mb": round(mine["extra_info"]["peak_mem_mb"], 2),
-                "baseline_peak_mem_mb": round(base["extra_info"]["peak_mem_mb"], 2),
-                "rounds": mine["stats"]["rounds"],
+                "core": info["core"], "op": info["op"], "mode": info["mode"], "case": info["case"],
+                "impl": info["impl"], "baseline": name, "median_ms": round(ms, 4),
+                "baseline_median_ms": round(base["median_ms"], 4), "speedup": round(base["median_ms"] / ms, 4),
+                "peak_mem_mb": round(info["peak_mem_mb"], 2), "baseline_peak_mem_mb": round(base["peak_mem_mb"], 2),
+                "rounds": e["stats"]["rounds"],
             }  # fmt: skip
             if peaks:
                 bandwidth, flops = peaks
-                if "bytes" in mine["extra_info"]:
-                    row["roofline_fraction"] = round(mine["extra_info"]["bytes"] / (ms / 1e3) / bandwidth, 4)
-                elif "flops" in mine["extra_info"]:
-                    row["roofline_fraction"] = round(mine["extra_info"]["flops"] / (ms / 1e3) / flops, 4)
+                if "bytes" in info:
+                    row["roofline_fraction"] = round(info["bytes"] / (ms / 1e3) / bandwidth, 4)
+                elif "flops" in info:
+                    row["roofline_fraction"] = round(info["flops"] / (ms / 1e3) / flops, 4)
             rows.append(row)
     return rows
 
@@ -89,6 +76,21 @@ def print_table(rows):
             print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)))
 
 
+def markdown(path) -> str:
+    """The README's benchmark table for one result file."""
+    with open(path) as f:
+        data = json.load(f)
+    lines = [f"{data['device']}, torch {data['torch']}, {data['date']} (`{data.get('command', '')}`)", "",
+             "| op | mode | case | baseline | prismkit ms | baseline ms | speedup | prismkit MiB | baseline MiB |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in data["rows"]:
+        roof = f" (roofline {r['roofline_fraction']:.2f})" if "roofline_fraction" in r else ""
+        lines.append(f"| {r['op']} | {r['mode']} | {r['case']} | {r['baseline']} | {r['median_ms']:.2f} | "
+                     f"{r['baseline_median_ms']:.2f} | {r['speedup']:.2f}x{roof} | {r['peak_mem_mb']:.1f} | "
+                     f"{r['baseline_peak_mem_mb']:.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -96,7 +98,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="result file (default <out-dir>/<device>.json)")
     parser.add_argument("--out-dir", default=os.path.join(HERE, "results"), help="default bench/results")
     parser.add_argument("-k", dest="select", help="pytest -k expression to run a subset")
+    parser.add_argument("--markdown", metavar="FILE", help="only print FILE's rows as a markdown table")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(args.markdown))
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = os.path.join(tmp, "raw.json")
@@ -125,8 +131,9 @@ def main(argv=None) -> int:
         "device": description,
         "torch": torch.__version__,
         "date": datetime.date.today().isoformat(),
-        "command": "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "timing": "pytest-benchmark median over 3-20 rounds (about 4 s each side), after a warm-up call",
+        "command": " ".join(["python bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "timing": "medians over 3-50 rounds (about 6 s per comparison) after a warm-up call; in each round "
+        "every baseline is timed once right before the pytest-benchmark-timed prismkit call",
         "memory": "CPU: rise of peak RSS during one call (VmHWM reset via /proc/self/clear_refs); "
         "GPU: torch.cuda.max_memory_allocated beyond the inputs",
         "rows": rows,

@@ -63,7 +63,7 @@ def impl_for(device, triton_op):
     return "cpu" if device == "cpu" else ("triton" if triton_op else "cuda")
 
 
-ENCODERS = {
+ENCODERS = {  # op: (prismkit, dense-pytorch)
     "topk_encode": (lambda t, k: ops.topk_encode(t["x"], t["W_enc"], t["b_enc"], k),
                     lambda t, k: ref.dense_topk(t["x"], t["W_enc"], t["b_enc"], k)),
     "batch_topk_encode": (lambda t, k: ops.batch_topk_encode(t["x"], t["W_enc"], t["b_enc"], k),
@@ -73,46 +73,43 @@ ENCODERS = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("side", ["prismkit", "dense-pytorch", "matmul-bf16"])
 @pytest.mark.parametrize("op", list(ENCODERS))
-def test_encode(measure, bench_device, case, op, side):
-    if side == "matmul-bf16" and (bench_device != "cuda" or op != "topk_encode"):
-        pytest.skip("the bare-GEMM baseline is a GPU row of topk_encode")
+def test_encode(compare, bench_device, case, op):
     d, F_, k, B = CASES[case]
     t = inputs(case, bench_device, dtype_for(bench_device))
     fused, dense = ENCODERS[op]
-    fn = {"prismkit": lambda: fused(t, k), "dense-pytorch": lambda: dense(t, k),
-          "matmul-bf16": lambda: t["x"] @ t["W_enc"].T}[side]  # fmt: skip
+    baselines = {"dense-pytorch": lambda: dense(t, k)}
     extra = {}
-    if bench_device == "cuda" and gpu_peaks() and side == "prismkit":
-        extra["flops"] = 2.0 * B * F_ * d
+    if bench_device == "cuda":
+        if op == "topk_encode":
+            baselines["matmul-bf16"] = lambda: t["x"] @ t["W_enc"].T  # the bare GEMM of the same shape
+        if gpu_peaks():
+            extra["flops"] = 2.0 * B * F_ * d
     with torch.no_grad():
-        measure(fn, core="sae", op=op, mode="forward", case=case, impl=impl_for(bench_device, True),
-                baseline=None if side == "prismkit" else side, extra=extra)  # fmt: skip
+        compare(lambda: fused(t, k), baselines, core="sae", op=op, mode="forward", case=case,
+                impl=impl_for(bench_device, True), extra=extra)  # fmt: skip
 
 
-@pytest.mark.parametrize("side", ["prismkit", "dense-pytorch", "embedding_bag"])
-def test_sparse_decode_forward(measure, bench_device, case, side):
+def test_sparse_decode_forward(compare, bench_device, case):
     d, F_, k, B = CASES[case]
     t = inputs(case, bench_device, dtype_for(bench_device))
-    if side == "prismkit":
-        fn = lambda: ops.sparse_decode(t["values"], t["indices"], None, t["W_dec"], t["b_dec"])  # noqa: E731
-    elif side == "dense-pytorch":
-        dense = ref.to_dense(t["values"], t["indices"], None, F_)
-        fn = lambda: dense @ t["W_dec"] + t["b_dec"]  # noqa: E731
-    else:
-        fn = lambda: F.embedding_bag(t["indices"], t["W_dec"], per_sample_weights=t["values"], mode="sum") + t["b_dec"]  # noqa: E731
+    dense = ref.to_dense(t["values"], t["indices"], None, F_)
+    baselines = {
+        "dense-pytorch": lambda: dense @ t["W_dec"] + t["b_dec"],
+        "embedding_bag": lambda: F.embedding_bag(t["indices"], t["W_dec"], per_sample_weights=t["values"], mode="sum")
+        + t["b_dec"],
+    }
     extra = {}
-    if bench_device == "cuda" and side == "prismkit":
+    if bench_device == "cuda":
         elt = t["W_dec"].element_size()
-        extra["bytes"] = B * k * (d * elt + elt + 8) + B * d * elt
+        extra["bytes"] = B * k * (d * elt + elt + 8) + B * d * elt  # gathered rows, values, indices, output
     with torch.no_grad():
-        measure(fn, core="sae", op="sparse_decode", mode="forward", case=case, impl=impl_for(bench_device, False),
-                baseline=None if side == "prismkit" else side, extra=extra)  # fmt: skip
+        compare(lambda: ops.sparse_decode(t["values"], t["indices"], None, t["W_dec"], t["b_dec"]), baselines,
+                core="sae", op="sparse_decode", mode="forward", case=case, impl=impl_for(bench_device, False),
+                extra=extra)  # fmt: skip
 
 
-@pytest.mark.parametrize("side", ["prismkit", "embedding_bag"])
-def test_sparse_decode_forward_backward(measure, bench_device, case, side):
+def test_sparse_decode_forward_backward(compare, bench_device, case):
     d, F_, k, B = CASES[case]
     t = inputs(case, bench_device, dtype_for(bench_device))
     values = t["values"].clone().requires_grad_()
@@ -120,37 +117,41 @@ def test_sparse_decode_forward_backward(measure, bench_device, case, side):
     b_dec = t["b_dec"].clone().requires_grad_()
     grad = torch.randn(B, d, device=bench_device, dtype=values.dtype)
 
-    def fn():
+    def clear_grads():
         for p in (values, W_dec, b_dec):
             p.grad = None
-        if side == "prismkit":
-            out = ops.sparse_decode(values, t["indices"], None, W_dec, b_dec)
-        else:
-            out = F.embedding_bag(t["indices"], W_dec, per_sample_weights=values, mode="sum") + b_dec
-        out.backward(grad)
 
-    measure(fn, core="sae", op="sparse_decode", mode="forward+backward", case=case,
-            impl=impl_for(bench_device, False), baseline=None if side == "prismkit" else side)  # fmt: skip
+    def fused():
+        ops.sparse_decode(values, t["indices"], None, W_dec, b_dec).backward(grad)
+
+    def embedding_bag():
+        (F.embedding_bag(t["indices"], W_dec, per_sample_weights=values, mode="sum") + b_dec).backward(grad)
+
+    compare(fused, {"embedding_bag": embedding_bag}, core="sae", op="sparse_decode", mode="forward+backward",
+            case=case, impl=impl_for(bench_device, False), setup=clear_grads)  # fmt: skip
 
 
-@pytest.mark.parametrize("side", ["prismkit", "dense-pytorch"])
-def test_train_step(measure, bench_device, case, side):
+def test_train_step(compare, bench_device, case):
     """One TopK SAE step: encode (x - b_dec), decode, MSE, backward (optimizer excluded)."""
     d, F_, k, B = CASES[case]
     t = inputs(case, bench_device, dtype_for(bench_device))
     x = t["x"].float()
-    W_enc, b_enc, W_dec, b_dec = (t[n].float().clone().requires_grad_() for n in ("W_enc", "b_enc", "W_dec", "b_dec"))
+    params = [t[n].float().clone().requires_grad_() for n in ("W_enc", "b_enc", "W_dec", "b_dec")]
+    W_enc, b_enc, W_dec, b_dec = params
 
-    def fn():
-        for p in (W_enc, b_enc, W_dec, b_dec):
+    def clear_grads():
+        for p in params:
             p.grad = None
-        if side == "prismkit":
-            x_hat = ops.topk_encode(x - b_dec, W_enc, b_enc, k).decode(W_dec, b_dec)
-        else:
-            acts = torch.relu(F.linear(x - b_dec, W_enc, b_enc))
-            values, indices = acts.topk(k, dim=1, sorted=False)
-            x_hat = torch.zeros_like(acts).scatter(1, indices, values) @ W_dec + b_dec
+
+    def fused():
+        x_hat = ops.topk_encode(x - b_dec, W_enc, b_enc, k).decode(W_dec, b_dec)
         (x_hat - x).pow(2).sum(-1).mean().backward()
 
-    measure(fn, core="sae", op="train_step", mode="step", case=case, impl=impl_for(bench_device, True),
-            baseline=None if side == "prismkit" else side)  # fmt: skip
+    def dense():
+        acts = torch.relu(F.linear(x - b_dec, W_enc, b_enc))
+        values, indices = acts.topk(k, dim=1, sorted=False)
+        x_hat = torch.zeros_like(acts).scatter(1, indices, values) @ W_dec + b_dec
+        (x_hat - x).pow(2).sum(-1).mean().backward()
+
+    compare(fused, {"dense-pytorch": dense}, core="sae", op="train_step", mode="step", case=case,
+            impl=impl_for(bench_device, True), setup=clear_grads)  # fmt: skip

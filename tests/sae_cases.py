@@ -9,6 +9,13 @@ from prismkit.ops import sae as ops
 from prismkit.reference import sae as ref
 
 HAS_CUDA = torch.cuda.is_available()
+try:
+    import triton  # noqa: F401
+
+    HAS_TRITON = True
+except ImportError:  # CPU-only torch builds do not bring Triton
+    HAS_TRITON = False
+IMPLS = ["cpu", "triton"] if HAS_TRITON else ["cpu"]
 
 
 def continuous(B, d, F, dtype=torch.float64, device="cpu", bias_shift=0.0):
@@ -45,4 +52,4 @@ def encoders(impl):
     return triton_sae.topk_encode, triton_sae.batch_topk_encode, triton_sae.feature_choice_encode
 
 
-__all__ = ["continuous", "grid", "encoders", "ops", "ref", "prismkit", "HAS_CUDA"]
+__all__ = ["continuous", "grid", "encoders", "ops", "ref", "prismkit", "HAS_CUDA", "HAS_TRITON", "IMPLS"]

@@ -6,11 +6,10 @@ GPU, interpreted on the CPU otherwise; interpreted runs use fewer and smaller sh
 
 import pytest
 import torch
-from sae_cases import HAS_CUDA, continuous, encoders, grid, ops, ref
+from sae_cases import HAS_CUDA, HAS_TRITON, IMPLS, continuous, encoders, grid, ops, ref
 
 from conftest import TOLERANCES
 
-IMPLS = ["cpu", "triton"]
 INTERPRETED = not HAS_CUDA
 
 # (B, d, F, k): tiny, k = F, B = 1, F not a multiple of 8 or of the tiles, and (CPU only) shapes
@@ -88,6 +87,7 @@ def test_feature_choice_matches_reference(impl, shape):
             assert_code_equal(got, ref.feature_choice_encode(x, W, b, capacity), dtype)
 
 
+@pytest.mark.skipif(not HAS_TRITON, reason="needs Triton")
 def test_feature_choice_triton_dense_head_path():
     """Latents whose capacity exceeds the fused kernel's limit take the dense chunked path."""
     if HAS_CUDA:
