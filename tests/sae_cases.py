@@ -34,6 +34,22 @@ def grid(B, d, F, dtype=torch.float32, device="cpu"):
     return g(B, d), g(F, d), g(F)
 
 
+def fixed_k_code(B, k, F, dtype=torch.float64, device="cpu"):
+    """Distinct latents per row (as the encoders produce), random values."""
+    indices = torch.rand(B, F, device=device).argsort(1)[:, :k]
+    return torch.randn(B, k, dtype=dtype, device=device), indices, None
+
+
+def row_compressed_code(B, F, max_per_row, dtype=torch.float64, device="cpu"):
+    """Varying counts per row, some rows empty."""
+    counts = torch.randint(0, max_per_row + 1, (B,))
+    if B > 2:
+        counts[1] = 0
+    indices = torch.cat([torch.randperm(F)[: int(c)].sort().values for c in counts]) if B else torch.empty(0, dtype=torch.long)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+    return torch.randn(indices.numel(), dtype=dtype, device=device), indices.to(device), offsets.to(device)
+
+
 def encoders(impl):
     """(topk, batch_topk, feature_choice) callables returning plain tuples, for one implementation:
     'cpu' runs the ops on CPU tensors (C++ kernels); 'triton' runs the Triton kernels, on CUDA
@@ -52,4 +68,4 @@ def encoders(impl):
     return triton_sae.topk_encode, triton_sae.batch_topk_encode, triton_sae.feature_choice_encode
 
 
-__all__ = ["continuous", "grid", "encoders", "ops", "ref", "prismkit", "HAS_CUDA", "HAS_TRITON", "IMPLS"]
+__all__ = ["continuous", "grid", "encoders", "ops", "ref", "prismkit", "HAS_CUDA", "HAS_TRITON", "IMPLS", "fixed_k_code", "row_compressed_code"]

@@ -5,8 +5,7 @@ the same low precision."""
 
 import pytest
 import torch
-from sae_cases import continuous, ops, ref
-from test_sae_decode import fixed_k_code, row_compressed_code
+from sae_cases import continuous, fixed_k_code, grid, ops, ref, row_compressed_code
 
 from conftest import TOLERANCES
 
@@ -84,7 +83,6 @@ def test_encoders_select_the_largest_entries(dtype):
 
 def test_encoders_match_cpu_on_exact_inputs():
     """On grid inputs every dot product is exact, so GPU and CPU must select the same entries."""
-    from sae_cases import grid
 
     x, W, b = grid(70, 8, 333)
     cap = ops.zipf_capacity(333, 5, 70)

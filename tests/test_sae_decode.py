@@ -3,27 +3,11 @@ SparseCode. The CUDA kernels of the same ops are tested in test_sae_cuda.py."""
 
 import pytest
 import torch
-from sae_cases import continuous, ops, ref
+from sae_cases import continuous, fixed_k_code, ops, ref, row_compressed_code
 
 from conftest import TOLERANCES
 
 P = torch.ops.prismkit
-
-
-def fixed_k_code(B, k, F, dtype=torch.float64, device="cpu"):
-    """Distinct latents per row (as the encoders produce), random values."""
-    indices = torch.rand(B, F, device=device).argsort(1)[:, :k]
-    return torch.randn(B, k, dtype=dtype, device=device), indices, None
-
-
-def row_compressed_code(B, F, max_per_row, dtype=torch.float64, device="cpu"):
-    """Varying counts per row, some rows empty."""
-    counts = torch.randint(0, max_per_row + 1, (B,))
-    if B > 2:
-        counts[1] = 0
-    indices = torch.cat([torch.randperm(F)[: int(c)].sort().values for c in counts]) if B else torch.empty(0, dtype=torch.long)
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
-    return torch.randn(indices.numel(), dtype=dtype, device=device), indices.to(device), offsets.to(device)
 
 
 # (B, F, d, k): tiny, d odd, d not a multiple of any vector width, B = 1, k = F.

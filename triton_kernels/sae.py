@@ -64,6 +64,7 @@ def _row_topk_kernel(
     split = tl.program_id(1)
     rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < R
+    rows64 = rows.to(tl.int64)  # offsets into a [1M, 4096] dictionary overflow int32
     c_begin = split * cols_per_split
     c_end = tl.minimum(c_begin + cols_per_split, C)
     if BIAS_PER_ROW:
@@ -79,12 +80,12 @@ def _row_topk_kernel(
             ds = d0 + tl.arange(0, BLOCK_D)
             d_ok = ds < D
             a = tl.load(
-                a_ptr + rows[:, None] * stride_ar + ds[None, :] * stride_ad,
+                a_ptr + rows64[:, None] * stride_ar + ds[None, :] * stride_ad,
                 mask=row_ok[:, None] & d_ok[None, :],
                 other=0.0,
             )
             bt = tl.load(
-                b_ptr + cols[None, :] * stride_bc + ds[:, None] * stride_bd,
+                b_ptr + cols.to(tl.int64)[None, :] * stride_bc + ds[:, None] * stride_bd,
                 mask=col_ok[None, :] & d_ok[:, None],
                 other=0.0,
             )
@@ -110,7 +111,7 @@ def _row_topk_kernel(
                 old = tl.where(old == top, -1, old)
                 key = tl.where(key == top, -1, key)
             kth = tl.min(best, 1)
-    out = keys_ptr + rows[:, None] * (num_splits * K) + split * K + slots[None, :]
+    out = keys_ptr + rows64[:, None] * (num_splits * K) + split * K + slots[None, :]
     tl.store(out, best, mask=row_ok[:, None])
 
 

@@ -25,16 +25,8 @@ import torch  # noqa: E402  (loads libtorch, which the compiled library links ag
 _check_torch_version(_build_info.TORCH_VERSION, torch.__version__)
 
 from . import _C  # noqa: E402  (registers the ops with the dispatcher)
-from . import ops  # noqa: E402
+from . import ops, reference  # noqa: E402
 from .ops.sae import SparseCode  # noqa: E402
 
 __version__ = _build_info.VERSION
 __all__ = ["ops", "reference", "SparseCode", "__version__"]
-
-
-def __getattr__(name):
-    if name == "reference":
-        from . import reference
-
-        return reference
-    raise AttributeError(f"module 'prismkit' has no attribute {name!r}")
