@@ -102,15 +102,32 @@ void check_weight(const char* op, const char* name, const at::Tensor& weight) {
   check_float_dtype(op, name, weight);
 }
 
-SparseLayout check_sparse_decode_args(const at::Tensor& values, const at::Tensor& indices,
-                                      const std::optional<at::Tensor>& offsets, const at::Tensor& W_dec,
-                                      const std::optional<at::Tensor>& b_dec) {
-  const char* op = "sparse_decode";
+namespace {
+
+// A code (values, indices, offsets) to decode with W_dec [F, d].
+SparseLayout check_code_and_weight(const char* op, const at::Tensor& values, const at::Tensor& indices,
+                                   const std::optional<at::Tensor>& offsets, const at::Tensor& W_dec) {
   check_weight(op, "W_dec", W_dec);
   check_values(op, "values", values, indices);
   check_same_dtype(op, "W_dec", W_dec, "values", values);
   check_same_device(op, "W_dec", W_dec, "values", values);
-  const SparseLayout layout = check_sparse_layout(op, indices, offsets, W_dec.size(0), values, "values");
+  return check_sparse_layout(op, indices, offsets, W_dec.size(0), values, "values");
+}
+
+// grad_out [B, d] of a code's B rows, with the dtype and device of its values.
+void check_grad_out(const char* op, const at::Tensor& grad_out, const SparseLayout& layout, const at::Tensor& values) {
+  check_rows(op, "grad_out", grad_out, layout.B, "B, the number of rows of the sparse code");
+  check_same_dtype(op, "grad_out", grad_out, "values", values);
+  check_same_device(op, "grad_out", grad_out, "values", values);
+}
+
+}  // namespace
+
+SparseLayout check_sparse_decode_args(const at::Tensor& values, const at::Tensor& indices,
+                                      const std::optional<at::Tensor>& offsets, const at::Tensor& W_dec,
+                                      const std::optional<at::Tensor>& b_dec) {
+  const char* op = "sparse_decode";
+  const SparseLayout layout = check_code_and_weight(op, values, indices, offsets, W_dec);
   if (b_dec.has_value()) {
     check_rank(op, "b_dec", *b_dec, 1, "[d]");
     check_size(op, "b_dec", *b_dec, 0, W_dec.size(1), "d, the feature size of W_dec");
@@ -140,9 +157,7 @@ SparseLayout check_sparse_decode_grad_weight_args(const at::Tensor& grad_out, co
   TORCH_CHECK_VALUE(num_latents >= 0, "prismkit::", op, ": 'num_latents' must be >= 0, got ", num_latents);
   check_values(op, "values", values, indices);
   const SparseLayout layout = check_sparse_layout(op, indices, offsets, num_latents, values, "values");
-  check_rows(op, "grad_out", grad_out, layout.B, "B, the number of rows of the sparse code");
-  check_same_dtype(op, "grad_out", grad_out, "values", values);
-  check_same_device(op, "grad_out", grad_out, "values", values);
+  check_grad_out(op, grad_out, layout, values);
   return layout;
 }
 
@@ -150,14 +165,8 @@ SparseLayout check_sparse_decode_backward_args(const at::Tensor& grad_out, const
                                               const at::Tensor& indices, const std::optional<at::Tensor>& offsets,
                                               const at::Tensor& W_dec) {
   const char* op = "sparse_decode_backward";
-  check_weight(op, "W_dec", W_dec);
-  check_values(op, "values", values, indices);
-  check_same_dtype(op, "W_dec", W_dec, "values", values);
-  check_same_device(op, "W_dec", W_dec, "values", values);
-  const SparseLayout layout = check_sparse_layout(op, indices, offsets, W_dec.size(0), values, "values");
-  check_rows(op, "grad_out", grad_out, layout.B, "B, the number of rows of the sparse code");
-  check_same_dtype(op, "grad_out", grad_out, "values", values);
-  check_same_device(op, "grad_out", grad_out, "values", values);
+  const SparseLayout layout = check_code_and_weight(op, values, indices, offsets, W_dec);
+  check_grad_out(op, grad_out, layout, values);
   check_size(op, "grad_out", grad_out, 1, W_dec.size(1), "d, the feature size of W_dec");
   return layout;
 }

@@ -6,12 +6,10 @@
 // two gradients gather a W_dec row per entry and a grad_out row per entry; fused, only the
 // grad_out rows (a [B, d] matrix, far smaller than W_dec) are gathered. Bit-deterministic.
 #include "common/cpu_alloc.h"
-#include "common/vector_math.h"
 #include "sae/sae_checks.h"
 #include "sae/sparse_rows_cpu.h"
 
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
@@ -30,21 +28,10 @@ std::tuple<at::Tensor, at::Tensor> sparse_decode_backward_cpu(const at::Tensor& 
   const at::Tensor off = offsets.has_value() ? offsets->contiguous() : at::Tensor();
   const SparseRows rows{off.defined() ? off.const_data_ptr<int64_t>() : nullptr, layout.k};
   AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "sparse_decode_backward_cpu", [&] {
-    const EntriesByLatent<scalar_t> by_latent(rows, layout.B, nnz, idx.const_data_ptr<int64_t>(),
-                                              v.const_data_ptr<scalar_t>(), F);
-    std::vector<scalar_t> dots(nnz);
-    const scalar_t* gp = g.const_data_ptr<scalar_t>();
-    const scalar_t* wp = W.const_data_ptr<scalar_t>();
-    scalar_t* gw = grad_weight.data_ptr<scalar_t>();
-    scalar_t* gv = grad_values.data_ptr<scalar_t>();
-    at::parallel_for(0, F, 64, [&](int64_t f0, int64_t f1) {
-      for (int64_t f = f0; f < f1; ++f) {
-        const int64_t q0 = by_latent.start[f], n = by_latent.start[f + 1] - q0;
-        gather_sum(gp, d, by_latent.rows.data() + q0, by_latent.values.data() + q0, n, nnz - q0, wp + f * d,
-                   dots.data() + q0, gw + f * d);
-        for (int64_t q = q0; q < q0 + n; ++q) gv[by_latent.order[q]] = dots[q];
-      }
-    });
+    weight_grad_by_latent<scalar_t>(rows, layout.B, nnz, idx.const_data_ptr<int64_t>(), v.const_data_ptr<scalar_t>(),
+                                    g.const_data_ptr<scalar_t>(), d, F, grad_weight.data_ptr<scalar_t>(),
+                                    /*value_sum=*/nullptr, W.const_data_ptr<scalar_t>(),
+                                    grad_values.data_ptr<scalar_t>());
   });
   return {grad_values, grad_weight};
 }

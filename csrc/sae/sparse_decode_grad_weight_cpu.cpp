@@ -6,16 +6,12 @@
 // whole latents and writes their rows once: no atomics, and the summation order is fixed,
 // so the result is bit-deterministic.
 #include "common/cpu_alloc.h"
-#include "common/vector_math.h"
 #include "sae/sae_checks.h"
 #include "sae/sparse_rows_cpu.h"
 
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
-
-#include <numeric>
 
 namespace prismkit::sae {
 
@@ -34,18 +30,8 @@ std::tuple<at::Tensor, at::Tensor> sparse_decode_grad_weight_cpu(const at::Tenso
   const SparseRows rows{off.defined() ? off.const_data_ptr<int64_t>() : nullptr, layout.k};
   const int64_t* ip = idx.const_data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "sparse_decode_grad_weight_cpu", [&] {
-    const EntriesByLatent<scalar_t> by_latent(rows, layout.B, nnz, ip, v.const_data_ptr<scalar_t>(), F);
-    const scalar_t* gp = g.const_data_ptr<scalar_t>();
-    scalar_t* gw = grad_weight.data_ptr<scalar_t>();
-    scalar_t* vs = value_sum.data_ptr<scalar_t>();
-    at::parallel_for(0, F, 64, [&](int64_t f0, int64_t f1) {
-      for (int64_t f = f0; f < f1; ++f) {
-        const int64_t q0 = by_latent.start[f], n = by_latent.start[f + 1] - q0;
-        gather_sum(gp, d, by_latent.rows.data() + q0, by_latent.values.data() + q0, n, nnz - q0, nullptr, nullptr,
-                   gw + f * d);
-        vs[f] = std::accumulate(by_latent.values.begin() + q0, by_latent.values.begin() + q0 + n, scalar_t(0));
-      }
-    });
+    weight_grad_by_latent<scalar_t>(rows, layout.B, nnz, ip, v.const_data_ptr<scalar_t>(), g.const_data_ptr<scalar_t>(),
+                                    d, F, grad_weight.data_ptr<scalar_t>(), value_sum.data_ptr<scalar_t>());
   });
   return {grad_weight, value_sum};
 }

@@ -3,8 +3,13 @@
 // [offsets[r], offsets[r+1])).
 #pragma once
 
+#include <ATen/Parallel.h>
+
 #include <cstdint>
+#include <numeric>
 #include <vector>
+
+#include "common/vector_math.h"
 
 namespace prismkit::sae {
 
@@ -46,5 +51,28 @@ struct EntriesByLatent {
     }
   }
 };
+
+// The weight gradient of a decode, grad_weight[f] = sum over latent f's entries p of
+// values[p] * grad_out[row(p)] (and value_sum[f] = sum of those values[p] when value_sum is
+// given). With W given, also grad_values[p] = grad_out[row(p)] . W[f] in the same pass, so each
+// grad_out row is gathered once for both. Threads own whole latents and write each row once.
+template <typename T>
+void weight_grad_by_latent(const SparseRows& layout, int64_t B, int64_t nnz, const int64_t* indices,
+                           const T* values, const T* grad_out, int64_t d, int64_t F, T* grad_weight, T* value_sum,
+                           const T* W = nullptr, T* grad_values = nullptr) {
+  const EntriesByLatent<T> by_latent(layout, B, nnz, indices, values, F);
+  std::vector<T> dots(W ? nnz : 0);
+  at::parallel_for(0, F, 64, [&](int64_t f0, int64_t f1) {
+    for (int64_t f = f0; f < f1; ++f) {
+      const int64_t q0 = by_latent.start[f], n = by_latent.start[f + 1] - q0;
+      gather_sum(grad_out, d, by_latent.rows.data() + q0, by_latent.values.data() + q0, n, nnz - q0,
+                 W ? W + f * d : nullptr, W ? dots.data() + q0 : nullptr, grad_weight + f * d);
+      if (value_sum)
+        value_sum[f] = std::accumulate(by_latent.values.begin() + q0, by_latent.values.begin() + q0 + n, T(0));
+      if (W)
+        for (int64_t q = q0; q < q0 + n; ++q) grad_values[by_latent.order[q]] = dots[q];
+    }
+  });
+}
 
 }  // namespace prismkit::sae

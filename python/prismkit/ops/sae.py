@@ -337,14 +337,25 @@ def _feature_choice_encode_fake(x, W_enc, b_enc, capacity):
     return _row_compressed_fake(x)
 
 
-@torch.library.register_fake("prismkit::sparse_decode")
-def _sparse_decode_fake(values, indices, offsets, W_dec, b_dec):
-    op = "sparse_decode"
+def _check_code_and_weight(op: str, values: Tensor, indices: Tensor, offsets: Optional[Tensor], W_dec: Tensor) -> int:
+    """A code to decode with W_dec [F, d]; returns B."""
     _check_weight(op, "W_dec", W_dec)
     _check_values(op, "values", values, indices)
     check_same_dtype(op, "W_dec", W_dec, "values", values)
     check_same_device(op, "W_dec", W_dec, "values", values)
-    B = _check_layout_shapes(op, indices, offsets, values, "values")
+    return _check_layout_shapes(op, indices, offsets, values, "values")
+
+
+def _check_grad_out(op: str, grad_out: Tensor, B: int, values: Tensor) -> None:
+    _check_rows(op, "grad_out", grad_out, B)
+    check_same_dtype(op, "grad_out", grad_out, "values", values)
+    check_same_device(op, "grad_out", grad_out, "values", values)
+
+
+@torch.library.register_fake("prismkit::sparse_decode")
+def _sparse_decode_fake(values, indices, offsets, W_dec, b_dec):
+    op = "sparse_decode"
+    B = _check_code_and_weight(op, values, indices, offsets, W_dec)
     if b_dec is not None:
         check_rank(op, "b_dec", b_dec, 1, "[d]")
         check_size(op, "b_dec", b_dec, 0, W_dec.shape[1], "d, the feature size of W_dec")
@@ -373,23 +384,15 @@ def _sparse_decode_grad_weight_fake(grad_out, values, indices, offsets, num_late
         raise ValueError(f"prismkit::{op}: 'num_latents' must be >= 0, got {num_latents}")
     _check_values(op, "values", values, indices)
     B = _check_layout_shapes(op, indices, offsets, values, "values")
-    _check_rows(op, "grad_out", grad_out, B)
-    check_same_dtype(op, "grad_out", grad_out, "values", values)
-    check_same_device(op, "grad_out", grad_out, "values", values)
+    _check_grad_out(op, grad_out, B, values)
     return grad_out.new_empty(num_latents, grad_out.shape[1]), grad_out.new_empty(num_latents)
 
 
 @torch.library.register_fake("prismkit::sparse_decode_backward")
 def _sparse_decode_backward_fake(grad_out, values, indices, offsets, W_dec):
     op = "sparse_decode_backward"
-    _check_weight(op, "W_dec", W_dec)
-    _check_values(op, "values", values, indices)
-    check_same_dtype(op, "W_dec", W_dec, "values", values)
-    check_same_device(op, "W_dec", W_dec, "values", values)
-    B = _check_layout_shapes(op, indices, offsets, values, "values")
-    _check_rows(op, "grad_out", grad_out, B)
-    check_same_dtype(op, "grad_out", grad_out, "values", values)
-    check_same_device(op, "grad_out", grad_out, "values", values)
+    B = _check_code_and_weight(op, values, indices, offsets, W_dec)
+    _check_grad_out(op, grad_out, B, values)
     check_size(op, "grad_out", grad_out, 1, W_dec.shape[1], "d, the feature size of W_dec")
     return grad_out.new_empty(indices.shape), grad_out.new_empty(W_dec.shape)
 
