@@ -60,11 +60,11 @@ def test_weight_gradient_is_deterministic_on_gpu():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, *LOW])
-def test_encoders_select_the_largest_entries(dtype):
+def test_encoders_select_the_largest_entries(dtype, monkeypatch):
     """Compiled Triton encoders in every GPU dtype: the selected entries carry the pre-activation
     values (computed in float32 from the same low-precision inputs) and no unselected entry of a
     row beats the row's smallest selected one by more than the rounding tolerance."""
-    torch.backends.cuda.matmul.allow_tf32 = False
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     B, d, F, k = 300, 96, 1500, 16
     x, W, b = (t.to("cuda", dtype) for t in continuous(B, d, F, torch.float32))
     acts = ref.pre_activations(x.float(), W.float(), b.float())
@@ -83,7 +83,6 @@ def test_encoders_select_the_largest_entries(dtype):
 
 def test_encoders_match_cpu_on_exact_inputs():
     """On grid inputs every dot product is exact, so GPU and CPU must select the same entries."""
-
     x, W, b = grid(70, 8, 333)
     cap = ops.zipf_capacity(333, 5, 70)
     for op, arg in [(P.topk_encode, 5), (P.batch_topk_encode, 5), (P.feature_choice_encode, cap)]:

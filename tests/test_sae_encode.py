@@ -70,6 +70,21 @@ def test_batch_topk_token_beyond_its_candidates(impl):
     assert_code_equal(got, ref.batch_topk_encode(x, W, b, 2), torch.float32)
 
 
+@pytest.mark.skipif(not HAS_TRITON, reason="needs Triton")
+def test_batch_topk_triton_dense_row_path(monkeypatch):
+    """Past MAX_CANDIDATES the Triton path takes a saturated token's whole row densely."""
+    from prismkit.triton_kernels import sae as triton_sae
+
+    monkeypatch.setattr(triton_sae, "MAX_CANDIDATES", 8)
+    x, W, b = continuous(12, 8, 90, torch.float32, bias_shift=-0.5)
+    x[3] *= 50
+    if HAS_CUDA:
+        x, W, b = x.cuda(), W.cuda(), b.cuda()
+    got = tuple(t.cpu() for t in triton_sae.batch_topk_encode(x, W, b, 2))
+    assert got[2].diff()[3] > 8
+    assert_code_equal(got, ref.batch_topk_encode(x.cpu(), W.cpu(), b.cpu(), 2), torch.float32)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("shape", ["equal", "zipf", "oversized", "zeros"])
 def test_feature_choice_matches_reference(impl, shape):

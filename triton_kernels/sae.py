@@ -13,7 +13,8 @@ also keeps it fast under the interpreter. Column splits run as separate programs
 * topk_encode: A = x, Bm = W_enc, K = k rounded up to a power of two.
 * batch_topk_encode: per-token candidates (at least 4k), a global stable selection, and tokens
   whose candidates were all taken are recomputed with twice the candidates, as on the CPU
-  (see csrc/sae/batch_topk_encode_cpu.cpp for why that is exact).
+  (see csrc/sae/batch_topk_encode_cpu.cpp for why that is exact); past ``MAX_CANDIDATES`` such a
+  token's whole row is computed densely.
 * feature_choice_encode: A = W_enc, Bm = x, bias per row; latents with capacity up to
   ``FUSED_MAX_CAPACITY`` use the kernel, larger ones (the head of a Zipf allocation) a dense
   selection over chunks of latents.
@@ -23,6 +24,8 @@ float32 follows ``torch.backends.cuda.matmul.allow_tf32`` as torch's own matmul 
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import triton
@@ -34,7 +37,8 @@ from prismkit.ops.sae import check_capacity_args, check_encode_args, check_k
 __all__ = ["topk_encode", "batch_topk_encode", "feature_choice_encode", "row_topk_keys", "decode_keys"]
 
 GPU_ENCODER_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-FUSED_MAX_CAPACITY = 256
+FUSED_MAX_CAPACITY = 256  # feature choice: larger capacities take the dense path
+MAX_CANDIDATES = 1024  # batch topk: a token needing more candidates takes the dense path
 _LOW32 = 0xFFFFFFFF
 
 
@@ -79,13 +83,14 @@ def _row_topk_kernel(
         for d0 in range(0, D, BLOCK_D):
             ds = d0 + tl.arange(0, BLOCK_D)
             d_ok = ds < D
+            ds64 = ds.to(tl.int64)
             a = tl.load(
-                a_ptr + rows64[:, None] * stride_ar + ds[None, :] * stride_ad,
+                a_ptr + rows64[:, None] * stride_ar + ds64[None, :] * stride_ad,
                 mask=row_ok[:, None] & d_ok[None, :],
                 other=0.0,
             )
             bt = tl.load(
-                b_ptr + cols.to(tl.int64)[None, :] * stride_bc + ds[:, None] * stride_bd,
+                b_ptr + cols.to(tl.int64)[None, :] * stride_bc + ds64[:, None] * stride_bd,
                 mask=col_ok[None, :] & d_ok[:, None],
                 other=0.0,
             )
@@ -125,29 +130,43 @@ def _num_programs_target(device: torch.device) -> int:
     return 2  # interpreter: few programs keep it fast
 
 
-def row_topk_keys(A, Bm, bias, bias_per_row: bool, K: int, *, block_r=None, block_c=128, block_d=32):
+def _fp32_matmul_uses_tf32() -> bool:
+    """torch's own float32 matmul setting (the newer fp32_precision API where it exists)."""
+    matmul = torch.backends.cuda.matmul
+    precision = getattr(matmul, "fp32_precision", None)
+    if precision in ("tf32", "ieee"):
+        return precision == "tf32"
+    return bool(matmul.allow_tf32)
+
+
+def row_topk_keys(A, Bm, bias, bias_per_row: bool, K: int):
     """Per row of A, the best K packed keys of ``relu(A @ Bm.T + bias)`` (best first, -1 where
-    there are fewer than K columns). A [R, D], Bm [C, D], bias [R] or [C]. K a power of two."""
+    there are fewer than K columns). A [R, D], Bm [C, D] (any strides), bias [R] or [C]. K a power
+    of two."""
     R, D = A.shape
     C = Bm.shape[0]
     if R == 0 or C == 0:
         return torch.full((R, K), -1, dtype=torch.long, device=A.device)
-    if block_r is None:
-        block_r = 16 if K >= 256 else 32
+    bias = bias.contiguous()
+    on_gpu = A.device.type == "cuda"
+    # GPU tiles feed the tensor cores; the interpreter wants few, small programs.
+    block_r = (32 if K >= 256 else 64) if on_gpu else (16 if K >= 256 else 32)
+    block_c, block_d = 128, 64 if on_gpu else 32
     col_blocks = triton.cdiv(C, block_c)
     row_blocks = triton.cdiv(R, block_r)
     splits = max(1, min(col_blocks, triton.cdiv(_num_programs_target(A.device), row_blocks)))
     cols_per_split = triton.cdiv(col_blocks, splits) * block_c
     splits = triton.cdiv(C, cols_per_split)
     keys = torch.empty(R, splits, K, dtype=torch.long, device=A.device)
-    allow_tf32 = A.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
-    _row_topk_kernel[(row_blocks, splits)](
-        A, Bm, bias, keys, R, C, D, cols_per_split, splits,
-        A.stride(0), A.stride(1), Bm.stride(0), Bm.stride(1),
-        BIAS_PER_ROW=bias_per_row, K=K, BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d,
-        INPUT_PRECISION="tf32" if allow_tf32 else "ieee",
-        num_warps=8 if K >= 128 else 4,
-    )  # fmt: skip
+    tf32 = A.dtype == torch.float32 and on_gpu and _fp32_matmul_uses_tf32()
+    with torch.cuda.device(A.device) if on_gpu else contextlib.nullcontext():  # Triton launches on the current device
+        _row_topk_kernel[(row_blocks, splits)](
+            A, Bm, bias, keys, R, C, D, cols_per_split, splits,
+            A.stride(0), A.stride(1), Bm.stride(0), Bm.stride(1),
+            BIAS_PER_ROW=bias_per_row, K=K, BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d,
+            INPUT_PRECISION="tf32" if tf32 else "ieee",
+            num_warps=8 if on_gpu else 4,
+        )  # fmt: skip
     keys = keys.view(R, splits * K)
     return keys if splits == 1 else keys.topk(K, dim=1).values
 
@@ -159,13 +178,39 @@ def decode_keys(keys):
     return values, _LOW32 - (keys & _LOW32), valid
 
 
+def relu_rows_fp32(A, Bm, bias, bias_per_row: bool):
+    """Dense ``relu(A @ Bm.T + bias)`` in float32, [R, C], over column chunks (the paths for the
+    rare rows that need more candidates than the fused kernel keeps)."""
+    R, C = A.shape[0], Bm.shape[0]
+    out = torch.empty(R, C, dtype=torch.float32, device=A.device)
+    A32, bias32 = A.float(), bias.float()
+    step = max(1, (1 << 24) // max(R, 1))
+    for c0 in range(0, C, step):
+        b = bias32[:, None] if bias_per_row else bias32[c0 : c0 + step]
+        out[:, c0 : c0 + step] = torch.relu(torch.addmm(b, A32, Bm[c0 : c0 + step].float().T))
+    return out
+
+
 def _check_encoder_dtype(op: str, x) -> None:
     if x.device.type != "cpu":  # CPU tensors only reach here in the interpreter
         check_dtype(op, "x", x, GPU_ENCODER_DTYPES)
 
 
-def _row_compressed(tokens, latents, values, B: int, F: int):
-    """Row-compressed layout of (token, latent, value) triples, latents ascending per token."""
+def _best_by_value_then_flat(values, tokens, latents, budget: int, F: int):
+    """Positions of the ``budget`` best candidates: larger value first (NaN first), ties to the
+    lower flat index token * F + latent (a stable sort by value of the flat-ordered list)."""
+    by_flat = torch.argsort(tokens * F + latents)
+    by_value = torch.sort(values[by_flat], descending=True, stable=True).indices
+    return by_flat[by_value[:budget]]
+
+
+def _row_compressed(tokens, latents, values, dtype, B: int, F: int):
+    """Row-compressed layout of (token, latent, value) triples, latents ascending per token.
+    Values are cast to the output dtype; one that rounds to 0 there is dropped, so every kept
+    entry stays positive (and keeps its gradient)."""
+    values = values.to(dtype)
+    keep = ~(values <= 0)
+    tokens, latents, values = tokens[keep], latents[keep], values[keep]
     order = torch.argsort(tokens * F + latents)
     counts = torch.bincount(tokens, minlength=B)
     offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
@@ -189,22 +234,34 @@ def batch_topk_encode(x, W_enc, b_enc, k: int):
     B, _, F = check_encode_args(op, x, W_enc, b_enc)
     check_k(op, k, F)
     _check_encoder_dtype(op, x)
-    K = _next_pow2(min(F, 4 * k))
+    tokens_all = torch.arange(B, device=x.device)
+    dense = torch.zeros(B, dtype=torch.bool, device=x.device)  # tokens whose whole row is a candidate
+    dense_parts = []
+    K, keys_K = _next_pow2(min(F, 4 * k)), None
     while True:
         cap = min(K, F)
-        values, latents, valid = decode_keys(row_topk_keys(x, W_enc, b_enc, False, K)[:, :cap])
-        positive = valid & ~(values <= 0)
-        # Stable descending sort of the flattened [B, cap] candidates: equal values stay in
-        # (token, latent) order, the flat-index tie rule; non-positive ones sort last.
-        ranked = torch.sort(torch.where(positive, values, -1.0).reshape(-1), descending=True, stable=True)
-        n_take = min(k * B, int(positive.sum()))
-        taken = ranked.indices[:n_take]
-        tokens = taken // cap
-        counts = torch.bincount(tokens, minlength=B)
-        if cap >= F or not bool((counts == cap).any()):
+        if keys_K != K:
+            values, latents, valid = decode_keys(row_topk_keys(x, W_enc, b_enc, False, K)[:, :cap])
+            keys_K = K
+        keep = valid & ~(values <= 0) & ~dense[:, None]
+        tok = tokens_all[:, None].expand(B, cap)
+        t, l, v = (torch.cat(p) for p in zip((tok[keep], latents[keep], values[keep]), *dense_parts))
+        chosen = _best_by_value_then_flat(v, t, l, k * B, F)
+        counts = torch.bincount(t[chosen], minlength=B)
+        # A token whose candidates were all chosen may have more entries that belong to the
+        # answer (see csrc/sae/batch_topk_encode_cpu.cpp): widen its candidates and redo.
+        saturated = (counts == cap) & ~dense
+        if cap >= F or not bool(saturated.any()):
             break
-        K *= 2  # some token may have more entries beyond its candidates: widen and redo
-    return _row_compressed(tokens, latents.reshape(-1)[taken], values.reshape(-1)[taken].to(x.dtype), B, F)
+        if 2 * K <= MAX_CANDIDATES:
+            K *= 2
+        else:  # past what the kernel holds in registers: take those tokens' whole rows
+            ids = saturated.nonzero().flatten()
+            acts = relu_rows_fp32(x[ids], W_enc, b_enc, False)
+            r, lat = (~(acts <= 0)).nonzero(as_tuple=True)
+            dense_parts.append((ids[r], lat, acts[r, lat]))
+            dense[ids] = True
+    return _row_compressed(t[chosen], l[chosen], v[chosen], x.dtype, B, F)
 
 
 def feature_choice_encode(x, W_enc, b_enc, capacity, fused_max_capacity: int = FUSED_MAX_CAPACITY):
@@ -230,8 +287,7 @@ def feature_choice_encode(x, W_enc, b_enc, capacity, fused_max_capacity: int = F
     chunk = max(1, (1 << 24) // max(B, 1))  # bound the dense [latents, B] block to 16M entries
     for start in range(0, large.numel(), chunk):
         ids = large[start : start + chunk]
-        acts = torch.relu(torch.addmm(b_enc[ids, None], W_enc[ids], x.T).float())
-        order = torch.sort(acts, dim=1, descending=True, stable=True)
+        order = torch.sort(relu_rows_fp32(W_enc[ids], x, b_enc[ids], True), dim=1, descending=True, stable=True)
         rank = torch.arange(B, device=x.device)
         keep = (rank[None, :] < cap[ids, None]) & ~(order.values <= 0)
         i, r = keep.nonzero(as_tuple=True)
@@ -240,6 +296,4 @@ def feature_choice_encode(x, W_enc, b_enc, capacity, fused_max_capacity: int = F
         empty = torch.empty(0, dtype=torch.long, device=x.device)
         return x.new_empty(0), empty, torch.zeros(B + 1, dtype=torch.long, device=x.device)
     tokens, latents, values = (torch.cat(p) for p in zip(*parts))
-    return _row_compressed(tokens, latents, values.to(x.dtype), B, F)
-
-
+    return _row_compressed(tokens, latents, values, x.dtype, B, F)

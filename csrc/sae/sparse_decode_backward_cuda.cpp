@@ -21,6 +21,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_decode_backward_cuda(const at::Tensor&
   const int64_t F = W_dec.size(0), d = W_dec.size(1);
   TORCH_CHECK_VALUE(layout.nnz < kMax && F < kMax, "prismkit::sparse_decode_backward: the CUDA kernel needs fewer ",
                     "than 2^31 entries and latents, got ", layout.nnz, " entries and ", F, " latents");
+  check_cuda_feature_size("sparse_decode_backward", W_dec.size(1));
   const c10::cuda::CUDAGuard guard(grad_out.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const cuda::DType dtype = cuda_dtype(grad_out.scalar_type());

@@ -13,6 +13,7 @@ at::Tensor sparse_decode_cuda(const at::Tensor& values, const at::Tensor& indice
                               const std::optional<at::Tensor>& offsets, const at::Tensor& W_dec,
                               const std::optional<at::Tensor>& b_dec) {
   const SparseLayout layout = check_sparse_decode_args(values, indices, offsets, W_dec, b_dec);
+  check_cuda_feature_size("sparse_decode", W_dec.size(1));
   const c10::cuda::CUDAGuard guard(values.device());
   const int64_t d = W_dec.size(1);
   at::Tensor out = at::empty({layout.B, d}, W_dec.options());

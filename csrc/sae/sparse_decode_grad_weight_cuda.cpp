@@ -23,6 +23,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_decode_grad_weight_cuda(const at::Tens
   TORCH_CHECK_VALUE(layout.nnz < kMax && num_latents < kMax, "prismkit::sparse_decode_grad_weight: the CUDA kernel ",
                     "needs fewer than 2^31 entries and latents, got ", layout.nnz, " entries and ", num_latents,
                     " latents");
+  check_cuda_feature_size("sparse_decode_grad_weight", grad_out.size(1));
   const c10::cuda::CUDAGuard guard(grad_out.device());
   const int64_t d = grad_out.size(1);
   at::Tensor grad_weight = at::empty({num_latents, d}, grad_out.options());
