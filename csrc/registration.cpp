@@ -20,4 +20,13 @@ TORCH_LIBRARY(prismkit, m) {
   m.def(
       "sparse_decode_backward(Tensor grad_out, Tensor values, Tensor indices, Tensor? offsets, Tensor W_dec) "
       "-> (Tensor grad_values, Tensor grad_weight)");
+
+  // ---- cross-shaped window attention (python/prismkit/ops/cswin.py) ----
+  m.def(
+      "cswin_attention(Tensor qkv, int H, int W, int split_size, int num_heads, Tensor lepe_weight, "
+      "Tensor lepe_bias, float scale, str mode=\"cross\", str padding=\"mask\") -> Tensor");
+  m.def(
+      "cswin_attention_backward(Tensor grad_out, Tensor qkv, int H, int W, int split_size, int num_heads, "
+      "Tensor lepe_weight, Tensor lepe_bias, float scale, str mode=\"cross\", str padding=\"mask\") "
+      "-> (Tensor grad_qkv, Tensor grad_lepe_weight, Tensor grad_lepe_bias)");
 }

@@ -2,11 +2,7 @@
 
 #include <algorithm>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define PRISMKIT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PRISMKIT_CLONES
-#endif
+#include "common/clones.h"
 
 namespace prismkit {
 namespace {
@@ -15,13 +11,13 @@ namespace {
 // clone's instruction set (a shared out-of-line copy would be baseline x86-64 code).
 
 template <typename T>
-__attribute__((always_inline)) inline void axpy_impl(T a, const T* __restrict x, T* __restrict y, int64_t n) {
+PRISMKIT_INLINE void axpy_impl(T a, const T* __restrict x, T* __restrict y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
 // Independent partial sums let the compiler vectorize without reassociating one sum.
 template <typename T>
-__attribute__((always_inline)) inline T dot_impl(const T* __restrict a, const T* __restrict b, int64_t n) {
+PRISMKIT_INLINE T dot_impl(const T* __restrict a, const T* __restrict b, int64_t n) {
   constexpr int L = 16;
   T acc[L] = {};
   int64_t i = 0;
@@ -36,7 +32,7 @@ __attribute__((always_inline)) inline T dot_impl(const T* __restrict a, const T*
 // Checks 16 entries at a time with one vectorizable OR of comparisons; only a chunk that
 // holds a hit is searched entry by entry.
 template <typename T>
-__attribute__((always_inline)) inline int64_t first_not_at_most_impl(const T* __restrict p, int64_t n, T w) {
+PRISMKIT_INLINE int64_t first_not_at_most_impl(const T* __restrict p, int64_t n, T w) {
   constexpr int L = 16;
   int64_t i = 0;
   for (; i + L <= n; i += L) {
@@ -56,7 +52,7 @@ constexpr int64_t kPrefetchAhead = 16;
 // The work is a sequence of (column chunk, entry) items: all entries of chunk 0, then of chunk
 // 1, ...; then the caller's next rows. The item kPrefetchAhead steps ahead is requested early.
 template <typename T>
-__attribute__((always_inline)) inline void prefetch_ahead(const T* rows, int64_t d, const int64_t* idx, int64_t n,
+PRISMKIT_INLINE void prefetch_ahead(const T* rows, int64_t d, const int64_t* idx, int64_t n,
                                                           int64_t n_valid, int64_t c0, int64_t p, int64_t chunk) {
   int64_t q = p + kPrefetchAhead, c = c0;
   if (q >= n) {
@@ -75,7 +71,7 @@ __attribute__((always_inline)) inline void prefetch_ahead(const T* rows, int64_t
 // with AVX-512; the compiler splits them otherwise), so out is written once per chunk and,
 // without kAccumulate, never read.
 template <typename T, bool kAccumulate, bool kDots>
-__attribute__((always_inline)) inline void gather_impl(const T* __restrict rows, int64_t d,
+PRISMKIT_INLINE void gather_impl(const T* __restrict rows, int64_t d,
                                                        const int64_t* __restrict idx, const T* __restrict vals,
                                                        int64_t n, int64_t n_valid, const T* __restrict w,
                                                        T* __restrict dots, T* __restrict out) {

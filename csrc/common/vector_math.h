@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "common/clones.h"
+
 namespace prismkit {
 
 // y[0:n] += a * x[0:n]
@@ -38,7 +40,7 @@ int64_t first_not_at_most(const double* p, int64_t n, double w);
 // Asks for the n elements at p to be brought into the cache (L2), one request per 64-byte line:
 // gathered rows are far apart in memory, so the hardware prefetcher cannot guess them.
 template <typename T>
-__attribute__((always_inline)) inline void prefetch_row(const T* p, int64_t n) {
+PRISMKIT_INLINE void prefetch_row(const T* p, int64_t n) {
   const char* c = reinterpret_cast<const char*>(p);
   for (int64_t at = 0; at < n * int64_t(sizeof(T)); at += 64) __builtin_prefetch(c + at, 0, 2);
 }

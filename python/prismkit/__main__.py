@@ -11,7 +11,7 @@ def info() -> None:
 
     import prismkit
     from prismkit import _build_info
-    from prismkit.ops.sae import TRITON_OPS
+    from prismkit.ops import cswin, sae
 
     build = prismkit._C.build_info()
     print(f"prismkit {prismkit.__version__}")
@@ -37,7 +37,7 @@ def info() -> None:
     rows = []
     for name in names:
         cpu = "C++" if has(f"prismkit::{name}", "CPU") else "-"
-        if name in TRITON_OPS:
+        if name in sae.TRITON_OPS + cswin.TRITON_OPS:
             cuda = "Triton" if triton_ok else "Triton (missing)"
         else:
             cuda = "CUDA C++" if has(f"prismkit::{name}", "CUDA") else "-"

@@ -1,3 +1,3 @@
 """Public functional wrappers of the prismkit ops, one module per core."""
-from . import sae  # noqa: F401
+from . import cswin, sae  # noqa: F401
 

@@ -1,0 +1,81 @@
+"""Plain-PyTorch cross-shaped window attention, computed the way the official CSWin code does
+(microsoft/CSWin-Transformer: ``LePEAttention`` with ``img2windows``/``windows2img``, the LePE conv run
+per stripe, softmax in the input dtype), with the segmentation backbone's centred zero padding for
+maps the stripes do not divide. It is the test oracle of ``prismkit::cswin_attention`` and, with its
+permutes and copies, the ``official-pytorch`` benchmark baseline.
+
+``padding="zeros"`` is the segmentation backbone exactly (padded q, k, v are zero and the padded keys
+stay in the softmax with score 0); ``padding="mask"`` leaves padded keys out of the softmax.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def img2windows(img: Tensor, H_sp: int, W_sp: int) -> Tensor:
+    """[B, C, H, W] -> [B * windows, H_sp * W_sp, C], tokens row-major within a window."""
+    B, C, H, W = img.shape
+    img = img.view(B, C, H // H_sp, H_sp, W // W_sp, W_sp)
+    return img.permute(0, 2, 4, 3, 5, 1).contiguous().reshape(-1, H_sp * W_sp, C)
+
+
+def windows2img(windows: Tensor, H_sp: int, W_sp: int, H: int, W: int) -> Tensor:
+    """[B * windows, H_sp * W_sp, C] -> [B, H, W, C]."""
+    B = windows.shape[0] // ((H // H_sp) * (W // W_sp))
+    img = windows.view(B, H // H_sp, W // W_sp, H_sp, W_sp, -1)
+    return img.permute(0, 1, 3, 2, 4, 5).contiguous().view(B, H, W, -1)
+
+
+def lepe_attention(
+    qkv: Tensor, H_sp: int, W_sp: int, num_heads: int, lepe_weight: Tensor, lepe_bias: Tensor, scale: float,
+    padding: str = "zeros",
+) -> Tensor:  # fmt: skip
+    """One branch: qkv [3, B, C, H, W] (this branch's channels) -> [B, H*W, C]. Windows are
+    H_sp x W_sp (H_sp = H and W_sp = split_size for vertical stripes, and so on)."""
+    _, B, C, H, W = qkv.shape
+    pad_h, pad_w = (H_sp - H % H_sp) % H_sp, (W_sp - W % W_sp) % W_sp
+    top, left = pad_h // 2, pad_w // 2
+    qkv = F.pad(qkv, (left, pad_w - left, top, pad_h - top))
+    Hp, Wp = H + pad_h, W + pad_w
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    head_dim = C // num_heads
+
+    def heads(x):  # [B, C, Hp, Wp] -> [B*windows, heads, L, head_dim]
+        return img2windows(x, H_sp, W_sp).reshape(-1, H_sp * W_sp, num_heads, head_dim).permute(0, 2, 1, 3)
+
+    q, k = heads(q) * scale, heads(k)
+    v_win = v.view(B, C, Hp // H_sp, H_sp, Wp // W_sp, W_sp).permute(0, 2, 4, 1, 3, 5).reshape(-1, C, H_sp, W_sp)
+    lepe = F.conv2d(v_win, lepe_weight, lepe_bias, padding=1, groups=C)  # per window: zero padding at its edges
+    lepe = lepe.reshape(-1, num_heads, head_dim, H_sp * W_sp).permute(0, 1, 3, 2)
+    v = v_win.reshape(-1, num_heads, head_dim, H_sp * W_sp).permute(0, 1, 3, 2)
+
+    attn = q @ k.transpose(-2, -1)
+    if padding == "mask" and (pad_h or pad_w):
+        real = F.pad(torch.ones(1, 1, H, W, dtype=torch.bool, device=qkv.device), (left, pad_w - left, top, pad_h - top))
+        real = img2windows(real.expand(B, 1, Hp, Wp).to(q.dtype), H_sp, W_sp)[..., 0] > 0  # [B*windows, L]
+        attn = attn.masked_fill(~real[:, None, None, :], float("-inf"))
+    attn = F.softmax(attn, dim=-1, dtype=attn.dtype)
+    x = (attn @ v) + lepe
+    x = windows2img(x.transpose(1, 2).reshape(-1, H_sp * W_sp, C), H_sp, W_sp, Hp, Wp)
+    return x[:, top : top + H, left : left + W, :].reshape(B, H * W, C)
+
+
+def cswin_attention(
+    qkv: Tensor, H: int, W: int, split_size: int, num_heads: int, lepe_weight: Tensor, lepe_bias: Tensor,
+    scale: float, mode: str = "cross", padding: str = "mask",
+) -> Tensor:  # fmt: skip
+    """The reference of ``prismkit::cswin_attention``: qkv [B, H*W, 3C] -> [B, H*W, C]."""
+    B, L, C3 = qkv.shape
+    C = C3 // 3
+    qkv = qkv.reshape(B, H, W, 3, C).permute(3, 0, 4, 1, 2)  # [3, B, C, H, W]
+    if mode == "full":
+        return lepe_attention(qkv, H, W, num_heads, lepe_weight, lepe_bias, scale, padding)
+    half = C // 2
+    vertical = lepe_attention(qkv[:, :, :half], H, split_size, num_heads // 2, lepe_weight[:half],
+                              lepe_bias[:half], scale, padding)  # fmt: skip
+    horizontal = lepe_attention(qkv[:, :, half:], split_size, W, num_heads // 2, lepe_weight[half:],
+                                lepe_bias[half:], scale, padding)  # fmt: skip
+    return torch.cat([vertical, horizontal], dim=2)
