@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "common/clones.h"
 
@@ -238,8 +239,74 @@ PRISMKIT_INLINE void gather(const WindowTask<T>& t, Buffers<T>& b, bool backward
 }
 
 // S = softmax(Qs K^T) over the window (rows [L][Lp]).
+// Scores and softmax of R query rows in registers, for windows whose Lp = NV * 16 keys fit one
+// tile: the exp(s - max) rows go to S, 1 / row sum to inv_sum.
+template <int R, int NV>
+PRISMKIT_INLINE void scores_softmax_tile(const float* __restrict qs, int64_t hdp, const float* __restrict kt,
+                                         int64_t Lp, int64_t hd, int64_t L, int64_t phantoms, float* __restrict S,
+                                         float* __restrict inv_sum) {
+  Vec16 acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = Vec16{};
+  for (int64_t c = 0; c < hd; ++c) {
+    Vec16 kv[NV];
+    for (int v = 0; v < NV; ++v) std::memcpy(&kv[v], kt + c * Lp + v * 16, 64);
+    for (int r = 0; r < R; ++r) {
+      const float a = qs[r * hdp + c];
+      for (int v = 0; v < NV; ++v) acc[r][v] += a * kv[v];
+    }
+  }
+  // lanes past the last real key leave the softmax
+  IVec16 lane;
+  for (int l = 0; l < 16; ++l) lane[l] = l;
+  const IVec16 real_last = lane < static_cast<int32_t>(L - 16 * (NV - 1));
+  const Vec16 minus_inf = Vec16{} - std::numeric_limits<float>::infinity();
+  for (int r = 0; r < R; ++r) {
+    acc[r][NV - 1] = real_last ? acc[r][NV - 1] : minus_inf;
+    Vec16 mv = acc[r][0];
+    for (int v = 1; v < NV; ++v) mv = acc[r][v] > mv ? acc[r][v] : mv;
+    float m = hmax(mv);
+    if (phantoms > 0 && m < 0.0f) m = 0.0f;
+    Vec16 sv{};
+    for (int v = 0; v < NV; ++v) {
+      const Vec16 e = exp16(acc[r][v] - m);
+      sv += e;
+      std::memcpy(S + r * Lp + v * 16, &e, 64);
+    }
+    inv_sum[r] = 1.0f / (hsum(sv) + (phantoms > 0 ? static_cast<float>(phantoms) * exp16(Vec16{} - m)[0] : 0.0f));
+  }
+}
+
+template <int NV>
+PRISMKIT_INLINE void scores_softmax_rows(const Buffers<float>& b, int64_t L, int64_t phantoms, float* inv_sum) {
+  constexpr int R = NV <= 2 ? 8 : (NV <= 4 ? 4 : 2);
+  int64_t i = 0;
+  for (; i + R <= L; i += R)
+    scores_softmax_tile<R, NV>(b.qs + i * b.hdp, b.hdp, b.kt, b.Lp, b.hd, L, phantoms, b.s + i * b.Lp, inv_sum + i);
+  for (; i < L; ++i)
+    scores_softmax_tile<1, NV>(b.qs + i * b.hdp, b.hdp, b.kt, b.Lp, b.hd, L, phantoms, b.s + i * b.Lp, inv_sum + i);
+}
+
+// S = softmax(Qs K^T) over the window ([L][Lp]): unnormalized with 1 / row sums in inv_sum, or
+// normalized in place without. Windows of up to 128 keys (every CSWin stage at 224) take the
+// fused register tiles; larger ones a GEMM and a separate softmax pass.
 template <typename T>
-PRISMKIT_INLINE void attention_probabilities(const WindowTask<T>& t, Buffers<T>& b, T* inv_sum = nullptr) {
+PRISMKIT_INLINE void attention_probabilities(const WindowTask<T>& t, Buffers<T>& b, T* inv_sum) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (b.Lp <= 128) {
+      switch (b.Lp / 16) {
+        case 1: scores_softmax_rows<1>(b, t.L, t.phantoms, inv_sum); break;
+        case 2: scores_softmax_rows<2>(b, t.L, t.phantoms, inv_sum); break;
+        case 3: scores_softmax_rows<3>(b, t.L, t.phantoms, inv_sum); break;
+        case 4: scores_softmax_rows<4>(b, t.L, t.phantoms, inv_sum); break;
+        case 5: scores_softmax_rows<5>(b, t.L, t.phantoms, inv_sum); break;
+        case 6: scores_softmax_rows<6>(b, t.L, t.phantoms, inv_sum); break;
+        case 7: scores_softmax_rows<7>(b, t.L, t.phantoms, inv_sum); break;
+        default: scores_softmax_rows<8>(b, t.L, t.phantoms, inv_sum); break;
+      }
+      return;
+    }
+  }
   gemm(b.qs, b.hdp, int64_t(1), b.kt, b.Lp, t.L, b.Lp, t.head_dim, b.s, b.Lp, false);
   softmax_rows(b.s, t.L, t.L, b.Lp, t.phantoms, inv_sum);
 }
@@ -312,7 +379,9 @@ template <typename T>
 PRISMKIT_INLINE void backward_impl(const WindowTask<T>& t, T* scratch) {
   Buffers<T> b(scratch, t.L, t.head_dim);
   gather(t, b, true);
-  attention_probabilities(t, b);
+  attention_probabilities(t, b, b.inv);
+  for (int64_t i = 0; i < t.L; ++i)
+    for (int64_t j = 0; j < b.Lp; ++j) b.s[i * b.Lp + j] *= b.inv[i];
   const int64_t L = t.L, hd = t.head_dim, hdp = b.hdp, Lp = b.Lp;
   gemm(b.s, Lp, int64_t(1), b.v, hdp, L, hdp, L, b.o, hdp, false);          // O = P V (attention part)
   gemm(b.dout, hdp, int64_t(1), b.vt, Lp, L, Lp, hd, b.ds, Lp, false);      // dP = dO V^T

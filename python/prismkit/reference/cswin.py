@@ -79,3 +79,43 @@ def cswin_attention(
     horizontal = lepe_attention(qkv[:, :, half:], split_size, W, num_heads // 2, lepe_weight[half:],
                                 lepe_bias[half:], scale, padding)  # fmt: skip
     return torch.cat([vertical, horizontal], dim=2)
+
+
+def official_branch(qkv: Tensor, H: int, W: int, H_sp: int, W_sp: int, num_heads: int, get_v, scale: float) -> Tensor:
+    """One branch exactly as the official ImageNet ``LePEAttention.forward`` runs it, op for op
+    (transpose + contiguous per q, k and v, ``img2windows``, ``get_lepe`` with the conv module
+    ``get_v``): qkv [3, B, H*W, C'] -> [B, H*W, C']. Maps must divide into windows. This is the
+    ``official-pytorch`` baseline of the benchmarks; ``lepe_attention`` is the same math."""
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    B, L, C = q.shape
+    head_dim = C // num_heads
+
+    def im2cswin(x):
+        x = x.transpose(-2, -1).contiguous().view(B, C, H, W)
+        x = img2windows(x, H_sp, W_sp)
+        return x.reshape(-1, H_sp * W_sp, num_heads, head_dim).permute(0, 2, 1, 3).contiguous()
+
+    q, k = im2cswin(q), im2cswin(k)
+    v = v.transpose(-2, -1).contiguous().view(B, C, H, W)
+    v = v.view(B, C, H // H_sp, H_sp, W // W_sp, W_sp).permute(0, 2, 4, 1, 3, 5).contiguous().reshape(-1, C, H_sp, W_sp)
+    lepe = get_v(v).reshape(-1, num_heads, head_dim, H_sp * W_sp).permute(0, 1, 3, 2).contiguous()
+    v = v.reshape(-1, num_heads, head_dim, H_sp * W_sp).permute(0, 1, 3, 2).contiguous()
+    attn = (q * scale) @ k.transpose(-2, -1)
+    attn = F.softmax(attn, dim=-1, dtype=attn.dtype)
+    x = (attn @ v) + lepe
+    x = x.transpose(1, 2).reshape(-1, H_sp * W_sp, C)
+    return windows2img(x, H_sp, W_sp, H, W).view(B, -1, C)
+
+
+def official_attention(qkv: Tensor, H: int, W: int, split_size: int, num_heads: int, get_v, scale: float,
+                       mode: str = "cross") -> Tensor:  # fmt: skip
+    """The official ImageNet ``CSWinBlock``'s attention part, op for op, for qkv [B, H*W, 3C] (the
+    qkv Linear's output): ``get_v`` lists the branches' LePE conv modules. -> [B, H*W, C]."""
+    B, L, C3 = qkv.shape
+    C = C3 // 3
+    qkv = qkv.reshape(B, -1, 3, C).permute(2, 0, 1, 3)
+    if mode == "full":
+        return official_branch(qkv, H, W, H, W, num_heads, get_v[0], scale)
+    x1 = official_branch(qkv[:, :, :, : C // 2], H, W, H, split_size, num_heads // 2, get_v[0], scale)
+    x2 = official_branch(qkv[:, :, :, C // 2 :], H, W, split_size, W, num_heads // 2, get_v[1], scale)
+    return torch.cat([x1, x2], dim=2)
