@@ -119,3 +119,96 @@ def official_attention(qkv: Tensor, H: int, W: int, split_size: int, num_heads: 
     x1 = official_branch(qkv[:, :, :, : C // 2], H, W, H, split_size, num_heads // 2, get_v[0], scale)
     x2 = official_branch(qkv[:, :, :, C // 2 :], H, W, split_size, W, num_heads // 2, get_v[1], scale)
     return torch.cat([x1, x2], dim=2)
+
+
+# ---- The official ImageNet model, re-created op for op (test oracle and end-to-end baseline) ----
+# Same module tree and parameter names as microsoft/CSWin-Transformer models/cswin.py, so one
+# state dict loads into it and into prismkit.cswin.CSWinTransformer. Fixed, square resolution
+# divisible by the stripes, as the official model requires; no stochastic depth.
+
+
+class OfficialMlp(torch.nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = torch.nn.Linear(dim, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class OfficialLePE(torch.nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.get_v = torch.nn.Conv2d(dim, dim, kernel_size=3, stride=1, padding=1, groups=dim)
+
+
+class OfficialCSWinBlock(torch.nn.Module):
+    def __init__(self, dim: int, reso: int, num_heads: int, split_size: int, last_stage: bool, mlp_ratio=4.0,
+                 qkv_bias=True, qk_scale=None):  # fmt: skip
+        super().__init__()
+        self.reso, self.num_heads, self.split_size = reso, num_heads, split_size
+        self.last_stage = last_stage or reso == split_size
+        self.qkv = torch.nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.norm1 = torch.nn.LayerNorm(dim)
+        self.proj = torch.nn.Linear(dim, dim)
+        branch_dim = dim if self.last_stage else dim // 2
+        self.attns = torch.nn.ModuleList([OfficialLePE(branch_dim) for _ in range(1 if self.last_stage else 2)])
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
+        self.mlp = OfficialMlp(dim, int(dim * mlp_ratio))
+        self.norm2 = torch.nn.LayerNorm(dim)
+
+    def forward(self, x):
+        qkv = self.qkv(self.norm1(x))
+        convs = [a.get_v for a in self.attns]
+        mode = "full" if self.last_stage else "cross"
+        x = x + self.proj(official_attention(qkv, self.reso, self.reso, self.split_size, self.num_heads, convs,
+                                             self.scale, mode))  # fmt: skip
+        return x + self.mlp(self.norm2(x))
+
+
+class OfficialMergeBlock(torch.nn.Module):
+    def __init__(self, dim: int, dim_out: int):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(dim, dim_out, 3, 2, 1)
+        self.norm = torch.nn.LayerNorm(dim_out)
+
+    def forward(self, x):
+        B, L, C = x.shape
+        H = W = int(round(L**0.5))
+        x = self.conv(x.transpose(-2, -1).contiguous().view(B, C, H, W))
+        return self.norm(x.view(x.shape[0], x.shape[1], -1).transpose(-2, -1).contiguous())
+
+
+class _ToTokens(torch.nn.Module):
+    """b c h w -> b (h w) c (the official model's einops Rearrange; no parameters)."""
+
+    def forward(self, x):
+        return x.flatten(2).transpose(1, 2)
+
+
+class OfficialCSWinTransformer(torch.nn.Module):
+    def __init__(self, img_size=224, in_chans=3, num_classes=1000, embed_dim=64, depth=(1, 2, 21, 1),
+                 split_size=(1, 2, 7, 7), num_heads=(2, 4, 8, 16), mlp_ratio=4.0, qkv_bias=True, qk_scale=None):  # fmt: skip
+        super().__init__()
+        self.stage1_conv_embed = torch.nn.Sequential(
+            torch.nn.Conv2d(in_chans, embed_dim, 7, 4, 2), _ToTokens(), torch.nn.LayerNorm(embed_dim)
+        )
+        dim, reso = embed_dim, img_size // 4
+        for i in range(4):
+            if i > 0:
+                setattr(self, f"merge{i}", OfficialMergeBlock(dim, dim * 2))
+                dim, reso = dim * 2, reso // 2
+            blocks = [OfficialCSWinBlock(dim, reso, num_heads[i], split_size[i], i == 3, mlp_ratio, qkv_bias, qk_scale)
+                      for _ in range(depth[i])]  # fmt: skip
+            setattr(self, f"stage{i + 1}", torch.nn.ModuleList(blocks))
+        self.norm = torch.nn.LayerNorm(dim)
+        self.head = torch.nn.Linear(dim, num_classes) if num_classes > 0 else torch.nn.Identity()
+
+    def forward(self, x):
+        x = self.stage1_conv_embed(x)
+        for i in range(4):
+            if i > 0:
+                x = getattr(self, f"merge{i}")(x)
+            for blk in getattr(self, f"stage{i + 1}"):
+                x = blk(x)
+        return self.head(self.norm(x).mean(dim=1))
