@@ -212,3 +212,29 @@ class OfficialCSWinTransformer(torch.nn.Module):
             for blk in getattr(self, f"stage{i + 1}"):
                 x = blk(x)
         return self.head(self.norm(x).mean(dim=1))
+
+
+def sdpa_window_attention(qkv: Tensor, H: int, W: int, split_size: int, num_heads: int, get_v, scale: float,
+                          mode: str = "cross") -> Tensor:  # fmt: skip
+    """The same attention with ``scaled_dot_product_attention`` on window-batched tensors (the
+    permutes it needs around it, LePE as the official per-window conv): the ``sdpa-windows``
+    benchmark baseline. Maps must divide into windows."""
+    B, L, C3 = qkv.shape
+    C = C3 // 3
+    qkv = qkv.reshape(B, H, W, 3, C).permute(3, 0, 4, 1, 2)  # [3, B, C, H, W]
+
+    def branch(x, H_sp, W_sp, heads, conv):
+        c = x.shape[2]
+        wins = [img2windows(t.contiguous(), H_sp, W_sp).reshape(-1, H_sp * W_sp, heads, c // heads).transpose(1, 2)
+                for t in (x[0], x[1], x[2])]  # fmt: skip
+        v_img = x[2].contiguous().view(B, c, H // H_sp, H_sp, W // W_sp, W_sp)
+        v_img = v_img.permute(0, 2, 4, 1, 3, 5).reshape(-1, c, H_sp, W_sp)
+        lepe = conv(v_img).reshape(-1, heads, c // heads, H_sp * W_sp).transpose(2, 3)
+        out = F.scaled_dot_product_attention(wins[0], wins[1], wins[2], scale=scale) + lepe
+        return windows2img(out.transpose(1, 2).reshape(-1, H_sp * W_sp, c), H_sp, W_sp, H, W).view(B, -1, c)
+
+    if mode == "full":
+        return branch(qkv, H, W, num_heads, get_v[0])
+    half = C // 2
+    return torch.cat([branch(qkv[:, :, :half], H, split_size, num_heads // 2, get_v[0]),
+                      branch(qkv[:, :, half:], split_size, W, num_heads // 2, get_v[1])], dim=2)  # fmt: skip
