@@ -56,5 +56,6 @@ def test_demo_small():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "results match the plain-PyTorch way" in result.stdout
-    for variant in ("TopK", "BatchTopK / Mutual Choice", "Feature Choice"):
+    for variant in ("TopK", "BatchTopK / Mutual Choice", "Feature Choice", "CSWin-T forward"):
         assert variant in result.stdout
+    assert "logits match the official computation" in result.stdout
