@@ -69,9 +69,42 @@ def _attention_fns(name, device, qkv, convs):
     return fused, baselines
 
 
+def flex_attention_baseline(name, qkv, convs):
+    """FlexAttention with the stripes as a mask_mod on raster order (vertical for the first half of
+    the heads, horizontal for the rest) and LePE as the official per-window conv: a GPU reference
+    row. None where FlexAttention is unavailable."""
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    except ImportError:
+        return None
+    HW, C, heads, sw, mode, _ = STAGES[name]
+    B = qkv.shape[0]
+    half = heads // 2
+
+    def stripes(b, h, q, k):
+        same_column = (q % HW) // sw == (k % HW) // sw
+        same_row = (q // HW) // sw == (k // HW) // sw
+        return torch.where(h < half, same_column, same_row)
+
+    block_mask = create_block_mask(stripes, None, heads, HW * HW, HW * HW, device=qkv.device)
+    flex = torch.compile(flex_attention)
+    scale = (C // heads) ** -0.5
+
+    def run():
+        q, k, v = qkv.view(B, HW * HW, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
+        out = flex(q, k, v, block_mask=block_mask, scale=scale).transpose(1, 2).reshape(B, HW * HW, C)
+        return out + ref.window_lepe(qkv, HW, HW, sw, convs, mode)
+
+    return run
+
+
 def test_cswin_attention_forward(compare, bench_device, stage):
     qkv, convs = stage_inputs(stage, bench_device)
     fused, baselines = _attention_fns(stage, bench_device, qkv, convs)
+    if bench_device == "cuda" and stage.startswith(("cswin-t stage1", "cswin-t stage2")):
+        flex = flex_attention_baseline(stage, qkv, convs)
+        if flex is not None:
+            baselines["flex-attention"] = flex
     with torch.no_grad():
         compare(fused, baselines, core="cswin", op="cswin_attention", mode="forward", case=stage,
                 impl=impl_for(bench_device))  # fmt: skip

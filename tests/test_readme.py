@@ -11,11 +11,22 @@ def readme():
         return f.read()
 
 
-def test_usage_example_runs():
-    (code,) = [b for b in re.findall(r"```python\n(.*?)```", readme(), re.S) if "import prismkit" in b]
+def python_blocks():
+    return re.findall(r"```python\n(.*?)```", readme(), re.S)
+
+
+def test_sae_usage_example_runs():
+    (code,) = [b for b in python_blocks() if "from prismkit.ops import sae" in b]
     sizes = "B, d, F, k = 4096, 768, 24576, 32"
     assert sizes in code
     exec(code.replace(sizes, "B, d, F, k = 64, 16, 300, 4"), {})
+
+
+def test_cswin_usage_examples_run():
+    op_example, model_example = [b for b in python_blocks() if "cswin" in b]
+    exec(op_example.replace("B, H, W, C, heads = 8, 56, 56, 64, 2", "B, H, W, C, heads = 1, 8, 8, 16, 2"), {})
+    exec(model_example.replace("cswin_base_384(features_only=True)(torch.randn(1, 3, 512, 640))",
+                               "cswin_tiny_224(features_only=True)(torch.randn(1, 3, 96, 128))"), {})  # fmt: skip
 
 
 def test_quick_start_commands_are_make_targets():

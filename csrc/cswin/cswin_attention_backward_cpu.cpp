@@ -4,6 +4,7 @@
 // write them without conflicts; LePE gradients are summed per thread, then across threads in
 // thread order (deterministic for a given thread count).
 #include "common/checks.h"
+#include "common/cpu_alloc.h"
 #include "cswin/cswin_checks.h"
 #include "cswin/cswin_work.h"
 
@@ -31,7 +32,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cswin_attention_backward_cpu(
                     describe(grad_out));
   check_same_dtype(op, "grad_out", grad_out, "qkv", qkv);
   check_same_device(op, "grad_out", grad_out, "qkv", qkv);
-  at::Tensor grad_qkv = at::empty(qkv.sizes(), qkv.options());
+  at::Tensor grad_qkv = empty_for_large_output(qkv.sizes(), qkv.options());
   const int threads = at::get_num_threads();
   at::Tensor partial_w = at::zeros({threads, a.C * 9}, qkv.options());
   at::Tensor partial_b = at::zeros({threads, a.C}, qkv.options());

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 #include "common/clones.h"
 
@@ -51,11 +52,12 @@ PRISMKIT_INLINE void gemm_tile(const T* __restrict A, int64_t a_row, int64_t a_k
     for (int v = 0; v < NV; ++v) std::memcpy(C + r * ldc + v * L, &acc[r][v], 64);
 }
 
-// Narrow outputs take taller tiles, so each loaded B vector feeds more FMAs (R x NV <= 16).
+// Narrow outputs take taller tiles, so each loaded B vector feeds more FMAs; R x NV accumulators
+// plus NV loaded vectors stay within the 32 vector registers of AVX-512.
 template <typename T, int NV>
 PRISMKIT_INLINE void gemm_columns(const T* A, int64_t a_row, int64_t a_k, const T* B, int64_t ldb, int64_t M,
                                   int64_t K, T* C, int64_t ldc, bool accumulate) {
-  constexpr int R = NV <= 2 ? 8 : 4;
+  constexpr int R = NV <= 3 ? 8 : 6;
   int64_t m = 0;
   for (; m + R <= M; m += R) gemm_tile<T, R, NV>(A + m * a_row, a_row, a_k, B, ldb, K, C + m * ldc, ldc, accumulate);
   for (; m + 2 <= M; m += 2) gemm_tile<T, 2, NV>(A + m * a_row, a_row, a_k, B, ldb, K, C + m * ldc, ldc, accumulate);
@@ -173,16 +175,16 @@ PRISMKIT_INLINE void softmax_rows(double* S, int64_t M, int64_t L, int64_t Lp, i
 template <typename T>
 struct Buffers {
   int64_t L, hd, hdp, Lp;
-  T *qs, *k, *v, *dout, *o, *dq, *dk, *dv;  // [L][hdp]
-  T *kt, *vt;                                // [hd][Lp]
+  T *qs, *k, *v, *dout, *o, *dq, *dk, *dv;  // [Lp][hdp] (rows past L are zero where read)
+  T *kt, *vt;                                // [hdp][Lp]
   T *s, *ds;                                 // [L][Lp]
   T *w, *gw;                                 // LePE weights and their gradient by tap: [9][hdp]
   T* inv;                                    // [L] 1 / softmax row sums (forward)
   T* bias;                                   // [hdp] the head's LePE bias
 
   Buffers(T* at, int64_t L_, int64_t hd_) : L(L_), hd(hd_), hdp(round_up<T>(hd_)), Lp(round_up<T>(L_)) {
-    for (T** b : {&qs, &k, &v, &dout, &o, &dq, &dk, &dv}) *b = at, at += L * hdp;
-    for (T** b : {&kt, &vt}) *b = at, at += hd * Lp;
+    for (T** b : {&qs, &k, &v, &dout, &o, &dq, &dk, &dv}) *b = at, at += Lp * hdp;
+    for (T** b : {&kt, &vt}) *b = at, at += hdp * Lp;
     for (T** b : {&s, &ds}) *b = at, at += L * Lp;
     w = at, at += 9 * hdp;
     gw = at, at += 9 * hdp;
@@ -191,7 +193,7 @@ struct Buffers {
   }
   static int64_t size(int64_t L, int64_t hd) {
     const int64_t hdp = round_up<T>(hd), Lp = round_up<T>(L);
-    return 8 * L * hdp + 2 * hd * Lp + 2 * L * Lp + 19 * hdp + L;
+    return 10 * Lp * hdp + 2 * L * Lp + 19 * hdp + L;
   }
 };
 
@@ -207,8 +209,53 @@ PRISMKIT_INLINE void copy_padded(const T* __restrict from, T* __restrict to, int
   for (int64_t i = n; i < n_padded; ++i) to[i] = 0;
 }
 
-// Gathers the window's q (scaled), k (row-major only for the backward), k^T, v, v^T (backward)
-// and, with grad, dO; and the head's LePE weights by tap.
+// In-register transpose of a 16 x 16 float block: four rounds of two-source shuffles, each
+// swapping the off-diagonal blocks of size S between rows i and i + S (64 shuffles in all).
+template <int S>
+constexpr int lower_row_lane(int e) { return (e & S) ? 16 + e - S : e; }
+template <int S>
+constexpr int upper_row_lane(int e) { return (e & S) ? 16 + e : e + S; }
+
+template <int S, int... E>
+PRISMKIT_INLINE void swap_blocks(Vec16* r, std::integer_sequence<int, E...>) {
+  for (int i = 0; i < 16; ++i) {
+    if (i & S) continue;
+    const Vec16 a = r[i], b = r[i + S];
+    r[i] = __builtin_shufflevector(a, b, lower_row_lane<S>(E)...);
+    r[i + S] = __builtin_shufflevector(a, b, upper_row_lane<S>(E)...);
+  }
+}
+
+// to[c][i] = from[i][c] for i < rows, c < cols (both multiples of 16; from rows ld_from apart).
+PRISMKIT_INLINE void transpose(const float* from, int64_t ld_from, float* to, int64_t ld_to, int64_t rows,
+                               int64_t cols) {
+  using Lanes = std::make_integer_sequence<int, 16>;
+  for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+      Vec16 r[16];
+      for (int i = 0; i < 16; ++i) std::memcpy(&r[i], from + (i0 + i) * ld_from + c0, 64);
+      swap_blocks<1>(r, Lanes{});
+      swap_blocks<2>(r, Lanes{});
+      swap_blocks<4>(r, Lanes{});
+      swap_blocks<8>(r, Lanes{});
+      for (int c = 0; c < 16; ++c) std::memcpy(to + (c0 + c) * ld_to + i0, &r[c], 64);
+    }
+  }
+}
+
+// rows_t[c][i] = rows[i][c]: by 16 x 16 blocks for float, element by element for double.
+template <typename T>
+PRISMKIT_INLINE void transpose_rows(const T* rows, T* rows_t, int64_t Lp, int64_t hdp) {
+  if constexpr (std::is_same_v<T, float>) {
+    transpose(rows, hdp, rows_t, Lp, Lp, hdp);
+  } else {
+    for (int64_t c = 0; c < hdp; ++c)
+      for (int64_t i = 0; i < Lp; ++i) rows_t[c * Lp + i] = rows[i * hdp + c];
+  }
+}
+
+// Gathers the window's q (scaled), k, v, their transposes k^T (and, backward, v^T) and dO, and
+// the head's LePE weights and bias. Row buffers are zero past column hd and past row L.
 template <typename T>
 PRISMKIT_INLINE void gather(const WindowTask<T>& t, Buffers<T>& b, bool backward) {
   const int64_t L = t.L, hd = t.head_dim, hdp = b.hdp, Lp = b.Lp, C3 = 3 * t.C;
@@ -218,27 +265,18 @@ PRISMKIT_INLINE void gather(const WindowTask<T>& t, Buffers<T>& b, bool backward
     T* __restrict qs = b.qs + i * hdp;
     for (int64_t c = 0; c < hd; ++c) qs[c] = row[c] * scale;
     for (int64_t c = hd; c < hdp; ++c) qs[c] = 0;
+    copy_padded(row + t.C, b.k + i * hdp, hd, hdp);
     copy_padded(row + 2 * t.C, b.v + i * hdp, hd, hdp);
-    T* __restrict kt = b.kt + i;
-    for (int64_t c = 0; c < hd; ++c) kt[c * Lp] = row[t.C + c];
-    if (backward) {
-      copy_padded(row + t.C, b.k + i * hdp, hd, hdp);
-      T* __restrict vt = b.vt + i;
-      for (int64_t c = 0; c < hd; ++c) vt[c * Lp] = row[2 * t.C + c];
-      copy_padded(t.grad_out + t.tokens[i] * t.C + t.channel, b.dout + i * hdp, hd, hdp);
-    }
+    if (backward) copy_padded(t.grad_out + t.tokens[i] * t.C + t.channel, b.dout + i * hdp, hd, hdp);
   }
-  for (int64_t c = 0; c < hd; ++c) {
-    for (int64_t i = L; i < Lp; ++i) b.kt[c * Lp + i] = 0;
-    if (backward)
-      for (int64_t i = L; i < Lp; ++i) b.vt[c * Lp + i] = 0;
-  }
+  for (int64_t e = L * hdp; e < Lp * hdp; ++e) b.k[e] = b.v[e] = 0;
+  transpose_rows(b.k, b.kt, Lp, hdp);
+  if (backward) transpose_rows(b.v, b.vt, Lp, hdp);
   for (int tap = 0; tap < 9; ++tap)
     for (int64_t c = 0; c < hdp; ++c) b.w[tap * hdp + c] = c < hd ? t.lepe_weight[(t.channel + c) * 9 + tap] : T(0);
   copy_padded(t.lepe_bias + t.channel, b.bias, hd, hdp);
 }
 
-// S = softmax(Qs K^T) over the window (rows [L][Lp]).
 // Scores and softmax of R query rows in registers, for windows whose Lp = NV * 16 keys fit one
 // tile: the exp(s - max) rows go to S, 1 / row sum to inv_sum.
 template <int R, int NV>
@@ -279,7 +317,7 @@ PRISMKIT_INLINE void scores_softmax_tile(const float* __restrict qs, int64_t hdp
 
 template <int NV>
 PRISMKIT_INLINE void scores_softmax_rows(const Buffers<float>& b, int64_t L, int64_t phantoms, float* inv_sum) {
-  constexpr int R = NV <= 2 ? 8 : (NV <= 4 ? 4 : 2);
+  constexpr int R = NV <= 3 ? 8 : (NV == 4 ? 6 : (NV <= 6 ? 4 : (NV == 7 ? 3 : 2)));  // R x NV + NV <= 32
   int64_t i = 0;
   for (; i + R <= L; i += R)
     scores_softmax_tile<R, NV>(b.qs + i * b.hdp, b.hdp, b.kt, b.Lp, b.hd, L, phantoms, b.s + i * b.Lp, inv_sum + i);

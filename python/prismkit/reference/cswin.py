@@ -214,6 +214,25 @@ class OfficialCSWinTransformer(torch.nn.Module):
         return self.head(self.norm(x).mean(dim=1))
 
 
+def window_lepe(qkv: Tensor, H: int, W: int, split_size: int, get_v, mode: str = "cross") -> Tensor:
+    """LePE alone, the official way (each window's V through the branch's depthwise conv):
+    qkv [B, H*W, 3C] -> [B, H*W, C]. Maps must divide into windows."""
+    B, L, C3 = qkv.shape
+    C = C3 // 3
+    v = qkv[..., 2 * C :].transpose(1, 2).reshape(B, C, H, W)
+
+    def branch(v, H_sp, W_sp, conv):
+        c = v.shape[1]
+        win = v.reshape(B, c, H // H_sp, H_sp, W // W_sp, W_sp).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, H_sp, W_sp)
+        out = conv(win).view(B, H // H_sp, W // W_sp, c, H_sp, W_sp).permute(0, 3, 1, 4, 2, 5)
+        return out.reshape(B, c, H * W).transpose(1, 2)
+
+    if mode == "full":
+        return branch(v, H, W, get_v[0])
+    half = C // 2
+    return torch.cat([branch(v[:, :half], H, split_size, get_v[0]), branch(v[:, half:], split_size, W, get_v[1])], 2)
+
+
 def sdpa_window_attention(qkv: Tensor, H: int, W: int, split_size: int, num_heads: int, get_v, scale: float,
                           mode: str = "cross") -> Tensor:  # fmt: skip
     """The same attention with ``scaled_dot_product_attention`` on window-batched tensors (the
