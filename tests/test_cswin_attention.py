@@ -48,8 +48,13 @@ CASES = [
     (2, 9, 13, 48, 4, 2, "cross"),
     (1, 5, 11, 48, 2, 7, "cross"),
     (1, 3, 5, 24, 1, 7, "full"),
+    (1, 6, 8, 32, 2, 5, "cross"),
+    (1, 6, 64, 32, 2, 5, "cross"),  # horizontal windows start with 128 padded positions
 ]
-INTERPRETED_CASES = [(1, 6, 5, 64, 2, 1, "cross"), (1, 7, 9, 48, 4, 4, "cross"), (1, 5, 6, 48, 2, 7, "full")]
+# (1, 6, 8, 32, 2, 5): the horizontal windows start with 2 padded rows, a whole 16-key block of
+# padding in the interpreter's tiles.
+INTERPRETED_CASES = [(1, 6, 5, 64, 2, 1, "cross"), (1, 7, 9, 48, 4, 4, "cross"), (1, 5, 6, 48, 2, 7, "full"),
+                     (1, 6, 8, 32, 2, 5, "cross")]  # fmt: skip
 
 
 def cases_for(impl):

@@ -99,8 +99,10 @@ def _forward_kernel(
         key_ok = (pk < L_pad) & k_real if MASK_PADDING else pk < L_pad
         s = tl.where(key_ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m, tl.max(s, 1))
-        alpha = tl.exp(m - m_new)
-        e = tl.exp(s - m_new[:, None])
+        # A key block of padding only (masked) leaves m_new = -inf; subtract 0 then, not -inf.
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp(m - m_safe)
+        e = tl.exp(s - m_safe[:, None])
         l = l * alpha + tl.sum(e, 1)
         acc = acc * alpha[:, None] + tl.dot(e.to(v.dtype), v, input_precision=INPUT_PRECISION)
         m = m_new
