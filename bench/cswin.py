@@ -101,7 +101,7 @@ def flex_attention_baseline(name, qkv, convs):
 def test_cswin_attention_forward(compare, bench_device, stage):
     qkv, convs = stage_inputs(stage, bench_device)
     fused, baselines = _attention_fns(stage, bench_device, qkv, convs)
-    if bench_device == "cuda" and stage.startswith(("cswin-t stage1", "cswin-t stage2")):
+    if bench_device == "cuda" and stage.startswith("cswin-t stage1"):  # one shape: flex compiles per shape
         flex = flex_attention_baseline(stage, qkv, convs)
         if flex is not None:
             baselines["flex-attention"] = flex
