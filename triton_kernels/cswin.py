@@ -41,6 +41,15 @@ def _window_positions(p, L_pad, wy, wx, win_h, win_w, top, left, H, W):
 
 
 @triton.jit
+def _program_window(pid_w, pid_h, n_win, n_wx, head0, head_dim):
+    """(batch item, window row, window column, head, first channel) of a program."""
+    b = pid_w // n_win
+    w_idx = pid_w % n_win
+    head = head0 + pid_h
+    return b, w_idx // n_wx, w_idx % n_wx, head, head * head_dim
+
+
+@triton.jit
 def _load_rows(base, tokens, real, stride_t, chan, HD: tl.constexpr, head_dim):
     cols = tl.arange(0, HD)
     ptrs = base + tokens.to(tl.int64)[:, None] * stride_t + chan + cols[None, :]
@@ -77,11 +86,7 @@ def _forward_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, INPUT_PRECISION: tl.constexpr,
 ):  # fmt: skip
     pid_m, pid_w, pid_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    b = pid_w // n_win
-    w_idx = pid_w % n_win
-    wy, wx = w_idx // n_wx, w_idx % n_wx
-    head = head0 + pid_h
-    chan = head * head_dim
+    b, wy, wx, head, chan = _program_window(pid_w, pid_h, n_win, n_wx, head0, head_dim)
     stride_t = 3 * C
     base = qkv_ptr + b.to(tl.int64) * H * W * stride_t
     p = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -126,12 +131,8 @@ def _backward_dq_kernel(
 ):  # fmt: skip
     """dQ for a block of queries, and the block's partial LePE weight and bias gradients."""
     pid_m, pid_w, pid_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    b = pid_w // n_win
-    w_idx = pid_w % n_win
-    wy, wx = w_idx // n_wx, w_idx % n_wx
-    head = head0 + pid_h
+    b, wy, wx, head, chan = _program_window(pid_w, pid_h, n_win, n_wx, head0, head_dim)
     heads = C // head_dim
-    chan = head * head_dim
     stride_t = 3 * C
     base = qkv_ptr + b.to(tl.int64) * H * W * stride_t
     dbase = dout_ptr + b.to(tl.int64) * H * W * C
@@ -180,12 +181,8 @@ def _backward_dkdv_kernel(
 ):  # fmt: skip
     """dK and dV for a block of keys (dV including LePE's share)."""
     pid_n, pid_w, pid_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    b = pid_w // n_win
-    w_idx = pid_w % n_win
-    wy, wx = w_idx // n_wx, w_idx % n_wx
-    head = head0 + pid_h
+    b, wy, wx, head, chan = _program_window(pid_w, pid_h, n_win, n_wx, head0, head_dim)
     heads = C // head_dim
-    chan = head * head_dim
     stride_t = 3 * C
     base = qkv_ptr + b.to(tl.int64) * H * W * stride_t
     dbase = dout_ptr + b.to(tl.int64) * H * W * C

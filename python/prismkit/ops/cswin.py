@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_float_dtype, check_rank, check_same_device, check_same_dtype, check_size, describe
+from ._triton import register_triton_kernels
 
 __all__ = ["cswin_attention"]
 
@@ -120,25 +121,4 @@ torch.library.register_autograd("prismkit::cswin_attention", _backward, setup_co
 
 # CUDA: Triton kernels (triton_kernels/cswin.py), imported on first use.
 TRITON_OPS = ("cswin_attention", "cswin_attention_backward")
-
-
-def _triton_module():
-    try:
-        from ..triton_kernels import cswin as triton_cswin
-    except ImportError as e:  # pragma: no cover - Triton ships with CUDA builds of torch
-        raise NotImplementedError(
-            f"prismkit's cswin_attention runs Triton kernels on CUDA tensors, and Triton failed to import ({e})."
-        ) from e
-    return triton_cswin
-
-
-def _register_triton(name):
-    def cuda_kernel(*args):
-        return getattr(_triton_module(), name)(*args)
-
-    cuda_kernel.__name__ = f"{name}_cuda_triton"
-    torch.library.register_kernel(f"prismkit::{name}", "cuda", cuda_kernel)
-
-
-for _name in TRITON_OPS:
-    _register_triton(_name)
+register_triton_kernels("cswin", TRITON_OPS)

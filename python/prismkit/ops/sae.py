@@ -58,6 +58,7 @@ from ._checks import (
     check_size,
     describe,
 )
+from ._triton import register_triton_kernels
 
 __all__ = [
     "SparseCode",
@@ -518,26 +519,4 @@ torch.library.register_autograd(
 # --------------------------------------------------------------------------------------------
 
 TRITON_OPS = ("topk_encode", "batch_topk_encode", "feature_choice_encode")
-
-
-def _triton_module():
-    try:
-        from ..triton_kernels import sae as triton_sae
-    except ImportError as e:  # pragma: no cover - Triton ships with CUDA builds of torch
-        raise NotImplementedError(
-            f"prismkit's SAE encoders run Triton kernels on CUDA tensors, and Triton failed to import ({e}). "
-            "Install triton (it ships with the CUDA builds of torch) or encode on the CPU."
-        ) from e
-    return triton_sae
-
-
-def _register_triton(name):
-    def cuda_kernel(*args):
-        return getattr(_triton_module(), name)(*args)
-
-    cuda_kernel.__name__ = f"{name}_cuda_triton"
-    torch.library.register_kernel(f"prismkit::{name}", "cuda", cuda_kernel)
-
-
-for _name in TRITON_OPS:
-    _register_triton(_name)
+register_triton_kernels("sae", TRITON_OPS)
