@@ -12,6 +12,12 @@ TORCH_LIBRARY(prismkit, m) {
   m.def(
       "feature_choice_encode(Tensor x, Tensor W_enc, Tensor b_enc, Tensor capacity) "
       "-> (Tensor values, Tensor indices, Tensor offsets)");
+  m.def(
+      "threshold_encode(Tensor x, Tensor W_enc, Tensor b_enc, Tensor threshold) "
+      "-> (Tensor values, Tensor indices, Tensor offsets)");
+  m.def(
+      "latent_stats(Tensor x, Tensor W_enc, Tensor b_enc, Tensor? threshold=None) "
+      "-> (Tensor fire_count, Tensor max_pre)");
   m.def("sparse_decode(Tensor values, Tensor indices, Tensor? offsets, Tensor W_dec, Tensor? b_dec) -> Tensor");
   m.def("sparse_decode_grad_values(Tensor grad_out, Tensor indices, Tensor? offsets, Tensor W_dec) -> Tensor");
   m.def(

@@ -15,6 +15,9 @@ also keeps it fast under the interpreter. Column splits run as separate programs
   whose candidates were all taken are recomputed with twice the candidates, as on the CPU
   (see csrc/sae/batch_topk_encode_cpu.cpp for why that is exact); past ``MAX_CANDIDATES`` such a
   token's whole row is computed densely.
+* threshold_encode: count the kept entries per (token, column split), prefix-sum them into write
+  positions, then recompute the tiles and write (latents ascending within a token).
+* latent_stats: rows = latents, per-split partial counts and maxima reduced in a fixed order.
 * feature_choice_encode: A = W_enc, Bm = x, bias per row; latents with capacity up to
   ``FUSED_MAX_CAPACITY`` use the kernel, larger ones (the head of a Zipf allocation) a dense
   selection over chunks of latents.
@@ -32,14 +35,51 @@ import triton
 import triton.language as tl
 
 from prismkit.ops._checks import check_dtype
-from prismkit.ops.sae import check_capacity_args, check_encode_args, check_k
+from prismkit.ops.sae import check_capacity_args, check_encode_args, check_k, check_threshold_args
 
-__all__ = ["topk_encode", "batch_topk_encode", "feature_choice_encode", "row_topk_keys", "decode_keys"]
+__all__ = [
+    "topk_encode",
+    "batch_topk_encode",
+    "feature_choice_encode",
+    "threshold_encode",
+    "latent_stats",
+    "row_topk_keys",
+    "decode_keys",
+]
 
 GPU_ENCODER_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 FUSED_MAX_CAPACITY = 256  # feature choice: larger capacities take the dense path
 MAX_CANDIDATES = 1024  # batch topk: a token needing more candidates takes the dense path
 _LOW32 = 0xFFFFFFFF
+
+
+@triton.jit
+def _preact_tile(a_ptr, b_ptr, bias_ptr, rows64, row_ok, cols, col_ok, D,
+                 stride_ar, stride_ad, stride_bc, stride_bd,
+                 BIAS_PER_ROW: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+                 BLOCK_D: tl.constexpr, INPUT_PRECISION: tl.constexpr):  # fmt: skip
+    """The fp32 [BLOCK_R, BLOCK_C] tile ``A[rows] @ Bm[cols].T + bias`` (bias per row or column)."""
+    acc = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        ds = d0 + tl.arange(0, BLOCK_D)
+        d_ok = ds < D
+        ds64 = ds.to(tl.int64)
+        a = tl.load(
+            a_ptr + rows64[:, None] * stride_ar + ds64[None, :] * stride_ad,
+            mask=row_ok[:, None] & d_ok[None, :],
+            other=0.0,
+        )
+        bt = tl.load(
+            b_ptr + cols.to(tl.int64)[None, :] * stride_bc + ds64[:, None] * stride_bd,
+            mask=col_ok[None, :] & d_ok[:, None],
+            other=0.0,
+        )
+        acc = tl.dot(a, bt, acc, input_precision=INPUT_PRECISION)
+    if BIAS_PER_ROW:
+        acc += tl.load(bias_ptr + rows64, mask=row_ok, other=0.0).to(tl.float32)[:, None]
+    else:
+        acc += tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    return acc
 
 
 @triton.jit
@@ -71,34 +111,15 @@ def _row_topk_kernel(
     rows64 = rows.to(tl.int64)  # offsets into a [1M, 4096] dictionary overflow int32
     c_begin = split * cols_per_split
     c_end = tl.minimum(c_begin + cols_per_split, C)
-    if BIAS_PER_ROW:
-        row_bias = tl.load(bias_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
     slots = tl.arange(0, K)
     best = tl.full((BLOCK_R, K), -1, tl.int64)
     kth = tl.full((BLOCK_R,), -1, tl.int64)
     for c0 in range(c_begin, c_end, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         col_ok = cols < c_end
-        acc = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
-        for d0 in range(0, D, BLOCK_D):
-            ds = d0 + tl.arange(0, BLOCK_D)
-            d_ok = ds < D
-            ds64 = ds.to(tl.int64)
-            a = tl.load(
-                a_ptr + rows64[:, None] * stride_ar + ds64[None, :] * stride_ad,
-                mask=row_ok[:, None] & d_ok[None, :],
-                other=0.0,
-            )
-            bt = tl.load(
-                b_ptr + cols.to(tl.int64)[None, :] * stride_bc + ds64[:, None] * stride_bd,
-                mask=col_ok[None, :] & d_ok[:, None],
-                other=0.0,
-            )
-            acc = tl.dot(a, bt, acc, input_precision=INPUT_PRECISION)
-        if BIAS_PER_ROW:
-            acc += row_bias[:, None]
-        else:
-            acc += tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+        acc = _preact_tile(a_ptr, b_ptr, bias_ptr, rows64, row_ok, cols, col_ok, D,
+                           stride_ar, stride_ad, stride_bc, stride_bd,
+                           BIAS_PER_ROW, BLOCK_R, BLOCK_C, BLOCK_D, INPUT_PRECISION)  # fmt: skip
         bits = tl.where(acc > 0, acc, 0.0).to(tl.int32, bitcast=True)
         bits = tl.where(acc != acc, 0x7FC00000, bits)  # NaN: canonical, ranks above +inf
         key = (bits.to(tl.int64) << 32) | (4294967295 - cols.to(tl.int64))[None, :]  # 2**32 - 1 - column
@@ -297,3 +318,168 @@ def feature_choice_encode(x, W_enc, b_enc, capacity, fused_max_capacity: int = F
         return x.new_empty(0), empty, torch.zeros(B + 1, dtype=torch.long, device=x.device)
     tokens, latents, values = (torch.cat(p) for p in zip(*parts))
     return _row_compressed(tokens, latents, values, x.dtype, B, F)
+
+
+# --------------------------------------------------------------------------------------------
+# threshold_encode and latent_stats: one sweep over the pre-activation tiles each.
+# --------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _threshold_kernel(
+    a_ptr, b_ptr, bias_ptr, thr_ptr, counts_ptr, starts_ptr, values_ptr, indices_ptr,
+    R, C, D, cols_per_split, num_splits, stride_ar, stride_ad, stride_bc, stride_bd,
+    WRITE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):  # fmt: skip
+    """Rows = tokens, columns = latents. Pass 1 (WRITE=False) counts each (row, split)'s kept
+    entries; pass 2 recomputes the tiles and writes them at ``starts[row, split]`` onwards, the
+    position of each inside its tile given by a running sum along the row (latents ascending)."""
+    pid_r = tl.program_id(0)
+    split = tl.program_id(1)
+    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    row_ok = rows < R
+    rows64 = rows.to(tl.int64)
+    c_begin = split * cols_per_split
+    c_end = tl.minimum(c_begin + cols_per_split, C)
+    slot = rows64 * num_splits + split
+    if WRITE:
+        at = tl.load(starts_ptr + slot, mask=row_ok, other=0)
+    else:
+        at = tl.zeros((BLOCK_R,), dtype=tl.int64)
+    for c0 in range(c_begin, c_end, BLOCK_C):
+        cols = c0 + tl.arange(0, BLOCK_C)
+        col_ok = cols < c_end
+        z = _preact_tile(a_ptr, b_ptr, bias_ptr, rows64, row_ok, cols, col_ok, D,
+                         stride_ar, stride_ad, stride_bc, stride_bd,
+                         False, BLOCK_R, BLOCK_C, BLOCK_D, INPUT_PRECISION)  # fmt: skip
+        theta = tl.load(thr_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+        keep = (z <= theta[None, :]) | (z <= 0)
+        keep = (keep == 0) & col_ok[None, :] & row_ok[:, None]  # NaN is kept
+        k64 = keep.to(tl.int64)
+        if WRITE:
+            pos = at[:, None] + tl.cumsum(k64, axis=1) - 1
+            tl.store(values_ptr + pos, z, mask=keep)
+            tl.store(indices_ptr + pos, cols.to(tl.int64)[None, :] + tl.zeros_like(pos), mask=keep)
+        at += tl.sum(k64, axis=1)
+    if not WRITE:
+        tl.store(counts_ptr + slot, at, mask=row_ok)
+
+
+@triton.jit
+def _latent_stats_kernel(
+    a_ptr, b_ptr, bias_ptr, thr_ptr, count_ptr, max_ptr, nan_ptr,
+    R, C, D, cols_per_split, num_splits, stride_ar, stride_ad, stride_bc, stride_bd,
+    HAS_THRESHOLD: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):  # fmt: skip
+    """Rows = latents (A = W_enc, bias per row), columns = tokens: per (latent, split) the count
+    above threshold, the max of the non-NaN pre-activations and whether any was NaN."""
+    pid_r = tl.program_id(0)
+    split = tl.program_id(1)
+    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
+    row_ok = rows < R
+    rows64 = rows.to(tl.int64)
+    c_begin = split * cols_per_split
+    c_end = tl.minimum(c_begin + cols_per_split, C)
+    if HAS_THRESHOLD:
+        theta = tl.load(thr_ptr + rows64, mask=row_ok, other=0.0).to(tl.float32)
+    else:
+        theta = tl.zeros((BLOCK_R,), dtype=tl.float32)
+    count = tl.zeros((BLOCK_R,), dtype=tl.int64)
+    best = tl.full((BLOCK_R,), float("-inf"), tl.float32)
+    nan = tl.zeros((BLOCK_R,), dtype=tl.int32)
+    for c0 in range(c_begin, c_end, BLOCK_C):
+        cols = c0 + tl.arange(0, BLOCK_C)
+        col_ok = cols < c_end
+        z = _preact_tile(a_ptr, b_ptr, bias_ptr, rows64, row_ok, cols, col_ok, D,
+                         stride_ar, stride_ad, stride_bc, stride_bd,
+                         True, BLOCK_R, BLOCK_C, BLOCK_D, INPUT_PRECISION)  # fmt: skip
+        count += tl.sum(((z > theta[:, None]) & col_ok[None, :]).to(tl.int64), axis=1)
+        is_nan = (z != z) & col_ok[None, :]
+        nan = tl.maximum(nan, tl.max(is_nan.to(tl.int32), axis=1))
+        best = tl.maximum(best, tl.max(tl.where(col_ok[None, :] & ~is_nan, z, float("-inf")), axis=1))
+    slot = rows64 * num_splits + split
+    tl.store(count_ptr + slot, count, mask=row_ok)
+    tl.store(max_ptr + slot, best, mask=row_ok)
+    tl.store(nan_ptr + slot, nan, mask=row_ok)
+
+
+def _sweep_geometry(R: int, C: int, device: torch.device, block_r: int, block_c: int):
+    """(row_blocks, splits, cols_per_split): enough programs to fill the device (a few under the
+    interpreter), columns split in multiples of block_c."""
+    col_blocks = triton.cdiv(C, block_c)
+    row_blocks = triton.cdiv(R, block_r)
+    splits = max(1, min(col_blocks, triton.cdiv(_num_programs_target(device), row_blocks)))
+    cols_per_split = triton.cdiv(col_blocks, splits) * block_c
+    return row_blocks, triton.cdiv(C, cols_per_split), cols_per_split
+
+
+def _tile_sizes(device: torch.device):
+    on_gpu = device.type == "cuda"
+    return (64, 128, 64, 8) if on_gpu else (16, 64, 32, 4)  # block_r, block_c, block_d, warps
+
+
+def _input_precision(A) -> str:
+    on_gpu = A.device.type == "cuda"
+    return "tf32" if A.dtype == torch.float32 and on_gpu and _fp32_matmul_uses_tf32() else "ieee"
+
+
+def threshold_encode(x, W_enc, b_enc, threshold):
+    """prismkit::threshold_encode for CUDA tensors (two passes: count, then write)."""
+    op = "threshold_encode"
+    B, D, F = check_encode_args(op, x, W_enc, b_enc)
+    check_threshold_args(op, threshold, x, F)
+    _check_encoder_dtype(op, x)
+    offsets = torch.zeros(B + 1, dtype=torch.long, device=x.device)
+    if B == 0 or F == 0:
+        return x.new_empty(0), offsets.new_empty(0), offsets
+    block_r, block_c, block_d, warps = _tile_sizes(x.device)
+    row_blocks, splits, cols_per_split = _sweep_geometry(B, F, x.device, block_r, block_c)
+    counts = torch.empty(B, splits, dtype=torch.long, device=x.device)
+    starts = torch.empty_like(counts)
+    thr = threshold.contiguous()
+    args = (x, W_enc, b_enc, thr, counts, starts)
+    strides = (B, F, D, cols_per_split, splits, x.stride(0), x.stride(1), W_enc.stride(0), W_enc.stride(1))
+    meta = dict(BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, INPUT_PRECISION=_input_precision(x),
+                num_warps=warps)  # fmt: skip
+    on_gpu = x.device.type == "cuda"
+    with torch.cuda.device(x.device) if on_gpu else contextlib.nullcontext():
+        _threshold_kernel[(row_blocks, splits)](*args, counts, counts, *strides, WRITE=False, **meta)
+        flat = counts.view(-1).cumsum(0)
+        starts.view(-1)[1:] = flat[:-1]
+        starts.view(-1)[0] = 0
+        offsets[1:] = flat.view(B, splits)[:, -1]
+        nnz = int(offsets[-1])
+        values = torch.empty(nnz, dtype=x.dtype, device=x.device)
+        indices = torch.empty(nnz, dtype=torch.long, device=x.device)
+        if nnz:
+            _threshold_kernel[(row_blocks, splits)](*args, values, indices, *strides, WRITE=True, **meta)
+    return values, indices, offsets
+
+
+def latent_stats(x, W_enc, b_enc, threshold=None):
+    """prismkit::latent_stats for CUDA tensors (per-split partials, reduced in a fixed order)."""
+    op = "latent_stats"
+    B, D, F = check_encode_args(op, x, W_enc, b_enc)
+    if threshold is not None:
+        check_threshold_args(op, threshold, x, F)
+    _check_encoder_dtype(op, x)
+    if B == 0 or F == 0:
+        return torch.zeros(F, dtype=torch.long, device=x.device), torch.full_like(b_enc, float("-inf"))
+    block_r, block_c, block_d, warps = _tile_sizes(x.device)
+    row_blocks, splits, cols_per_split = _sweep_geometry(F, B, x.device, block_r, block_c)
+    count = torch.empty(F, splits, dtype=torch.long, device=x.device)
+    best = torch.empty(F, splits, dtype=torch.float32, device=x.device)
+    nan = torch.empty(F, splits, dtype=torch.int32, device=x.device)
+    thr = threshold.contiguous() if threshold is not None else b_enc
+    on_gpu = x.device.type == "cuda"
+    with torch.cuda.device(x.device) if on_gpu else contextlib.nullcontext():
+        _latent_stats_kernel[(row_blocks, splits)](
+            W_enc, x, b_enc.contiguous(), thr, count, best, nan,
+            F, B, D, cols_per_split, splits, W_enc.stride(0), W_enc.stride(1), x.stride(0), x.stride(1),
+            HAS_THRESHOLD=threshold is not None, BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d,
+            INPUT_PRECISION=_input_precision(x), num_warps=warps,
+        )  # fmt: skip
+    maximum = best.amax(1).masked_fill(nan.amax(1) > 0, float("nan"))
+    return count.sum(1), maximum.to(x.dtype)

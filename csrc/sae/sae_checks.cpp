@@ -42,6 +42,13 @@ at::Tensor check_capacity(const char* op, const at::Tensor& capacity, const at::
   return cap.clamp_max(B);
 }
 
+void check_threshold(const char* op, const at::Tensor& threshold, const at::Tensor& x, int64_t F) {
+  check_rank(op, "threshold", threshold, 1, "[F] (one threshold per latent)");
+  check_same_device(op, "threshold", threshold, "x", x);
+  check_same_dtype(op, "threshold", threshold, "x", x);
+  check_size(op, "threshold", threshold, 0, F, "F, the number of latents of W_enc");
+}
+
 SparseLayout check_sparse_layout(const char* op, const at::Tensor& indices,
                                  const std::optional<at::Tensor>& offsets, int64_t num_latents,
                                  const at::Tensor& device_ref, const char* device_ref_name) {

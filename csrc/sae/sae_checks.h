@@ -23,6 +23,9 @@ void check_k(const char* op, int64_t k, int64_t F);
 at::Tensor check_capacity(const char* op, const at::Tensor& capacity, const at::Tensor& x, int64_t F,
                           int64_t B);
 
+// threshold [F]: x's dtype and device.
+void check_threshold(const char* op, const at::Tensor& threshold, const at::Tensor& x, int64_t F);
+
 // Where a sparse code's entries live: the fixed-k layout ([B, k] indices, no offsets) or
 // the row-compressed one ([nnz] indices, offsets [B+1]).
 struct SparseLayout {

@@ -13,6 +13,12 @@ The ops (schemas in csrc/registration.cpp), for x [B, d], W_enc [F, d] (an
 * ``feature_choice_encode(x, W_enc, b_enc, capacity) -> (values, indices, offsets)``: latent j
   keeps its ``capacity[j]`` highest activating tokens (positive entries only); capacities above
   B count as B, negative ones are an error.
+* ``threshold_encode(x, W_enc, b_enc, threshold) -> (values, indices, offsets)``: JumpReLU, and
+  BatchTopK at inference: entry (t, j) is kept when its pre-activation is above both
+  ``threshold[j]`` and 0; its value is the pre-activation.
+* ``latent_stats(x, W_enc, b_enc, threshold=None) -> (fire_count [F], max_pre [F])``: per latent,
+  how many tokens' pre-activations exceed ``threshold[j]`` (0 without one), and the largest
+  pre-activation (not ReLU'd): the statistics Group Bias Adaptation and dead-latent tracking read.
 * ``sparse_decode(values, indices, offsets, W_dec, b_dec) -> x_hat [B, d]``:
   ``x_hat[r] = b_dec + sum_p values[p] * W_dec[indices[p]]`` over row r's entries.
 * ``sparse_decode_grad_values`` and ``sparse_decode_grad_weight``: the two halves of
@@ -65,6 +71,8 @@ __all__ = [
     "topk_encode",
     "batch_topk_encode",
     "feature_choice_encode",
+    "threshold_encode",
+    "latent_stats",
     "sparse_decode",
     "sparse_decode_grad_values",
     "sparse_decode_grad_weight",
@@ -154,6 +162,30 @@ def feature_choice_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, capacity: Ten
     build it with ``equal_capacity`` or ``zipf_capacity``. Returns a row-compressed ``SparseCode``."""
     values, indices, offsets = _ops.feature_choice_encode(x, W_enc, b_enc, capacity)
     return SparseCode(values, indices, offsets, W_enc.shape[0])
+
+
+def threshold_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Tensor) -> SparseCode:
+    """Threshold (JumpReLU) encoding: ``z * 1[z > max(threshold[j], 0)]`` for the pre-activations
+    ``z = x @ W_enc.T + b_enc``; ``threshold`` is [F], x's dtype. A JumpReLU SAE passes its learned
+    per-latent thresholds; a BatchTopK SAE at inference passes its running threshold for every
+    latent, so a token's code no longer depends on the rest of its batch. Returns a row-compressed
+    ``SparseCode`` (latents ascending per token). Gradients reach x, W_enc and b_enc through the kept
+    entries; ``threshold`` gets none (this op serves inference and loading, not JumpReLU training,
+    whose threshold gradient needs a straight-through estimator)."""
+    values, indices, offsets = _ops.threshold_encode(x, W_enc, b_enc, threshold)
+    return SparseCode(values, indices, offsets, W_enc.shape[0])
+
+
+def latent_stats(
+    x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Optional[Tensor] = None
+) -> tuple[Tensor, Tensor]:
+    """Per-latent statistics of the batch's pre-activations ``z = x @ W_enc.T + b_enc`` without
+    the [B, F] matrix: ``(fire_count, max_pre)``, ``fire_count[j]`` = #tokens with
+    ``z[:, j] > threshold[j]`` (threshold 0 when None) as int64, ``max_pre[j]`` = max over tokens
+    of ``z[:, j]`` (-inf for an empty batch, NaN if any is NaN). Not differentiable: the inputs are
+    detached. Deterministic on the CPU."""
+    threshold = None if threshold is None else threshold.detach()
+    return _ops.latent_stats(x.detach(), W_enc.detach(), b_enc.detach(), threshold)
 
 
 def sparse_decode(
@@ -270,6 +302,13 @@ def check_capacity_args(op: str, capacity: Tensor, x: Tensor, F: int) -> None:
     check_size(op, "capacity", capacity, 0, F, "F, the number of latents of W_enc")
 
 
+def check_threshold_args(op: str, threshold: Tensor, x: Tensor, F: int) -> None:
+    check_rank(op, "threshold", threshold, 1, "[F] (one threshold per latent)")
+    check_same_device(op, "threshold", threshold, "x", x)
+    check_same_dtype(op, "threshold", threshold, "x", x)
+    check_size(op, "threshold", threshold, 0, F, "F, the number of latents of W_enc")
+
+
 def _check_layout_shapes(op: str, indices: Tensor, offsets: Optional[Tensor], ref: Tensor, ref_name: str) -> int:
     """Shape-only part of check_sparse_layout; returns B."""
     check_dtype(op, "indices", indices, (torch.long,))
@@ -336,6 +375,21 @@ def _feature_choice_encode_fake(x, W_enc, b_enc, capacity):
     _, _, F = check_encode_args("feature_choice_encode", x, W_enc, b_enc)
     check_capacity_args("feature_choice_encode", capacity, x, F)
     return _row_compressed_fake(x)
+
+
+@torch.library.register_fake("prismkit::threshold_encode")
+def _threshold_encode_fake(x, W_enc, b_enc, threshold):
+    _, _, F = check_encode_args("threshold_encode", x, W_enc, b_enc)
+    check_threshold_args("threshold_encode", threshold, x, F)
+    return _row_compressed_fake(x)
+
+
+@torch.library.register_fake("prismkit::latent_stats")
+def _latent_stats_fake(x, W_enc, b_enc, threshold=None):
+    _, _, F = check_encode_args("latent_stats", x, W_enc, b_enc)
+    if threshold is not None:
+        check_threshold_args("latent_stats", threshold, x, F)
+    return x.new_empty(F, dtype=torch.long), x.new_empty(F)
 
 
 def _check_code_and_weight(op: str, values: Tensor, indices: Tensor, offsets: Optional[Tensor], W_dec: Tensor) -> int:
@@ -411,6 +465,7 @@ def _encode_setup_context(ctx, inputs, output):
 
 
 def _encode_backward(ctx, grad_values, *_unused_grads):
+    # Shared by every encoder: the selected values are the pre-activations themselves.
     x, W_enc, values, indices, offsets = ctx.saved_tensors
     # d value / d pre-activation is 1 where the selected value is positive (ReLU), else 0.
     g = torch.where(values > 0, grad_values, torch.zeros_like(grad_values))
@@ -422,7 +477,7 @@ def _encode_backward(ctx, grad_values, *_unused_grads):
     return grad_x, grad_W, grad_b, None
 
 
-for _name in ("topk_encode", "batch_topk_encode", "feature_choice_encode"):
+for _name in ("topk_encode", "batch_topk_encode", "feature_choice_encode", "threshold_encode"):
     torch.library.register_autograd(
         f"prismkit::{_name}", _encode_backward, setup_context=_encode_setup_context
     )
@@ -518,5 +573,5 @@ torch.library.register_autograd(
 # CUDA: the encoders run Triton kernels (triton_kernels/sae.py), imported on first use.
 # --------------------------------------------------------------------------------------------
 
-TRITON_OPS = ("topk_encode", "batch_topk_encode", "feature_choice_encode")
+TRITON_OPS = ("topk_encode", "batch_topk_encode", "feature_choice_encode", "threshold_encode", "latent_stats")
 register_triton_kernels("sae", TRITON_OPS)

@@ -60,6 +60,23 @@ def feature_choice_encode(
     return _row_compressed(acts, selected)
 
 
+def threshold_encode(
+    x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    z = F.linear(x, W_enc, b_enc)
+    return _row_compressed(z, ~(z <= threshold[None, :]) & _positive(z))
+
+
+def latent_stats(
+    x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Optional[Tensor] = None
+) -> tuple[Tensor, Tensor]:
+    z = F.linear(x, W_enc, b_enc)
+    t = torch.zeros_like(b_enc) if threshold is None else threshold
+    if z.shape[0] == 0:
+        return torch.zeros_like(b_enc, dtype=torch.long), torch.full_like(b_enc, float("-inf"))
+    return (z > t[None, :]).sum(0), z.amax(0)
+
+
 def to_dense(values: Tensor, indices: Tensor, offsets: Optional[Tensor], num_latents: int) -> Tensor:
     """[B, F] dense code of a sparse one."""
     if offsets is None:
