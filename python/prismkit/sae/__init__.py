@@ -1,0 +1,32 @@
+"""Sparse-autoencoder methods on prismkit's fused SAE ops: modules (TopK, BatchTopK = Mutual
+Choice, Feature Choice, JumpReLU), losses (FVU, AuxK, aux_zipf, Multi-TopK), Group Bias
+Adaptation, a trainer (single process or torchrun), checkpoint interop with SAELens and
+sparsify, and steering hooks. ``python -m prismkit.sae --help`` for the command line."""
+
+from .data import HookSource, MemmapSource, ShuffleBuffer, TensorSource, cache_activations, capture_activations
+from .gba import GBAConfig, GroupBiasAdaptation
+from .io import load_sae, load_saelens, load_sparsify, save_sae, save_saelens, save_sparsify
+from .losses import aux_k_loss, aux_zipf_loss, fvu, normalized_mse, zipf_underused
+from .modules import (
+    SAE_CLASSES,
+    BatchTopKSAE,
+    FeatureChoiceSAE,
+    JumpReLUSAE,
+    MutualChoiceSAE,
+    SAEOutput,
+    SparseAutoencoder,
+    TopKSAE,
+    geometric_median,
+    sae_from_config,
+)
+from .steering import TIERS, SAESteering, steer_activations
+from .trainer import LatentTracker, TrainConfig, Trainer, evaluate, l0_per_token
+
+__all__ = [
+    "HookSource", "MemmapSource", "ShuffleBuffer", "TensorSource", "cache_activations", "capture_activations",
+    "GBAConfig", "GroupBiasAdaptation", "load_sae", "load_saelens", "load_sparsify", "save_sae", "save_saelens",
+    "save_sparsify", "aux_k_loss", "aux_zipf_loss", "fvu", "normalized_mse", "zipf_underused", "SAE_CLASSES",
+    "BatchTopKSAE", "FeatureChoiceSAE", "JumpReLUSAE", "MutualChoiceSAE", "SAEOutput", "SparseAutoencoder",
+    "TopKSAE", "geometric_median", "sae_from_config", "LatentTracker", "TrainConfig", "Trainer", "evaluate",
+    "l0_per_token", "TIERS", "SAESteering", "steer_activations",
+]  # fmt: skip

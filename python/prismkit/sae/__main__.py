@@ -1,0 +1,134 @@
+"""Command line: ``python -m prismkit.sae train ...`` and ``python -m prismkit.sae eval ...``.
+
+    python -m prismkit.sae train --activations acts.npy --out runs/topk --architecture topk --k 32
+    python -m prismkit.sae train --config run.json --activations acts.npy   # flags override the file
+    torchrun --nproc_per_node=2 -m prismkit.sae train --activations acts.npy --out runs/ddp
+    python -m prismkit.sae train --resume runs/topk/checkpoints/step_100 --activations acts.npy
+    python -m prismkit.sae eval --sae runs/topk/sae --activations acts.npy --tokens 100000
+
+``--activations`` is a .npy (memory-mapped), .safetensors or .pt file of [N, d] activations;
+``--synthetic N:D`` generates N tokens of dimension D instead (a quick try-out). Every field of
+``TrainConfig`` is a flag (``--batch-size``, ``--total-tokens``, ``--aux aux_zipf``,
+``--bias-adaptation gba``, ``--gba.buffer-tokens`` ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+
+import torch
+
+from .data import MemmapSource, TensorSource
+from .gba import GBAConfig
+from .io import load_sae
+from .trainer import TrainConfig, Trainer, evaluate
+
+
+def synthetic_activations(num_tokens: int, d: int, seed: int = 0) -> torch.Tensor:
+    """Sparse combinations of 8*d random unit directions plus noise and an offset: data with a
+    known sparse structure, for trying the trainer without a model."""
+    gen = torch.Generator().manual_seed(seed)
+    dictionary = torch.randn(8 * d, d, generator=gen)
+    dictionary /= dictionary.norm(dim=1, keepdim=True)
+    out = torch.empty(num_tokens, d)
+    for s in range(0, num_tokens, 8192):
+        n = min(8192, num_tokens - s)
+        active = (torch.rand(n, 8 * d, generator=gen) < 4.0 / d).float() * torch.rand(n, 8 * d, generator=gen) * 3
+        out[s : s + n] = active @ dictionary + 0.05 * torch.randn(n, d, generator=gen) + 0.5
+    return out
+
+
+def _source(args):
+    if args.activations:
+        return MemmapSource(args.activations)
+    if args.synthetic:
+        n, d = (int(v) for v in args.synthetic.split(":"))
+        return TensorSource(synthetic_activations(n, d))
+    raise SystemExit("give --activations FILE or --synthetic N:D")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    def add(name, f, prefix=""):
+        flag = "--" + prefix + name.replace("_", "-")
+        kind = f.type if isinstance(f.type, type) else str
+        if f.type in ("bool", bool) or isinstance(f.default, bool):
+            parser.add_argument(flag, dest=prefix + name, type=lambda v: v.lower() in ("1", "true", "yes"), default=None)
+        elif isinstance(f.default, int) or "int" in str(f.type):
+            parser.add_argument(flag, dest=prefix + name, type=int, default=None)
+        elif isinstance(f.default, float) or "float" in str(f.type):
+            parser.add_argument(flag, dest=prefix + name, type=float, default=None)
+        else:
+            parser.add_argument(flag, dest=prefix + name, type=kind if kind is not str else str, default=None)
+
+    for f in fields(TrainConfig):
+        if f.name != "gba":
+            add(f.name, f)
+    for f in fields(GBAConfig):
+        add(f.name, f, prefix="gba.")
+
+
+def _config(args) -> TrainConfig:
+    values = {}
+    if args.config:
+        with open(args.config) as fh:
+            values = json.load(fh)
+    gba = dict(values.get("gba", {}))
+    for key, value in vars(args).items():
+        if value is None:
+            continue
+        if key.startswith("gba."):
+            gba[key[4:]] = value
+        elif key in {f.name for f in fields(TrainConfig)}:
+            values[key] = value
+    values["gba"] = gba
+    return TrainConfig.from_dict(values)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m prismkit.sae", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train an SAE")
+    train.add_argument("--config", help="JSON file of TrainConfig fields")
+    train.add_argument("--activations", help=".npy / .safetensors / .pt file of [N, d] activations")
+    train.add_argument("--synthetic", help="N:D synthetic activations instead of a file")
+    train.add_argument("--resume", help="checkpoint directory to continue from")
+    train.add_argument("--out", dest="out_dir", default=None, help="output directory (metrics, checkpoints, sae/)")
+    train.add_argument("--no-progress", action="store_true")
+    _add_config_flags(train)
+    ev = sub.add_parser("eval", help="evaluate a saved SAE (FVU, L0, dead fraction)")
+    ev.add_argument("--sae", required=True, help="directory written by save_sae (e.g. <out>/sae)")
+    ev.add_argument("--activations")
+    ev.add_argument("--synthetic")
+    ev.add_argument("--tokens", type=int, default=65_536)
+    ev.add_argument("--batch-size", type=int, default=4096)
+    args = parser.parse_args(argv)
+
+    try:
+        config = _config(args) if args.command == "train" and not args.resume else None
+    except (ValueError, TypeError) as e:
+        parser.error(str(e))
+    source = _source(args)
+    if args.command == "eval":
+        sae = load_sae(args.sae)
+        print(json.dumps(evaluate(sae, source, min(args.tokens, len(source)), args.batch_size), indent=2))
+        return 0
+    if args.resume:
+        overrides = {k: v for k, v in vars(args).items() if v is not None and k in {f.name for f in fields(TrainConfig)}}
+        trainer = Trainer.resume(args.resume, source, **overrides)
+    else:
+        trainer = Trainer(config, source)
+    trainer.fit(progress=not args.no_progress)
+    if trainer.rank == 0:
+        result = evaluate(trainer.sae, source, min(65_536, len(source)))
+        print(json.dumps({"final": result, "out_dir": trainer.config.out_dir}, indent=2))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

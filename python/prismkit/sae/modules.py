@@ -1,0 +1,384 @@
+"""Sparse autoencoders on prismkit's fused SAE ops.
+
+Every SAE holds ``W_enc`` [F, d], ``b_enc`` [F], ``W_dec`` [F, d] (one decoder direction per row,
+kept at unit norm) and ``b_dec`` [d], and computes
+
+    z = (x - b_dec) @ W_enc.T + b_enc          (pre-activations, never materialized as [N, F])
+    code = <sparsity rule>(z)                  (a SparseCode: values and latent indices)
+    x_hat = code @ W_dec + b_dec               (sparse_decode)
+
+The sparsity rules:
+
+* ``TopKSAE`` (Gao et al.): the k largest ReLU'd pre-activations per token.
+* ``BatchTopKSAE`` (Bussmann et al.): the k*N largest over the whole batch. At evaluation
+  (``.eval()``) it encodes with a running threshold instead, so a token's code does not depend on
+  its batch; ``to_jumprelu()`` exports that threshold as a per-latent JumpReLU threshold.
+* ``MutualChoiceSAE`` (Ayonrinde): the Mutual Choice allocation is the same operation as
+  BatchTopK (a global top-k*N with no per-token or per-latent limit), so it is the same class under
+  the paper's name.
+* ``FeatureChoiceSAE`` (Ayonrinde): latent j keeps its ``capacity[j]`` best tokens; capacities
+  are equal (k*N/F each) or Zipf-shaped (latent 0 gets the largest), summing to k*N. Like the
+  paper's, the code depends on the batch at evaluation too.
+* ``JumpReLUSAE``: ``z * 1[z > threshold_j]``, for loading and evaluating JumpReLU checkpoints
+  (Gemma Scope, SAELens, dictionary_learning).
+
+``forward(x)`` accepts any leading shape ([..., d]) and returns an ``SAEOutput``: the
+reconstruction, the code, and the loss terms (FVU, the auxiliary loss when the trainer passes the
+eligible latents, Multi-TopK for TopK SAEs when enabled). Decoder rows stay at unit norm:
+``remove_parallel_decoder_grad()`` before the optimizer step, ``normalize_decoder()`` after it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from prismkit.ops import sae as ops
+from prismkit.ops.sae import SparseCode
+
+from . import losses
+
+__all__ = [
+    "SAEOutput",
+    "SparseAutoencoder",
+    "TopKSAE",
+    "BatchTopKSAE",
+    "MutualChoiceSAE",
+    "FeatureChoiceSAE",
+    "JumpReLUSAE",
+    "SAE_CLASSES",
+    "sae_from_config",
+]
+
+
+class SAEOutput(NamedTuple):
+    x_hat: Tensor  # reconstruction, the input's shape
+    code: SparseCode  # over the flattened [N, d] tokens
+    fvu: Tensor  # fraction of variance unexplained, 0-d
+    aux_loss: Tensor  # AuxK / aux_zipf (0 when no eligible latents were passed), 0-d
+    multi_topk_fvu: Optional[Tensor]  # TopK SAEs with multi_topk=True only
+    loss: Tensor  # fvu + aux_coef * aux_loss (+ multi_topk_coef * multi_topk_fvu)
+
+
+class SparseAutoencoder(nn.Module):
+    """Shared parameters, initialization, decode, losses and decoder-norm upkeep.
+
+    ``aux_k`` is the number of eligible latents the auxiliary loss may use (default d // 2, as
+    sparsify and SAELens) and ``aux_coef`` its weight (default 1/32, the TopK paper's).
+    ``subtract_b_dec_from_input=False`` encodes x instead of x - b_dec (SAELens'
+    ``apply_b_dec_to_input=False``, used by many JumpReLU checkpoints).
+    """
+
+    architecture = "base"
+
+    def __init__(
+        self,
+        d_in: int,
+        num_latents: int,
+        *,
+        aux_k: Optional[int] = None,
+        aux_coef: float = 1 / 32,
+        subtract_b_dec_from_input: bool = True,
+        dtype: torch.dtype = torch.float32,
+        device: Any = None,
+        seed: Optional[int] = None,
+    ):
+        super().__init__()
+        if d_in <= 0 or num_latents <= 0:
+            raise ValueError(f"{type(self).__name__}: d_in and num_latents must be positive, got {d_in}, {num_latents}")
+        self.d_in, self.num_latents = d_in, num_latents
+        self.aux_k = d_in // 2 if aux_k is None else aux_k
+        self.aux_coef = aux_coef
+        self.subtract_b_dec_from_input = subtract_b_dec_from_input
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        W_dec = torch.randn(num_latents, d_in, generator=gen, dtype=torch.float64)
+        W_dec /= W_dec.norm(dim=1, keepdim=True)
+        kw = dict(dtype=dtype, device=device)
+        self.W_dec = nn.Parameter(W_dec.to(**kw))
+        self.W_enc = nn.Parameter(W_dec.clone().to(**kw))  # encoder = decoder transpose (TopK paper)
+        self.b_enc = nn.Parameter(torch.zeros(num_latents, **kw))
+        self.b_dec = nn.Parameter(torch.zeros(d_in, **kw))
+
+    # ---- configuration -------------------------------------------------------------------
+
+    def config(self) -> dict:
+        """Everything needed to rebuild the module (saved as JSON beside the weights)."""
+        return {
+            "architecture": self.architecture,
+            "d_in": self.d_in,
+            "num_latents": self.num_latents,
+            "aux_k": self.aux_k,
+            "aux_coef": self.aux_coef,
+            "subtract_b_dec_from_input": self.subtract_b_dec_from_input,
+            **self._extra_config(),
+        }
+
+    def _extra_config(self) -> dict:
+        return {}
+
+    # ---- encode / decode -----------------------------------------------------------------
+
+    def encoder_input(self, x: Tensor) -> Tensor:
+        return x - self.b_dec if self.subtract_b_dec_from_input else x
+
+    def _check_input(self, x: Tensor) -> Tensor:
+        if x.dim() < 1 or x.shape[-1] != self.d_in:
+            raise ValueError(
+                f"{type(self).__name__}: expected activations [..., {self.d_in}], got shape {list(x.shape)}"
+            )
+        if x.dtype != self.W_enc.dtype:
+            x = x.to(self.W_enc.dtype)
+        return x.reshape(-1, self.d_in)
+
+    def encode(self, x: Tensor) -> SparseCode:
+        """The sparse code of x ([..., d] flattened to [N, d] tokens)."""
+        x = self._check_input(x)
+        return self._encode(self.encoder_input(x))
+
+    def _encode(self, x_in: Tensor) -> SparseCode:
+        raise NotImplementedError
+
+    def decode(self, code: SparseCode) -> Tensor:
+        return code.decode(self.W_dec, self.b_dec)
+
+    def pre_activations(self, x: Tensor) -> Tensor:
+        """Dense [N, F] pre-activations (for analysis; training never builds them)."""
+        x = self._check_input(x)
+        return torch.nn.functional.linear(self.encoder_input(x), self.W_enc, self.b_enc)
+
+    def forward(
+        self, x: Tensor, aux_eligible: Optional[Tensor] = None, fvu_denominator: Optional[Tensor] = None
+    ) -> SAEOutput:
+        """Reconstruction, code and loss terms. ``aux_eligible`` ([F] bool) lists the latents the
+        auxiliary loss may use (dead ones for AuxK, under-used ones for aux_zipf); the trainer
+        passes it. The losses are computed over the flattened tokens; ``fvu_denominator`` replaces
+        the batch variance in the FVU (see ``losses.fvu``)."""
+        flat = self._check_input(x)
+        x_in = self.encoder_input(flat)
+        code = self._encode(x_in)
+        x_hat = self.decode(code)
+        fvu = losses.fvu(flat, x_hat, fvu_denominator)
+        loss = fvu
+        aux = fvu.new_zeros(())
+        if aux_eligible is not None and self.aux_k > 0 and bool(aux_eligible.any()):
+            x_aux = flat - self.b_dec.detach() if self.subtract_b_dec_from_input else flat
+            aux = losses.aux_k_loss(
+                x_aux, (flat - x_hat).detach(), self.W_enc, self.b_enc, self.W_dec, aux_eligible, self.aux_k
+            )
+            loss = loss + self.aux_coef * aux
+        multi = self._multi_topk_fvu(flat, x_in)
+        if multi is not None:
+            loss = loss + self.multi_topk_coef * multi
+        return SAEOutput(x_hat.view(x.shape), code, fvu, aux, multi, loss)
+
+    def _multi_topk_fvu(self, flat: Tensor, x_in: Tensor) -> Optional[Tensor]:
+        return None
+
+    # ---- decoder norm --------------------------------------------------------------------
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Rescale every decoder row to unit norm."""
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(torch.finfo(self.W_dec.dtype).eps))
+
+    @torch.no_grad()
+    def remove_parallel_decoder_grad(self) -> None:
+        """Remove from W_dec's gradient its component along each (unit) decoder row, so the
+        optimizer step moves the rows tangentially to the unit sphere."""
+        if self.W_dec.grad is None:
+            return
+        parallel = (self.W_dec.grad * self.W_dec).sum(1, keepdim=True)
+        self.W_dec.grad.sub_(parallel * self.W_dec)
+
+    # ---- initialization from data --------------------------------------------------------
+
+    @torch.no_grad()
+    def init_from_data(self, sample: Tensor, b_dec: str = "geometric_median") -> None:
+        """b_dec at the geometric median (or ``"mean"``, or ``"zeros"``) of ``sample`` [n, d]; then
+        the encoder (the decoder's transpose) is scaled so that reconstructions of the sample have,
+        in the median, the norm of the centered inputs (as openai/sparse_autoencoder scales its
+        encoder at initialization)."""
+        sample = self._check_input(sample)
+        if b_dec == "geometric_median":
+            self.b_dec.copy_(geometric_median(sample))
+        elif b_dec == "mean":
+            self.b_dec.copy_(sample.mean(0))
+        elif b_dec != "zeros":
+            raise ValueError(f"init_from_data: b_dec must be 'geometric_median', 'mean' or 'zeros', got {b_dec!r}")
+        x_in = self.encoder_input(sample)
+        out = self.decode(self._encode(x_in)) - self.b_dec
+        ratio = x_in.norm(dim=1) / out.norm(dim=1).clamp_min(1e-12)
+        scale = float(ratio[out.norm(dim=1) > 0].median()) if bool((out.norm(dim=1) > 0).any()) else 1.0
+        if math.isfinite(scale) and scale > 0:
+            self.W_enc.mul_(scale)
+
+
+def geometric_median(points: Tensor, iterations: int = 100, tol: float = 1e-6) -> Tensor:
+    """Weiszfeld's algorithm, in float64: the point minimizing the sum of Euclidean distances."""
+    p = points.double()
+    median = p.mean(0)
+    for _ in range(iterations):
+        dist = (p - median).norm(dim=1).clamp_min(1e-12)
+        w = 1.0 / dist
+        new = (w[:, None] * p).sum(0) / w.sum()
+        if float((new - median).norm()) <= tol * max(1.0, float(median.norm())):
+            median = new
+            break
+        median = new
+    return median.to(points.dtype)
+
+
+class TopKSAE(SparseAutoencoder):
+    """TopK SAE: the k largest ReLU'd pre-activations per token (``topk_encode``). With
+    ``multi_topk=True`` the loss adds ``multi_topk_coef`` (default 1/8) times the FVU of the
+    top-(4k) reconstruction (sparsify's Multi-TopK), so the code stays useful at larger k."""
+
+    architecture = "topk"
+
+    def __init__(self, d_in: int, num_latents: int, k: int, *, multi_topk: bool = False,
+                 multi_topk_coef: float = 1 / 8, **kwargs):  # fmt: skip
+        super().__init__(d_in, num_latents, **kwargs)
+        if not 1 <= k <= num_latents:
+            raise ValueError(f"TopKSAE: k must be in [1, num_latents={num_latents}], got {k}")
+        self.k, self.multi_topk, self.multi_topk_coef = k, multi_topk, multi_topk_coef
+
+    def _extra_config(self) -> dict:
+        return {"k": self.k, "multi_topk": self.multi_topk, "multi_topk_coef": self.multi_topk_coef}
+
+    def _encode(self, x_in: Tensor) -> SparseCode:
+        return ops.topk_encode(x_in, self.W_enc, self.b_enc, self.k)
+
+    def _multi_topk_fvu(self, flat: Tensor, x_in: Tensor) -> Optional[Tensor]:
+        if not self.multi_topk:
+            return None
+        code = ops.topk_encode(x_in, self.W_enc, self.b_enc, min(4 * self.k, self.num_latents))
+        return losses.fvu(flat, self.decode(code))
+
+
+class BatchTopKSAE(SparseAutoencoder):
+    """BatchTopK: the k*N largest ReLU'd pre-activations of the batch (``batch_topk_encode``).
+
+    The inference threshold: after every training forward, ``threshold <- (1 - m) * threshold +
+    m * (smallest selected value of the batch)`` with ``threshold_momentum`` m = 0.01 (SAELens' rule;
+    the first update sets it), kept in float64. In eval mode, or always once ``use_threshold`` is
+    set, encoding is ``threshold_encode`` with that value for every latent: batch-independent.
+    """
+
+    architecture = "batch_topk"
+
+    def __init__(self, d_in: int, num_latents: int, k: int, *, threshold_momentum: float = 0.01, **kwargs):
+        super().__init__(d_in, num_latents, **kwargs)
+        if not 1 <= k <= num_latents:
+            raise ValueError(f"{type(self).__name__}: k must be in [1, num_latents={num_latents}], got {k}")
+        self.k, self.threshold_momentum = k, threshold_momentum
+        self.register_buffer("threshold", torch.tensor(-1.0, dtype=torch.float64))  # < 0: not yet set
+
+    def _extra_config(self) -> dict:
+        return {"k": self.k, "threshold_momentum": self.threshold_momentum}
+
+    def _encode(self, x_in: Tensor) -> SparseCode:
+        if not self.training:
+            if float(self.threshold) < 0:
+                raise RuntimeError(
+                    f"{type(self).__name__}: no inference threshold yet (it is learned during training); "
+                    "call .train() to encode with the batch rule"
+                )
+            theta = torch.full_like(self.b_enc, float(self.threshold))
+            return ops.threshold_encode(x_in, self.W_enc, self.b_enc, theta.detach())
+        code = ops.batch_topk_encode(x_in, self.W_enc, self.b_enc, self.k)
+        if code.values.numel() > 0 and torch.is_grad_enabled():
+            self._update_threshold(code.values.detach())
+        return code
+
+    @torch.no_grad()
+    def _update_threshold(self, values: Tensor) -> None:
+        smallest = values.min().double()
+        if float(self.threshold) < 0:
+            self.threshold.copy_(smallest)
+        else:
+            m = self.threshold_momentum
+            self.threshold.mul_(1 - m).add_(m * smallest)
+
+    def to_jumprelu(self) -> "JumpReLUSAE":
+        """A JumpReLUSAE with the same weights and the running threshold for every latent (SAELens
+        and dictionary_learning ship BatchTopK SAEs this way)."""
+        out = JumpReLUSAE(self.d_in, self.num_latents, aux_k=self.aux_k, aux_coef=self.aux_coef,
+                          subtract_b_dec_from_input=self.subtract_b_dec_from_input,
+                          dtype=self.W_enc.dtype, device=self.W_enc.device)  # fmt: skip
+        with torch.no_grad():
+            for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+                getattr(out, name).copy_(getattr(self, name))
+            out.threshold.fill_(max(float(self.threshold), 0.0))
+        return out
+
+
+class MutualChoiceSAE(BatchTopKSAE):
+    """Mutual Choice (Ayonrinde): a global top-k*N over the token-latent matrix. It is the same
+    allocation as BatchTopK, so this is ``BatchTopKSAE`` under the paper's name."""
+
+    architecture = "mutual_choice"
+
+
+class FeatureChoiceSAE(SparseAutoencoder):
+    """Feature Choice (Ayonrinde): latent j keeps its ``capacity[j]`` highest-activating tokens of
+    the batch (``feature_choice_encode``), the budget k*N split ``"equal"`` or ``"zipf"``
+    (``zipf_capacity`` with ``zipf_exponent``; latent 0 has the largest capacity). The code depends
+    on the batch, in training and evaluation alike, as in the paper."""
+
+    architecture = "feature_choice"
+
+    def __init__(self, d_in: int, num_latents: int, k: int, *, capacity: str = "equal",
+                 zipf_exponent: float = 1.0, **kwargs):  # fmt: skip
+        super().__init__(d_in, num_latents, **kwargs)
+        if capacity not in ("equal", "zipf"):
+            raise ValueError(f"FeatureChoiceSAE: capacity must be 'equal' or 'zipf', got {capacity!r}")
+        if k < 1:
+            raise ValueError(f"FeatureChoiceSAE: k must be >= 1, got {k}")
+        self.k, self.capacity, self.zipf_exponent = k, capacity, zipf_exponent
+        self._capacity_cache: dict = {}
+
+    def _extra_config(self) -> dict:
+        return {"k": self.k, "capacity": self.capacity, "zipf_exponent": self.zipf_exponent}
+
+    def capacities(self, batch_size: int) -> Tensor:
+        key = (batch_size, self.W_enc.device)
+        if key not in self._capacity_cache:
+            if self.capacity == "equal":
+                cap = ops.equal_capacity(self.num_latents, self.k, batch_size)
+            else:
+                cap = ops.zipf_capacity(self.num_latents, self.k, batch_size, self.zipf_exponent)
+            self._capacity_cache = {key: cap.to(self.W_enc.device)}
+        return self._capacity_cache[key]
+
+    def _encode(self, x_in: Tensor) -> SparseCode:
+        return ops.feature_choice_encode(x_in, self.W_enc, self.b_enc, self.capacities(x_in.shape[0]))
+
+
+class JumpReLUSAE(SparseAutoencoder):
+    """JumpReLU: ``z * 1[z > threshold_j]`` (``threshold_encode``), thresholds a buffer [F]. For
+    loading and evaluating checkpoints; training a JumpReLU threshold needs a straight-through
+    estimator, which this module does not implement (its thresholds get no gradient)."""
+
+    architecture = "jumprelu"
+
+    def __init__(self, d_in: int, num_latents: int, **kwargs):
+        super().__init__(d_in, num_latents, **kwargs)
+        self.register_buffer("threshold", torch.zeros(num_latents, dtype=self.W_enc.dtype, device=self.W_enc.device))
+
+    def _encode(self, x_in: Tensor) -> SparseCode:
+        return ops.threshold_encode(x_in, self.W_enc, self.b_enc, self.threshold.to(x_in.dtype))
+
+
+SAE_CLASSES = {c.architecture: c for c in (TopKSAE, BatchTopKSAE, MutualChoiceSAE, FeatureChoiceSAE, JumpReLUSAE)}
+
+
+def sae_from_config(config: dict, **overrides) -> SparseAutoencoder:
+    """Build an SAE (fresh weights) from ``SparseAutoencoder.config()``'s dict."""
+    cfg = {**config, **overrides}
+    arch = cfg.pop("architecture", None)
+    if arch not in SAE_CLASSES:
+        raise ValueError(f"unknown SAE architecture {arch!r}; known: {sorted(SAE_CLASSES)}")
+    return SAE_CLASSES[arch](**cfg)

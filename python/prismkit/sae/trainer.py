@@ -1,0 +1,387 @@
+"""Training SAEs on prismkit's fused ops.
+
+``Trainer(TrainConfig(...), source).fit()`` trains on a source of activations (see ``data.py``):
+batches of ``batch_size`` tokens shuffled through a buffer, Adam, decoder rows kept at unit norm
+(parallel gradient removed before each step, rows renormalized after), an auxiliary loss on dead
+(AuxK) or under-used (aux_zipf) latents, optional Group Bias Adaptation of the encoder biases.
+
+Initialization: ``b_dec`` at the geometric median of the first ``init_tokens`` tokens, the encoder
+as the decoder's transpose scaled to match the input norm (``SparseAutoencoder.init_from_data``).
+
+Tracking: a latent is dead once it has not fired (a positive code value) for ``dead_tokens``
+tokens; latent frequencies for aux_zipf are an exponential average over about the same window.
+Every ``log_every`` steps the trainer writes a JSON line to ``<out_dir>/metrics.jsonl`` (step,
+tokens, FVU, aux loss, L0 mean and quantiles, dead fraction, tokens/s) and updates the progress bar.
+
+Checkpoints (``<out_dir>/checkpoints/step_<n>/``): the SAE in prismkit's layout (``config.json``,
+``sae.safetensors``), ``train_config.json``, and the trainer state (optimizer, trackers, shuffle
+buffer, GBA buffer) in ``trainer_state.safetensors`` + ``trainer_state.json``. ``Trainer.resume``
+continues from one and produces the same next steps as the uninterrupted run.
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) the trainer joins the process group (gloo on
+CPU, nccl on GPUs), wraps the SAE in DistributedDataParallel, and each rank takes its slice of
+the same global batch. The FVU's denominator is the global batch's variance, so the averaged
+gradient equals the single-process gradient on the global batch; trackers and GBA sum their
+counts over ranks. Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from prismkit.ops.sae import SparseCode
+
+from . import io, losses
+from .gba import GBAConfig, GroupBiasAdaptation
+from .modules import SparseAutoencoder, sae_from_config
+
+__all__ = ["TrainConfig", "Trainer", "LatentTracker", "evaluate", "l0_per_token"]
+
+
+@dataclass
+class TrainConfig:
+    architecture: str = "topk"  # topk, batch_topk, mutual_choice, feature_choice, jumprelu (= ReLU at threshold 0)
+    expansion: int = 32  # num_latents = expansion * d_in unless num_latents is given
+    num_latents: Optional[int] = None
+    k: int = 32
+    capacity: str = "equal"  # feature_choice: equal or zipf
+    zipf_exponent: float = 1.0
+    multi_topk: bool = False
+    aux: str = "auxk"  # auxk, aux_zipf or none
+    aux_k: Optional[int] = None  # default d_in // 2
+    aux_coef: float = 1 / 32
+    aux_zipf_alpha: float = 0.5
+    dead_tokens: int = 10_000_000
+    batch_size: int = 4096
+    total_tokens: int = 10_000_000
+    buffer_tokens: int = 65_536
+    lr: Optional[float] = None  # default 2e-4 / sqrt(num_latents / 2**14) (sparsify's scaling)
+    lr_warmup_steps: int = 0
+    adam_eps: float = 6.25e-10  # the TopK paper's
+    b_dec_init: str = "geometric_median"  # or mean, zeros
+    init_tokens: int = 4096
+    bias_adaptation: Optional[str] = None  # "gba": Group Bias Adaptation of b_enc
+    gba: GBAConfig = field(default_factory=GBAConfig)
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 0  # steps; 0: only at the end (when out_dir is set)
+    out_dir: Optional[str] = None
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if isinstance(self.gba, dict):
+            self.gba = GBAConfig(**self.gba)
+        if self.aux not in ("auxk", "aux_zipf", "none"):
+            raise ValueError(f"TrainConfig: aux must be 'auxk', 'aux_zipf' or 'none', got {self.aux!r}")
+        if self.bias_adaptation not in (None, "gba"):
+            raise ValueError(f"TrainConfig: bias_adaptation must be None or 'gba', got {self.bias_adaptation!r}")
+        if self.batch_size < 1 or self.total_tokens < 1:
+            raise ValueError("TrainConfig: batch_size and total_tokens must be positive")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown keys {unknown}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def build_sae(self, d_in: int) -> SparseAutoencoder:
+        F = self.num_latents or self.expansion * d_in
+        cfg = {"architecture": self.architecture, "d_in": d_in, "num_latents": F, "aux_k": self.aux_k,
+               "aux_coef": self.aux_coef, "seed": self.seed}  # fmt: skip
+        if self.architecture in ("topk", "batch_topk", "mutual_choice", "feature_choice"):
+            cfg["k"] = self.k
+        if self.architecture == "topk":
+            cfg["multi_topk"] = self.multi_topk
+        if self.architecture == "feature_choice":
+            cfg.update(capacity=self.capacity, zipf_exponent=self.zipf_exponent)
+        return sae_from_config(cfg, device=self.device)
+
+
+def l0_per_token(code: SparseCode) -> Tensor:
+    """Active (positive) latents per token, [N] int64."""
+    active = ~(code.values <= 0)
+    if code.offsets is None:
+        return active.sum(1)
+    return torch.bincount(code.row_ids()[active], minlength=code.batch_size)
+
+
+def fired_latents(code: SparseCode) -> Tensor:
+    """How many tokens each latent fired on in this code, [F] int64."""
+    active = ~(code.values <= 0)
+    return torch.bincount(code.indices[active].flatten(), minlength=code.num_latents)
+
+
+class LatentTracker:
+    """Dead latents (no firing for ``dead_tokens`` tokens) and smoothed latent frequencies."""
+
+    def __init__(self, num_latents: int, dead_tokens: int, device=None):
+        self.dead_tokens = dead_tokens
+        self.tokens_since_fired = torch.zeros(num_latents, dtype=torch.long, device=device)
+        self.frequency = torch.zeros(num_latents, dtype=torch.float64, device=device)
+
+    def update(self, fired: Tensor, num_tokens: int) -> None:
+        self.tokens_since_fired += num_tokens
+        self.tokens_since_fired[fired > 0] = 0
+        beta = min(1.0, num_tokens / max(self.dead_tokens, 1))
+        self.frequency.mul_(1 - beta).add_(beta * fired.double() / max(num_tokens, 1))
+
+    def dead(self) -> Tensor:
+        return self.tokens_since_fired >= self.dead_tokens
+
+    def state_dict(self) -> dict:
+        return {"tokens_since_fired": self.tokens_since_fired, "frequency": self.frequency}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tokens_since_fired.copy_(state["tokens_since_fired"])
+        self.frequency.copy_(state["frequency"])
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), joining the process group when torchrun started us."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, source, sae: Optional[SparseAutoencoder] = None):
+        self.config = c = config
+        self.source = source
+        self.rank, self.world_size = _distributed()
+        if c.device.startswith("cuda") and self.world_size > 1:
+            c.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        self.device = torch.device(c.device)
+        self.sae = sae.to(self.device) if sae is not None else c.build_sae(source.d_in)
+        if self.sae.d_in != source.d_in:
+            raise ValueError(f"Trainer: the SAE expects d_in={self.sae.d_in}, the source gives {source.d_in}")
+        self.gba = None
+        if c.bias_adaptation == "gba":
+            self.sae.b_enc.requires_grad_(False)
+            self.gba = GroupBiasAdaptation(self.sae.num_latents, c.gba, device=self.device)
+        self.lr = c.lr if c.lr is not None else 2e-4 / math.sqrt(self.sae.num_latents / 2**14)
+        params = [p for p in self.sae.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=self.lr, eps=c.adam_eps)
+        self.buffer = _make_buffer(c, source, self.rank, self.world_size)
+        self.tracker = LatentTracker(self.sae.num_latents, c.dead_tokens, self.device)
+        self.step = 0
+        self._initialized = False
+        self.model = self.sae
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.sae, device_ids=ids)
+
+    # ---- training ------------------------------------------------------------------------
+
+    @property
+    def total_steps(self) -> int:
+        return math.ceil(self.config.total_tokens / self.config.batch_size)
+
+    def initialize(self) -> None:
+        """Data-dependent initialization (before the first step of a fresh run)."""
+        if self.config.b_dec_init is not None and self.config.init_tokens > 0:
+            sample = self.source.read(0, min(self.config.init_tokens, _source_len(self.source))).to(self.device)
+            self.sae.init_from_data(sample, self.config.b_dec_init)
+        self._initialized = True
+
+    def _global_variance(self, x: Tensor) -> Tensor:
+        """sum ||x - mean||^2 over the global batch (all ranks)."""
+        stats = torch.cat([x.sum(0), x.pow(2).sum().reshape(1), torch.tensor([x.shape[0]], dtype=x.dtype, device=x.device)])
+        if self.world_size > 1:
+            dist.all_reduce(stats)
+        n = stats[-1]
+        mean = stats[:-2] / n
+        return stats[-2] - n * mean.pow(2).sum()
+
+    def train_step(self) -> dict:
+        c, sae = self.config, self.sae
+        if self.step == 0 and not self._initialized:
+            self.initialize()
+        x = self.buffer.next_batch().to(self.device, sae.W_enc.dtype)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * min(1.0, (self.step + 1) / c.lr_warmup_steps) if c.lr_warmup_steps else self.lr
+        eligible = None
+        if c.aux == "auxk":
+            eligible = self.tracker.dead()
+        elif c.aux == "aux_zipf" and self.step > 0:
+            eligible = losses.zipf_underused(self.tracker.frequency, c.aux_zipf_alpha)
+        denominator = self._global_variance(x) if self.world_size > 1 else None
+        out = self.model(x, aux_eligible=eligible, fvu_denominator=denominator)
+        self.optimizer.zero_grad(set_to_none=True)
+        (out.loss * self.world_size).backward()  # DDP averages gradients over ranks
+        sae.remove_parallel_decoder_grad()
+        self.optimizer.step()
+        sae.normalize_decoder()
+        if self.gba is not None:
+            self.gba.observe(sae.encoder_input(x).detach(), sae.W_enc.detach(), sae.b_enc)
+        fired = fired_latents(out.code)
+        l0 = l0_per_token(out.code)
+        stats = torch.stack([out.fvu.detach(), out.aux_loss.detach(), l0.sum().to(out.fvu.dtype)])
+        if self.world_size > 1:
+            dist.all_reduce(fired)
+            dist.all_reduce(stats)
+            stats[1] /= self.world_size
+        self.tracker.update(fired, c.batch_size)
+        self.step += 1
+        return {"fvu": float(stats[0]), "aux_loss": float(stats[1]), "l0": l0, "l0_mean": float(stats[2]) / c.batch_size}
+
+    def fit(self, max_steps: Optional[int] = None, progress: bool = True) -> SparseAutoencoder:
+        """Train until ``total_tokens`` (or ``max_steps`` more steps). Returns the SAE."""
+        from tqdm.auto import tqdm
+
+        c = self.config
+        end = self.total_steps if max_steps is None else min(self.total_steps, self.step + max_steps)
+        main = self.rank == 0
+        log_path = os.path.join(c.out_dir, "metrics.jsonl") if c.out_dir and main else None
+        if log_path:
+            os.makedirs(c.out_dir, exist_ok=True)
+        bar = tqdm(total=end, initial=self.step, unit="step", desc=f"train {self.sae.architecture}",
+                   disable=not (progress and main))  # fmt: skip
+        t0, tokens0 = time.perf_counter(), self.step * c.batch_size
+        while self.step < end:
+            m = self.train_step()
+            bar.update(1)
+            if self.step % c.log_every == 0 or self.step == end:
+                record = self._metrics(m, (self.step * c.batch_size - tokens0) / max(time.perf_counter() - t0, 1e-9))
+                bar.set_postfix(fvu=f"{record['fvu']:.4f}", l0=f"{record['l0_mean']:.1f}",
+                                dead=f"{record['dead_fraction']:.1%}", tok_s=f"{record['tokens_per_s']:.0f}")  # fmt: skip
+                if log_path:
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps(record) + "\n")
+            if c.out_dir and c.checkpoint_every and self.step % c.checkpoint_every == 0 and self.step < end:
+                self.save_checkpoint(os.path.join(c.out_dir, "checkpoints", f"step_{self.step}"))
+        bar.close()
+        if c.out_dir:
+            self.save_checkpoint(os.path.join(c.out_dir, "checkpoints", f"step_{self.step}"))
+            if main:
+                io.save_sae(self.sae, os.path.join(c.out_dir, "sae"))
+        return self.sae
+
+    def _metrics(self, m: dict, tokens_per_s: float) -> dict:
+        q = torch.quantile(m["l0"].double(), torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64, device=m["l0"].device))
+        record = {
+            "step": self.step,
+            "tokens": self.step * self.config.batch_size,
+            "fvu": m["fvu"],
+            "aux_loss": m["aux_loss"],
+            "l0_mean": m["l0_mean"],
+            "l0_p10": float(q[0]), "l0_p50": float(q[1]), "l0_p90": float(q[2]),
+            "dead_fraction": float(self.tracker.dead().double().mean()),
+            "tokens_per_s": tokens_per_s,
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }  # fmt: skip
+        if hasattr(self.sae, "threshold") and self.sae.threshold.dim() == 0:
+            record["threshold"] = float(self.sae.threshold)
+        return record
+
+    # ---- checkpoints ---------------------------------------------------------------------
+
+    def save_checkpoint(self, directory: str) -> None:
+        if self.rank != 0:
+            if self.world_size > 1:
+                dist.barrier()
+            return
+        os.makedirs(directory, exist_ok=True)
+        io.save_sae(self.sae, directory)
+        with open(os.path.join(directory, "train_config.json"), "w") as f:
+            json.dump(self.config.to_dict(), f, indent=2)
+        tensors, meta = {}, {"step": self.step, "initialized": self._initialized}
+        for i, state in self.optimizer.state_dict()["state"].items():
+            for key, value in state.items():
+                tensors[f"optimizer.{i}.{key}"] = torch.as_tensor(value).contiguous()
+        for key, value in self.tracker.state_dict().items():
+            tensors[f"tracker.{key}"] = value.contiguous()
+        buffer_state = self.buffer.state_dict()
+        tensors["buffer.leftover"] = buffer_state.pop("leftover").contiguous()
+        meta["buffer"] = buffer_state
+        if self.gba is not None:
+            for key, value in self.gba.state_dict().items():
+                tensors[f"gba.{key}"] = value.contiguous()
+        save_file({k: v.cpu() for k, v in tensors.items()}, os.path.join(directory, "trainer_state.safetensors"))
+        with open(os.path.join(directory, "trainer_state.json"), "w") as f:
+            json.dump(meta, f, indent=2)
+        if self.world_size > 1:
+            dist.barrier()
+
+    @classmethod
+    def resume(cls, directory: str, source, **overrides) -> "Trainer":
+        """A trainer in the state saved in ``directory`` (``overrides`` change config fields such
+        as ``total_tokens`` or ``out_dir``)."""
+        with open(os.path.join(directory, "train_config.json")) as f:
+            config = TrainConfig.from_dict({**json.load(f), **overrides})
+        sae = io.load_sae(directory)
+        trainer = cls(config, source, sae=sae)
+        with open(os.path.join(directory, "trainer_state.json")) as f:
+            meta = json.load(f)
+        tensors = load_file(os.path.join(directory, "trainer_state.safetensors"))
+        opt_state = trainer.optimizer.state_dict()
+        for name, value in tensors.items():
+            if name.startswith("optimizer."):
+                _, i, key = name.split(".", 2)
+                opt_state["state"].setdefault(int(i), {})[key] = value.to(trainer.device) if key != "step" else value
+        trainer.optimizer.load_state_dict(opt_state)
+        trainer.tracker.load_state_dict({k[len("tracker."):]: v.to(trainer.device) for k, v in tensors.items() if k.startswith("tracker.")})
+        trainer.buffer.load_state_dict({**meta["buffer"], "leftover": tensors["buffer.leftover"]})
+        if trainer.gba is not None:
+            trainer.gba.load_state_dict({k[len("gba."):]: v.to(trainer.device) for k, v in tensors.items() if k.startswith("gba.")})
+        trainer.step = int(meta["step"])
+        trainer._initialized = bool(meta["initialized"])
+        return trainer
+
+
+def _source_len(source) -> int:
+    try:
+        return len(source)
+    except TypeError:
+        return 1 << 62
+
+
+def _make_buffer(c: TrainConfig, source, rank: int, world: int):
+    from .data import ShuffleBuffer
+
+    return ShuffleBuffer(source, c.batch_size, c.buffer_tokens, c.seed, rank, world)
+
+
+@torch.no_grad()
+def evaluate(sae: SparseAutoencoder, source, num_tokens: int, batch_size: int = 4096, start: int = 0) -> dict:
+    """FVU (over all ``num_tokens``), mean L0 and the fraction of latents that never fired, with
+    the SAE in eval mode (BatchTopK: threshold encoding)."""
+    was_training = sae.training
+    sae.eval()
+    device = sae.W_enc.device
+    sq_err = total_sum = total_sq = 0.0
+    l0_sum, fired = 0, torch.zeros(sae.num_latents, dtype=torch.long, device=device)
+    sums = None
+    try:
+        for s in range(start, start + num_tokens, batch_size):
+            x = source.read(s, min(batch_size, start + num_tokens - s)).to(device, sae.W_enc.dtype)
+            out = sae(x)
+            sq_err += float((x - out.x_hat).double().pow(2).sum())
+            sums = x.double().sum(0) if sums is None else sums + x.double().sum(0)
+            total_sq += float(x.double().pow(2).sum())
+            l0_sum += int(l0_per_token(out.code).sum())
+            fired += fired_latents(out.code)
+    finally:
+        sae.train(was_training)
+    total_sum = float(sums.pow(2).sum()) / num_tokens
+    variance = total_sq - total_sum
+    return {"fvu": sq_err / variance, "l0_mean": l0_sum / num_tokens,
+            "dead_fraction": float((fired == 0).double().mean()), "tokens": num_tokens}  # fmt: skip

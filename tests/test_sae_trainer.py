@@ -1,0 +1,123 @@
+"""The SAE trainer: learning on data with a known sparse structure, metrics, resume equals an
+uninterrupted run, the command line, and a two-process torchrun run against one process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from prismkit.sae import GBAConfig, LatentTracker, MemmapSource, TensorSource, TrainConfig, Trainer, evaluate, load_sae
+from prismkit.sae.__main__ import synthetic_activations
+
+D = 16
+
+
+@pytest.fixture(scope="module")
+def acts():
+    return synthetic_activations(6000, D, seed=1)
+
+
+def small_config(**kw):
+    base = dict(expansion=4, k=4, batch_size=128, total_tokens=128 * 12, buffer_tokens=1000, dead_tokens=1024,
+                lr=3e-3, log_every=4, init_tokens=512)  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("arch,extra", [
+    ("topk", {}), ("batch_topk", {}), ("feature_choice", {"capacity": "zipf"}), ("topk", {"aux": "aux_zipf"}),
+    ("jumprelu", {"bias_adaptation": "gba", "gba": GBAConfig(buffer_tokens=256, highest_target_frequency=0.2)}),
+])  # fmt: skip
+def test_training_reduces_fvu(acts, arch, extra, tmp_path):
+    source = TensorSource(acts)
+    trainer = Trainer(small_config(architecture=arch, out_dir=str(tmp_path), **extra), source)
+    before = evaluate(trainer.sae, source, 2048) if arch not in ("batch_topk",) else None
+    trainer.fit(progress=False)
+    after = evaluate(trainer.sae, source, 2048)
+    if before is not None:
+        assert after["fvu"] < 0.9 * before["fvu"]
+    assert after["fvu"] < 1.0
+    lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+    assert [r["step"] for r in lines] == [4, 8, 12]
+    assert {"fvu", "aux_loss", "l0_mean", "l0_p50", "dead_fraction", "tokens_per_s"} <= set(lines[-1])
+    assert os.path.exists(tmp_path / "sae" / "sae.safetensors")
+    if extra.get("bias_adaptation") == "gba":
+        assert not trainer.sae.b_enc.requires_grad and float(trainer.sae.b_enc.max()) <= 0
+        assert float(trainer.sae.b_enc.min()) < 0  # the biases were adapted
+
+
+def test_dead_latent_tracking_and_aux_loss(acts):
+    tracker = LatentTracker(4, dead_tokens=100)
+    tracker.update(torch.tensor([3, 0, 0, 1]), 60)
+    tracker.update(torch.tensor([0, 0, 2, 0]), 60)
+    assert tracker.tokens_since_fired.tolist() == [60, 120, 0, 60]
+    assert tracker.dead().tolist() == [False, True, False, False]
+    torch.testing.assert_close(tracker.frequency, torch.tensor([0.6 * 0.4 * 3 / 60, 0, 0.6 * 2 / 60, 0.6 * 0.4 / 60], dtype=torch.float64))
+    trainer = Trainer(small_config(dead_tokens=256, total_tokens=128 * 4), TensorSource(acts))
+    m = trainer.train_step()
+    assert m["aux_loss"] == 0  # nothing is dead yet
+    trainer.tracker.tokens_since_fired[:20] = 10**9  # mark 20 latents dead
+    m = trainer.train_step()
+    assert m["aux_loss"] > 0
+
+
+def test_resume_gives_the_same_steps(acts, tmp_path):
+    source = TensorSource(acts)
+    cfg = dict(architecture="topk", aux="auxk", dead_tokens=256, checkpoint_every=5, out_dir=str(tmp_path / "a"))
+    full = Trainer(small_config(**cfg), source)
+    full.fit(progress=False)
+    resumed = Trainer.resume(str(tmp_path / "a" / "checkpoints" / "step_5"), source, out_dir=str(tmp_path / "b"))
+    assert resumed.step == 5
+    resumed.fit(progress=False)
+    for name, value in full.sae.state_dict().items():
+        assert torch.equal(value, resumed.sae.state_dict()[name]), name
+    assert torch.equal(full.tracker.tokens_since_fired, resumed.tracker.tokens_since_fired)
+
+
+def test_memmap_source_and_cli(acts, tmp_path):
+    path = tmp_path / "acts.npy"
+    np.save(path, acts.numpy())
+    src = MemmapSource(str(path))
+    assert torch.equal(src.read(5990, 20), acts[torch.arange(5990, 6010) % 6000])
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "prismkit.sae", "train", "--activations", str(path), "--out", str(out),
+           "--expansion", "2", "--k", "3", "--batch-size", "128", "--total-tokens", "1024",
+           "--buffer-tokens", "512", "--no-progress"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["final"]["l0_mean"] == 3.0
+    result = subprocess.run([sys.executable, "-m", "prismkit.sae", "eval", "--sae", str(out / "sae"),
+                             "--activations", str(path), "--tokens", "1000"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert 0 < json.loads(result.stdout)["fvu"] < 1
+    bad = subprocess.run(cmd[:6] + ["--aux", "bogus"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "aux must be 'auxk', 'aux_zipf' or 'none'" in bad.stderr
+
+
+def test_two_process_torchrun_matches_one_process(acts, tmp_path):
+    """torchrun --nproc_per_node=2 (gloo) on the same global batches gives the single-process
+    result within float tolerance."""
+    path = tmp_path / "acts.npy"
+    np.save(path, acts.numpy())
+    flags = ["--activations", str(path), "--expansion", "4", "--k", "4", "--batch-size", "256",
+             "--total-tokens", "2560", "--buffer-tokens", "1024", "--aux", "none", "--lr", "0.003",
+             "--no-progress"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "prismkit.sae", "train", "--out", str(tmp_path / "one"), *flags],
+                         capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "prismkit.sae", "train", "--out", str(tmp_path / "two"), *flags],
+                         capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = load_file(str(tmp_path / "one" / "sae" / "sae.safetensors"))
+    b = load_file(str(tmp_path / "two" / "sae" / "sae.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
+    start = load_sae(str(tmp_path / "one" / "sae"))
+    assert not torch.equal(start.W_dec, TrainConfig(expansion=4, k=4).build_sae(D).W_dec)  # it trained
