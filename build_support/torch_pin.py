@@ -12,4 +12,6 @@ from importlib.metadata import version
 def dynamic_metadata(field, settings=None):
     if field != "dependencies":
         raise ValueError(f"torch_pin only provides 'dependencies', not {field!r}")
-    return [f"torch=={version('torch')}"]
+    # prismkit.sae saves checkpoints with safetensors, shows progress with tqdm, and reads cached
+    # activations with numpy's memory maps.
+    return [f"torch=={version('torch')}", "safetensors>=0.4", "tqdm", "numpy"]

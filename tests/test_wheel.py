@@ -28,6 +28,10 @@ sae.feature_choice_encode(x, W, b, sae.equal_capacity(12, 3, 8)).to_dense()
 sae.sparse_decode_grad_values(torch.randn(8, 5), code.indices, None, W)
 sae.sparse_decode_grad_weight(torch.randn(8, 5), code.values, code.indices, None, 12)
 sae.sparse_decode_backward(torch.randn(8, 5), code.values, code.indices, None, W)
+sae.threshold_encode(x, W, b, torch.full((12,), 0.1)).to_dense()
+sae.latent_stats(x, W, b)
+import prismkit.sae  # the methods' imports (safetensors, tqdm) come with the wheel's dependencies
+prismkit.sae.TopKSAE(5, 12, k=3)(x)
 from prismkit.ops import cswin
 qkv = torch.randn(2, 12, 24, requires_grad=True)
 cswin.cswin_attention(qkv, 3, 4, 2, 2, torch.randn(8, 1, 3, 3), torch.randn(8)).sum().backward()
@@ -70,7 +74,7 @@ def test_wheel_runs_every_op_in_a_clean_venv(wheel, tmp_path):
     python = make_venv(tmp_path / "env", f"torch=={version('torch')}")
     run([python, "-m", "pip", "install", "--quiet", str(wheel)])
     result = run([python, "-c", SMOKE], cwd=tmp_path)
-    assert "ran 9 ops" in result.stdout
+    assert "ran 11 ops" in result.stdout
     info = run([python, "-m", "prismkit", "info"], cwd=tmp_path).stdout
     assert "topk_encode" in info and torch.__version__ in info
 

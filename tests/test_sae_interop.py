@@ -1,0 +1,104 @@
+"""Checkpoint layouts: prismkit's own, SAELens' and sparsify's round trips are exact, and a real
+SAELens checkpoint (written by sae_lens itself) encodes and decodes as SAELens does."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from prismkit.sae import (
+    BatchTopKSAE,
+    FeatureChoiceSAE,
+    JumpReLUSAE,
+    TopKSAE,
+    load_sae,
+    load_saelens,
+    load_sparsify,
+    save_sae,
+    save_saelens,
+    save_sparsify,
+)
+
+
+def randomized(sae, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec):
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
+    return sae
+
+
+def same_state(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: TopKSAE(12, 40, k=5, multi_topk=True), lambda: BatchTopKSAE(12, 40, k=3),
+    lambda: FeatureChoiceSAE(12, 40, k=3, capacity="zipf", zipf_exponent=1.3),
+    lambda: JumpReLUSAE(12, 40, subtract_b_dec_from_input=False), lambda: TopKSAE(12, 40, k=5, dtype=torch.float64),
+])  # fmt: skip
+def test_prismkit_layout_round_trip(build, tmp_path):
+    sae = randomized(build())
+    if isinstance(sae, JumpReLUSAE):
+        sae.threshold.uniform_(0, 0.3)
+    if isinstance(sae, BatchTopKSAE):
+        sae.threshold.fill_(0.123)
+    save_sae(sae, str(tmp_path))
+    back = load_sae(str(tmp_path))
+    assert type(back) is type(sae) and back.config() == sae.config() and same_state(back, sae)
+
+
+def test_saelens_and_sparsify_round_trips(tmp_path):
+    topk = randomized(TopKSAE(12, 40, k=5))
+    save_saelens(topk, str(tmp_path / "lens"))
+    assert json.load(open(tmp_path / "lens" / "cfg.json"))["architecture"] == "topk"
+    assert load_file(str(tmp_path / "lens" / "sae_weights.safetensors"))["W_enc"].shape == (12, 40)  # [d, F]
+    assert same_state(load_saelens(str(tmp_path / "lens")), topk)
+    jump = randomized(JumpReLUSAE(12, 40, subtract_b_dec_from_input=False))
+    jump.threshold.uniform_(0, 0.3)
+    save_saelens(jump, str(tmp_path / "lens_j"))
+    back = load_saelens(str(tmp_path / "lens_j"))
+    assert same_state(back, jump) and not back.subtract_b_dec_from_input
+    save_sparsify(topk, str(tmp_path / "sp"))
+    assert set(load_file(str(tmp_path / "sp" / "sae.safetensors"))) == {"encoder.weight", "encoder.bias", "W_dec", "b_dec"}
+    assert same_state(load_sparsify(str(tmp_path / "sp")), topk)
+    batch = randomized(BatchTopKSAE(12, 40, k=3))
+    batch.threshold.fill_(0.2)
+    save_saelens(batch, str(tmp_path / "lens_b"))  # exported as JumpReLU with the inference threshold
+    x = torch.randn(30, 12)
+    torch.testing.assert_close(load_saelens(str(tmp_path / "lens_b")).encode(x).to_dense(), batch.eval().encode(x).to_dense())
+    with pytest.raises(ValueError, match="SAELens has no architecture for FeatureChoiceSAE"):
+        save_saelens(FeatureChoiceSAE(12, 40, k=3), str(tmp_path / "x"))
+    with pytest.raises(ValueError, match="sparsify stores TopK SAEs"):
+        save_sparsify(jump, str(tmp_path / "y"))
+
+
+@pytest.mark.parametrize("arch", ["topk", "jumprelu"])
+def test_real_saelens_checkpoint_matches_saelens_outputs(arch, tmp_path):
+    sae_lens = pytest.importorskip("sae_lens")
+    torch.manual_seed(0)
+    if arch == "topk":
+        theirs = sae_lens.TopKSAE(sae_lens.TopKSAEConfig(d_in=16, d_sae=96, k=7))
+    else:
+        theirs = sae_lens.JumpReLUSAE(sae_lens.JumpReLUSAEConfig(d_in=16, d_sae=96, apply_b_dec_to_input=False))
+    with torch.no_grad():
+        for name, p in theirs.named_parameters():
+            p.copy_(torch.randn_like(p) * (0.05 if name == "threshold" else 0.4))
+        if arch == "jumprelu":
+            theirs.threshold.abs_()
+    theirs.save_model(str(tmp_path))
+    ours = load_saelens(str(tmp_path))
+    x = torch.randn(50, 16)
+    with torch.no_grad():
+        feats = theirs.encode(x)
+        feats = feats.to_dense() if feats.is_sparse else feats
+        torch.testing.assert_close(ours.encode(x).to_dense(), feats, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours.decode(ours.encode(x)), theirs.decode(feats), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours(x).x_hat, theirs(x), rtol=1e-5, atol=1e-5)
+    save_saelens(ours, str(tmp_path / "again"))  # and SAELens loads what we write
+    again = type(theirs).load_from_disk(str(tmp_path / "again"))
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), theirs(x))
