@@ -1,5 +1,6 @@
 # prismkit
 #   make demo       fused ops vs plain PyTorch on synthetic data
+#   make sae-example  SAEs trained on all-MiniLM-L6-v2 activations of real text, evaluated, steered
 #   make test       the test suite (CI runs this)
 #   make bench      benchmarks -> bench/results/cpu-<N>core.json
 #   make wheel      a wheel in dist/ pinned to the torch it was built with
@@ -14,7 +15,7 @@ TORCH_SPEC ?= torch==2.14.1
 DEPS := $(VENV)/.deps-installed
 GPU_OUT := $(if $(OUT),$(OUT),build/gpu-check)
 
-.PHONY: build demo test bench wheel gpu-check clean
+.PHONY: build demo sae-example test bench wheel gpu-check clean
 
 $(DEPS): Makefile pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,9 @@ build: $(DEPS)
 
 demo: build
 	$(PY) -m prismkit demo
+
+sae-example: build
+	$(PY) examples/sae_minilm.py
 
 test: build
 	$(PY) -m pytest tests

@@ -6,8 +6,8 @@ A source is a stream of token activations [n, d] that can be read from any posit
 * ``MemmapSource``: a ``.npy`` file (memory-mapped, so a cache larger than RAM works) or a
   ``.safetensors``/``.pt`` file holding one tensor; ``cache_activations`` writes one.
 * ``HookSource``: activations captured by a forward hook on ``model.get_submodule(module_path)``
-  while the model runs over ``inputs`` (a sequence of model-input batches); optional ``mask_fn``
-  picks the real (non-padding) tokens. Reading is sequential; a jump back (resume) replays the
+  while the model runs over ``inputs`` (a sequence of model-input batches; ``call(model, batch)``
+  runs one, by default ``model(**batch)``); optional ``mask_fn`` picks the real (non-padding) tokens. Reading is sequential; a jump back (resume) replays the
   model from the start.
 
 Streams wrap around at their end (epochs). ``ShuffleBuffer`` turns a stream into training batches:
@@ -77,9 +77,15 @@ def _readonly_tensor(array) -> Tensor:
         return torch.from_numpy(array)
 
 
-def capture_activations(model: nn.Module, module_path: str, inputs, mask: Optional[Tensor] = None) -> Tensor:
-    """One forward of ``model(**inputs)`` (or ``model(inputs)``), returning the output of
-    ``module_path`` as [n_tokens, d] (rows where ``mask`` is true when given)."""
+def _default_call(model: nn.Module, inputs):
+    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
+def capture_activations(model: nn.Module, module_path: str, inputs, mask: Optional[Tensor] = None,
+                        call: Callable = _default_call) -> Tensor:  # fmt: skip
+    """One forward ``call(model, inputs)`` (default ``model(**inputs)`` for a dict, else
+    ``model(inputs)``), returning the output of ``module_path`` as [n_tokens, d] (rows where
+    ``mask`` is true when given)."""
     module = model.get_submodule(module_path)
     captured = []
 
@@ -89,7 +95,7 @@ def capture_activations(model: nn.Module, module_path: str, inputs, mask: Option
     handle = module.register_forward_hook(hook)
     try:
         with torch.no_grad():
-            model(**inputs) if isinstance(inputs, dict) else model(inputs)
+            call(model, inputs)
     finally:
         handle.remove()
     acts = captured[0]
@@ -100,8 +106,10 @@ def capture_activations(model: nn.Module, module_path: str, inputs, mask: Option
 
 class HookSource:
     def __init__(self, model: nn.Module, module_path: str, inputs: Sequence,
-                 mask_fn: Optional[Callable] = None, d_in: Optional[int] = None):  # fmt: skip
+                 mask_fn: Optional[Callable] = None, d_in: Optional[int] = None,
+                 call: Callable = _default_call):  # fmt: skip
         self.model, self.module_path, self.inputs, self.mask_fn = model, module_path, inputs, mask_fn
+        self.call = call
         if len(inputs) == 0:
             raise ValueError("HookSource: no inputs")
         model.get_submodule(module_path)  # fails early on a wrong path
@@ -117,7 +125,7 @@ class HookSource:
         inputs = self.inputs[self._batch % len(self.inputs)]
         self._batch += 1
         mask = self.mask_fn(inputs) if self.mask_fn is not None else None
-        return capture_activations(self.model, self.module_path, inputs, mask).float()
+        return capture_activations(self.model, self.module_path, inputs, mask, self.call).float()
 
     def read(self, start: int, n: int) -> Tensor:
         if start < self._pos:
