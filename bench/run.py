@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import check_results  # noqa: E402
 
-SUITES = ["sae.py", "cswin.py"]  # one file per core
+SUITES = ["sae.py", "sae_train.py", "cswin.py"]  # one file per core, plus method-level ones
 
 
 def device_label(device: str) -> tuple[str, str]:

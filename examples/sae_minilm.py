@@ -70,6 +70,32 @@ def embed(model, feats: list[dict]) -> torch.Tensor:
         return torch.cat([model(dict(f))["sentence_embedding"] for f in feats])
 
 
+def split_paragraphs() -> tuple[list[str], list[str]]:
+    """(training paragraphs, held-out paragraphs): every 10th paragraph is held out."""
+    texts = paragraphs()
+    return [t for i, t in enumerate(texts) if i % 10], texts[::10]
+
+
+def activation_caches(model, out_dir: str, layer: int, train_texts=None, held_out=None):
+    """MemmapSources over the layer's output for the training and held-out paragraphs, cached as
+    ``<out_dir>/{train,heldout}_layer<L>.npy`` on first use (real tokens only, no padding)."""
+    if train_texts is None:
+        train_texts, held_out = split_paragraphs()
+    module_path = f"0.auto_model.encoder.layer.{layer}"
+    sources = []
+    for name, texts in (("train", train_texts), ("heldout", held_out)):
+        path = os.path.join(out_dir, f"{name}_layer{layer}.npy")
+        if not os.path.exists(path):
+            model = model if model is not None else load_model()
+            feats = batches(model, texts)
+            source = HookSource(model, module_path, [dict(f) for f in feats], mask_fn=lambda f: f["attention_mask"],
+                                call=lambda m, f: m(dict(f)))  # fmt: skip
+            os.makedirs(out_dir, exist_ok=True)
+            cache_activations(source, sum(int(f["attention_mask"].sum()) for f in feats), path)
+        sources.append(MemmapSource(path))
+    return sources
+
+
 class Replace:
     """Replace a layer's output by its SAE reconstruction while active."""
 
@@ -105,22 +131,10 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     model = load_model()
-    texts = paragraphs()
-    held_out = texts[::10]  # every 10th paragraph is for evaluation only
-    train_texts = [t for i, t in enumerate(texts) if i % 10]
-    print(f"model all-MiniLM-L6-v2 loaded; {len(texts)} paragraphs of the Python reference ({time.perf_counter() - t0:.1f} s)")
+    train_texts, held_out = split_paragraphs()
+    print(f"model all-MiniLM-L6-v2 loaded; {len(train_texts) + len(held_out)} paragraphs of the Python reference ({time.perf_counter() - t0:.1f} s)")
 
-    def cached(name, texts_):
-        path = os.path.join(args.out, f"{name}_layer{args.layer}.npy")
-        if os.path.exists(path):
-            return MemmapSource(path)
-        feats = batches(model, texts_)
-        source = HookSource(model, module_path, [dict(f) for f in feats], mask_fn=lambda f: f["attention_mask"],
-                            call=lambda m, f: m(dict(f)))
-        n = sum(int(f["attention_mask"].sum()) for f in feats)
-        return cache_activations(source, n, path)
-
-    train_src, eval_src = cached("train", train_texts), cached("heldout", held_out)
+    train_src, eval_src = activation_caches(model, args.out, args.layer, train_texts, held_out)
     print(f"activations at {module_path}: {len(train_src)} training tokens, {len(eval_src)} held-out tokens")
 
     eval_feats = batches(model, held_out)

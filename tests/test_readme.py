@@ -32,5 +32,17 @@ def test_cswin_usage_examples_run():
 def test_quick_start_commands_are_make_targets():
     with open(os.path.join(ROOT, "Makefile")) as f:
         targets = set(re.findall(r"^([a-z-]+):", f.read(), re.M))
-    for command in ("demo", "test", "bench", "wheel", "gpu-check"):
+    for command in ("demo", "sae-example", "test", "bench", "wheel", "gpu-check"):
         assert f"make {command}" in readme() and command in targets
+
+
+def test_sae_methods_example_runs(tmp_path, monkeypatch):
+    (code,) = [b for b in python_blocks() if "from prismkit.sae import" in b]
+    monkeypatch.chdir(tmp_path)
+    small = (code.replace("torch.randn(100_000, 384)", "torch.randn(3000, 384)")
+             .replace("expansion=32, k=32, batch_size=4096, total_tokens=400_000", "expansion=2, k=8, batch_size=500, total_tokens=1500")
+             .replace("evaluate(sae, TensorSource(acts), 8192)", "evaluate(sae, TensorSource(acts), 1000)"))  # fmt: skip
+    namespace = {}
+    exec(small, namespace)
+    assert namespace["out"].shape == (8, 384)
+    assert (tmp_path / "runs" / "topk" / "metrics.jsonl").exists()

@@ -28,10 +28,15 @@ def test_tiers_follow_their_formulas():
     d = sae.W_dec[j]
     out = steer_activations(h, sae, torch.tensor([j]), "conditional", alpha=0.5).reshape(-1, 8)
     torch.testing.assert_close(out, flat - 0.5 * f[:, None] * d)
+    x_hat = sae.decode(sae.encode(flat))
     out = steer_activations(h, sae, torch.tensor([j]), "clamp", clamp_value=2.0).reshape(-1, 8)
-    torch.testing.assert_close(out, flat + torch.where(f > 0, 2.0 - f, 0.0)[:, None] * d)
-    out = steer_activations(h, sae, torch.tensor([j, j + 1]), "project").reshape(-1, 8)
+    torch.testing.assert_close(out, x_hat + (2.0 - f)[:, None] * d)  # every token, error term dropped
+    out = steer_activations(h, sae, torch.tensor([j]), "clamp", alpha=0.25).reshape(-1, 8)
+    torch.testing.assert_close(out, 0.75 * flat + 0.25 * (x_hat - f[:, None] * d))
+    out = steer_activations(h, sae, torch.tensor([j, j + 1, j]), "project").reshape(-1, 8)
     assert (out @ sae.W_dec[[j, j + 1]].T).abs().max() < 1e-10  # no component left along the directions
+    kept = flat - (flat @ sae.W_dec[[j, j + 1]].T) @ torch.linalg.pinv(sae.W_dec[[j, j + 1]].T)
+    torch.testing.assert_close(out, kept)  # and nothing else removed (a repeated latent adds nothing)
     # conditional at alpha = 1 removes the latent from the code of the edited activations
     edited = steer_activations(h, sae, torch.tensor([j]), "conditional")
     assert sae.encode(edited).to_dense()[:, j].sum() < f.sum()

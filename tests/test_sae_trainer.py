@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from prismkit.sae import GBAConfig, LatentTracker, MemmapSource, TensorSource, TrainConfig, Trainer, evaluate, load_sae
+from prismkit.sae import GBAConfig, HookSource, LatentTracker, MemmapSource, ShuffleBuffer, TensorSource, TrainConfig, Trainer, evaluate, load_sae
 from prismkit.sae.__main__ import synthetic_activations
 
 D = 16
@@ -65,17 +65,62 @@ def test_dead_latent_tracking_and_aux_loss(acts):
     assert m["aux_loss"] > 0
 
 
-def test_resume_gives_the_same_steps(acts, tmp_path):
+@pytest.mark.parametrize("arch,extra", [
+    ("topk", {"aux": "auxk", "dead_tokens": 256}), ("batch_topk", {}), ("topk", {"aux": "aux_zipf"}),
+    ("jumprelu", {"bias_adaptation": "gba", "gba": GBAConfig(buffer_tokens=300)}),
+])  # fmt: skip
+def test_resume_gives_the_same_steps(acts, tmp_path, arch, extra):
+    """Checkpoint at step 9, inside the shuffle buffer's second fill (7 batches of 128 per 1000-token
+    fill, so a leftover is carried), then resume: the same weights, buffers and trackers."""
     source = TensorSource(acts)
-    cfg = dict(architecture="topk", aux="auxk", dead_tokens=256, checkpoint_every=5, out_dir=str(tmp_path / "a"))
+    cfg = dict(architecture=arch, checkpoint_every=9, out_dir=str(tmp_path / "a"), **extra)
     full = Trainer(small_config(**cfg), source)
     full.fit(progress=False)
-    resumed = Trainer.resume(str(tmp_path / "a" / "checkpoints" / "step_5"), source, out_dir=str(tmp_path / "b"))
-    assert resumed.step == 5
+    resumed = Trainer.resume(str(tmp_path / "a" / "checkpoints" / "step_9"), source, out_dir=str(tmp_path / "b"))
+    assert resumed.step == 9 and resumed.buffer.fill == 1 and resumed.buffer.leftover.shape[0] > 0
     resumed.fit(progress=False)
     for name, value in full.sae.state_dict().items():
         assert torch.equal(value, resumed.sae.state_dict()[name]), name
     assert torch.equal(full.tracker.tokens_since_fired, resumed.tracker.tokens_since_fired)
+    assert torch.equal(full.tracker.frequency, resumed.tracker.frequency)
+    if full.gba is not None:
+        assert full.gba.tokens == resumed.gba.tokens and torch.equal(full.gba.fire_count, resumed.gba.fire_count)
+
+
+def test_shuffle_buffer_and_rank_slices(acts):
+    src = TensorSource(acts[:700])
+    one = ShuffleBuffer(src, 100, buffer_tokens=250, seed=3)
+    ranks = [ShuffleBuffer(src, 100, buffer_tokens=250, seed=3, rank=r, world_size=2) for r in range(2)]
+    seen = []
+    for _ in range(9):  # crosses fills with leftovers and the source's end (it wraps)
+        batch = one.next_batch()
+        assert torch.equal(torch.cat([r.next_batch() for r in ranks]), batch)
+        seen.append(batch)
+    rows = {tuple(r.tolist()) for r in torch.cat(seen[:2])}
+    assert len(rows) == 200  # no token twice within a fill
+    with pytest.raises(ValueError, match="divisible by the world size"):
+        ShuffleBuffer(src, 101, world_size=2)
+
+
+def test_hook_source_reads_and_seeks():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.ReLU(), torch.nn.Linear(6, 4))
+    inputs = [torch.randn(3, 5), torch.randn(4, 5), torch.randn(2, 5)]
+    with torch.no_grad():
+        want = torch.cat([model[1](model[0](x)) for x in inputs])  # 9 tokens, d = 6
+    src = HookSource(model, "1", inputs)
+    assert src.d_in == 6
+    assert torch.equal(src.read(0, 5), want[:5])
+    assert torch.equal(src.read(5, 6), torch.cat([want[5:], want[:2]]))  # wraps around the inputs
+    assert torch.equal(src.read(1, 3), want[1:4])  # a jump back replays from the start
+    assert src.read(4, 0).shape == (0, 6)
+    masked = HookSource(model, "1", inputs, mask_fn=lambda x: x[:, 0] > 0)
+    keep = torch.cat([x[:, 0] > 0 for x in inputs])
+    assert torch.equal(masked.read(0, int(keep.sum())), want[keep])
+    with pytest.raises(ValueError, match="no input batch yields any token"):
+        HookSource(model, "1", inputs, mask_fn=lambda x: x[:, 0] > 100).read(0, 3)
+    with pytest.raises(AttributeError):
+        HookSource(model, "5", inputs)
 
 
 def test_memmap_source_and_cli(acts, tmp_path):
@@ -98,14 +143,14 @@ def test_memmap_source_and_cli(acts, tmp_path):
     assert bad.returncode != 0 and "aux must be 'auxk', 'aux_zipf' or 'none'" in bad.stderr
 
 
-def test_two_process_torchrun_matches_one_process(acts, tmp_path):
+@pytest.mark.parametrize("loss_flags", [["--aux", "none"], ["--aux", "auxk", "--dead-tokens", "256", "--multi-topk", "true", "--expansion", "16", "--k", "2", "--log-every", "1"]])
+def test_two_process_torchrun_matches_one_process(acts, tmp_path, loss_flags):
     """torchrun --nproc_per_node=2 (gloo) on the same global batches gives the single-process
-    result within float tolerance."""
+    result within float tolerance, with the auxiliary losses too (their normalization is global)."""
     path = tmp_path / "acts.npy"
     np.save(path, acts.numpy())
     flags = ["--activations", str(path), "--expansion", "4", "--k", "4", "--batch-size", "256",
-             "--total-tokens", "2560", "--buffer-tokens", "1024", "--aux", "none", "--lr", "0.003",
-             "--no-progress"]  # fmt: skip
+             "--total-tokens", "2560", "--buffer-tokens", "1024", "--lr", "0.003", "--no-progress", *loss_flags]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, "-m", "prismkit.sae", "train", "--out", str(tmp_path / "one"), *flags],
                          capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
@@ -121,3 +166,6 @@ def test_two_process_torchrun_matches_one_process(acts, tmp_path):
         torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
     start = load_sae(str(tmp_path / "one" / "sae"))
     assert not torch.equal(start.W_dec, TrainConfig(expansion=4, k=4).build_sae(D).W_dec)  # it trained
+    if "auxk" in loss_flags:
+        metrics = [json.loads(l) for l in open(tmp_path / "one" / "metrics.jsonl")]
+        assert any(m["aux_loss"] > 0 for m in metrics)  # the aux loss was active

@@ -345,6 +345,8 @@ def _threshold_kernel(
     slot = rows64 * num_splits + split
     if WRITE:
         at = tl.load(starts_ptr + slot, mask=row_ok, other=0)
+        # Pass 1's count bounds the writes, should a recomputed tile ever round differently.
+        end = at + tl.load(counts_ptr + slot, mask=row_ok, other=0)
     else:
         at = tl.zeros((BLOCK_R,), dtype=tl.int64)
     for c0 in range(c_begin, c_end, BLOCK_C):
@@ -359,8 +361,9 @@ def _threshold_kernel(
         k64 = keep.to(tl.int64)
         if WRITE:
             pos = at[:, None] + tl.cumsum(k64, axis=1) - 1
-            tl.store(values_ptr + pos, z, mask=keep)
-            tl.store(indices_ptr + pos, cols.to(tl.int64)[None, :] + tl.zeros_like(pos), mask=keep)
+            ok = keep & (pos < end[:, None])
+            tl.store(values_ptr + pos, z, mask=ok)
+            tl.store(indices_ptr + pos, cols.to(tl.int64)[None, :] + tl.zeros_like(pos), mask=ok)
         at += tl.sum(k64, axis=1)
     if not WRITE:
         tl.store(counts_ptr + slot, at, mask=row_ok)
@@ -439,7 +442,7 @@ def threshold_encode(x, W_enc, b_enc, threshold):
     counts = torch.empty(B, splits, dtype=torch.long, device=x.device)
     starts = torch.empty_like(counts)
     thr = threshold.contiguous()
-    args = (x, W_enc, b_enc, thr, counts, starts)
+    args = (x, W_enc, b_enc.contiguous(), thr, counts, starts)
     strides = (B, F, D, cols_per_split, splits, x.stride(0), x.stride(1), W_enc.stride(0), W_enc.stride(1))
     meta = dict(BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, INPUT_PRECISION=_input_precision(x),
                 num_warps=warps)  # fmt: skip
@@ -451,8 +454,8 @@ def threshold_encode(x, W_enc, b_enc, threshold):
         starts.view(-1)[0] = 0
         offsets[1:] = flat.view(B, splits)[:, -1]
         nnz = int(offsets[-1])
-        values = torch.empty(nnz, dtype=x.dtype, device=x.device)
-        indices = torch.empty(nnz, dtype=torch.long, device=x.device)
+        values = torch.zeros(nnz, dtype=x.dtype, device=x.device)
+        indices = torch.zeros(nnz, dtype=torch.long, device=x.device)
         if nnz:
             _threshold_kernel[(row_blocks, splits)](*args, values, indices, *strides, WRITE=True, **meta)
     return values, indices, offsets

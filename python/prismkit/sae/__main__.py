@@ -50,12 +50,20 @@ def _source(args):
     raise SystemExit("give --activations FILE or --synthetic N:D")
 
 
+def _boolean(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     def add(name, f, prefix=""):
         flag = "--" + prefix + name.replace("_", "-")
         kind = f.type if isinstance(f.type, type) else str
         if f.type in ("bool", bool) or isinstance(f.default, bool):
-            parser.add_argument(flag, dest=prefix + name, type=lambda v: v.lower() in ("1", "true", "yes"), default=None)
+            parser.add_argument(flag, dest=prefix + name, type=_boolean, default=None, metavar="{true,false}")
         elif isinstance(f.default, int) or "int" in str(f.type):
             parser.add_argument(flag, dest=prefix + name, type=int, default=None)
         elif isinstance(f.default, float) or "float" in str(f.type):

@@ -125,15 +125,19 @@ class HookSource:
         inputs = self.inputs[self._batch % len(self.inputs)]
         self._batch += 1
         mask = self.mask_fn(inputs) if self.mask_fn is not None else None
-        return capture_activations(self.model, self.module_path, inputs, mask, self.call).float()
+        # Kept on the CPU: the shuffle buffer lives there and moves each batch to the SAE's device.
+        return capture_activations(self.model, self.module_path, inputs, mask, self.call).float().cpu()
 
     def read(self, start: int, n: int) -> Tensor:
         if start < self._pos:
             self._rewind()
-        parts, want = [], n
+        parts, want, empty_in_a_row = [], n, 0
         while want > 0:
             if self._chunk is None or self._chunk.shape[0] == 0:
                 self._chunk = self._next_chunk()
+                empty_in_a_row = empty_in_a_row + 1 if self._chunk.shape[0] == 0 else 0
+                if empty_in_a_row > len(self.inputs):
+                    raise ValueError("HookSource: no input batch yields any token (check mask_fn)")
             skip = min(start - self._pos, self._chunk.shape[0])
             if skip > 0:
                 self._chunk, self._pos = self._chunk[skip:], self._pos + skip
@@ -141,7 +145,7 @@ class HookSource:
             take = self._chunk[:want]
             parts.append(take)
             self._chunk, self._pos, want = self._chunk[take.shape[0]:], self._pos + take.shape[0], want - take.shape[0]
-        return torch.cat(parts)
+        return torch.cat(parts) if parts else torch.empty(0, self.d_in)
 
 
 def cache_activations(source, num_tokens: int, path: str, chunk_tokens: int = 65_536, progress: bool = True) -> "MemmapSource":

@@ -5,7 +5,8 @@ The encoder biases are not trained by gradient. Latents are split into ``num_gro
 group g has a target activation frequency (TAF) ``p_g``, geometrically spaced from
 ``highest_target_frequency`` down to ``lowest_target_frequency``. Over a buffer of recent
 pre-activations (``buffer_tokens`` tokens, read with the ``latent_stats`` op, no [N, F] matrix),
-each latent's firing frequency ``f_m`` (share of tokens with pre-activation > 0) and its largest
+each latent's firing frequency ``f_m`` (share of tokens with pre-activation > 0, or above a
+JumpReLU SAE's threshold) and its largest
 pre-activation ``r_m`` are measured; then, once per buffer:
 
     if f_m > p_g:         b_m <- max(b_m - gamma * max(r_m, 0), -bias_max)   (fires too often: lower)
@@ -25,6 +26,7 @@ applies the same update.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -75,12 +77,14 @@ class GroupBiasAdaptation:
         self.max_pre = torch.full((num_latents,), float("-inf"), dtype=torch.float64, device=device)
         self.tokens = 0
 
-    def observe(self, x_in: Tensor, W_enc: Tensor, b_enc: Tensor) -> bool:
-        count, maximum = ops.latent_stats(x_in, W_enc, b_enc)
+    def observe(self, x_in: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Optional[Tensor] = None) -> bool:
+        """``threshold``: a JumpReLU SAE's thresholds, above which a latent fires (0 without)."""
+        count, maximum = ops.latent_stats(x_in, W_enc, b_enc, threshold)
         self.fire_count += count
         self.max_pre = torch.maximum(self.max_pre, maximum.double())
         self.tokens += x_in.shape[0]
-        if self.tokens < self.config.buffer_tokens:
+        world = torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
+        if self.tokens * world < self.config.buffer_tokens:  # every rank sees the same number of tokens
             return False
         self.adapt(b_enc)
         return True

@@ -14,7 +14,8 @@
     - ``b_dec`` is in neither side: the target ``e`` already has it removed (x_hat contains it), and
       the aux reconstruction is ``sum a_j W_dec[j]`` without it; the encoder input ``x - b_dec``
       is detached from ``b_dec``, so the aux loss leaves ``b_dec`` alone;
-    - it is normalized like FVU (by the residual's variance, as sparsify) and scaled by
+    - it is normalized like FVU, by the residual's variance (as dictionary_learning; sparsify
+      divides by the input's), and scaled by
       ``min(n_eligible / k_aux, 1)`` (sparsify / SAELens), so a handful of dead latents do not get
       the full weight.
 * ``zipf_underused``: the eligible set of aux_zipf. The Mutual/Feature Choice paper's exact
@@ -35,14 +36,19 @@ from torch import Tensor
 
 from prismkit.ops import sae as ops
 
-__all__ = ["fvu", "normalized_mse", "aux_k_loss", "zipf_underused", "aux_zipf_loss"]
+__all__ = ["fvu", "total_variance", "normalized_mse", "aux_k_loss", "zipf_underused", "aux_zipf_loss"]
+
+
+def total_variance(x: Tensor) -> Tensor:
+    """``sum ||x - mean(x)||^2`` over the rows of x [N, d] (not differentiated)."""
+    return (x.detach() - x.detach().mean(0)).pow(2).sum()
 
 
 def fvu(x: Tensor, x_hat: Tensor, denominator: Optional[Tensor] = None) -> Tensor:
     """Fraction of variance unexplained over the batch ([N, d] inputs), a 0-d tensor. A given
     ``denominator`` replaces the batch's ``sum ||x - mean(x)||^2`` (the distributed trainer passes
     the global batch's, so each rank's share adds up to the global FVU)."""
-    total = (x - x.mean(0)).pow(2).sum() if denominator is None else denominator
+    total = total_variance(x) if denominator is None else denominator
     return (x - x_hat).pow(2).sum() / total.clamp_min(torch.finfo(x.dtype).tiny)
 
 
@@ -52,11 +58,13 @@ def normalized_mse(x: Tensor, x_hat: Tensor) -> Tensor:
 
 
 def aux_k_loss(
-    x_in: Tensor, residual: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, eligible: Tensor, k_aux: int
+    x_in: Tensor, residual: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, eligible: Tensor, k_aux: int,
+    denominator: Optional[Tensor] = None,
 ) -> Tensor:
     """AuxK over the ``eligible`` latents ([F] bool). ``x_in`` is the encoder input (x - b_dec,
-    detached from b_dec by the caller), ``residual`` the detached ``x - x_hat``. Returns 0 (with a
-    graph) when no latent is eligible."""
+    detached from b_dec by the caller), ``residual`` the detached ``x - x_hat``; ``denominator``
+    replaces the residual's variance (see ``fvu``). Returns 0 (with a graph) when no latent is
+    eligible."""
     ids = eligible.nonzero().flatten()
     if ids.numel() == 0 or k_aux <= 0:
         return (W_enc.sum() * 0.0).to(x_in.dtype)
@@ -64,7 +72,7 @@ def aux_k_loss(
     code = ops.topk_encode(x_in, W_enc.index_select(0, ids), b_enc.index_select(0, ids), k)
     e_hat = ops.sparse_decode(code.values, code.indices, None, W_dec.index_select(0, ids), None)
     scale = min(ids.numel() / k_aux, 1.0)
-    return scale * fvu(residual, e_hat)
+    return scale * fvu(residual, e_hat, denominator)
 
 
 def zipf_underused(frequency: Tensor, alpha: float = 0.5, fit_fraction: float = 0.5) -> Tensor:

@@ -31,7 +31,7 @@ eligible latents, Multi-TopK for TopK SAEs when enabled). Decoder rows stay at u
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -150,31 +150,33 @@ class SparseAutoencoder(nn.Module):
         return torch.nn.functional.linear(self.encoder_input(x), self.W_enc, self.b_enc)
 
     def forward(
-        self, x: Tensor, aux_eligible: Optional[Tensor] = None, fvu_denominator: Optional[Tensor] = None
+        self, x: Tensor, aux_eligible: Optional[Tensor] = None, variance_fn: Optional[Callable[[Tensor], Tensor]] = None
     ) -> SAEOutput:
         """Reconstruction, code and loss terms. ``aux_eligible`` ([F] bool) lists the latents the
         auxiliary loss may use (dead ones for AuxK, under-used ones for aux_zipf); the trainer
-        passes it. The losses are computed over the flattened tokens; ``fvu_denominator`` replaces
-        the batch variance in the FVU (see ``losses.fvu``)."""
+        passes it. The losses are computed over the flattened tokens. ``variance_fn(t)`` gives the
+        ``sum ||t - mean(t)||^2`` that normalizes each FVU-style term (default: over this batch; the
+        distributed trainer passes one over the global batch, so every rank's terms add up)."""
         flat = self._check_input(x)
         x_in = self.encoder_input(flat)
         code = self._encode(x_in)
         x_hat = self.decode(code)
-        fvu = losses.fvu(flat, x_hat, fvu_denominator)
+        variance = variance_fn or losses.total_variance
+        fvu = losses.fvu(flat, x_hat, variance(flat))
         loss = fvu
         aux = fvu.new_zeros(())
         if aux_eligible is not None and self.aux_k > 0 and bool(aux_eligible.any()):
             x_aux = flat - self.b_dec.detach() if self.subtract_b_dec_from_input else flat
-            aux = losses.aux_k_loss(
-                x_aux, (flat - x_hat).detach(), self.W_enc, self.b_enc, self.W_dec, aux_eligible, self.aux_k
-            )
+            residual = (flat - x_hat).detach()
+            aux = losses.aux_k_loss(x_aux, residual, self.W_enc, self.b_enc, self.W_dec, aux_eligible, self.aux_k,
+                                    denominator=variance(residual))  # fmt: skip
             loss = loss + self.aux_coef * aux
-        multi = self._multi_topk_fvu(flat, x_in)
+        multi = self._multi_topk_fvu(flat, x_in, variance(flat))
         if multi is not None:
             loss = loss + self.multi_topk_coef * multi
         return SAEOutput(x_hat.view(x.shape), code, fvu, aux, multi, loss)
 
-    def _multi_topk_fvu(self, flat: Tensor, x_in: Tensor) -> Optional[Tensor]:
+    def _multi_topk_fvu(self, flat: Tensor, x_in: Tensor, denominator: Tensor) -> Optional[Tensor]:
         return None
 
     # ---- decoder norm --------------------------------------------------------------------
@@ -186,21 +188,24 @@ class SparseAutoencoder(nn.Module):
 
     @torch.no_grad()
     def remove_parallel_decoder_grad(self) -> None:
-        """Remove from W_dec's gradient its component along each (unit) decoder row, so the
-        optimizer step moves the rows tangentially to the unit sphere."""
+        """Remove from W_dec's gradient its component along each decoder row, so the optimizer
+        step moves the rows tangentially to their sphere (``g -= (g.w / w.w) w`` per row; rows of a
+        loaded checkpoint need not be unit-norm)."""
         if self.W_dec.grad is None:
             return
-        parallel = (self.W_dec.grad * self.W_dec).sum(1, keepdim=True)
-        self.W_dec.grad.sub_(parallel * self.W_dec)
+        w = self.W_dec
+        parallel = (self.W_dec.grad * w).sum(1, keepdim=True) / (w * w).sum(1, keepdim=True).clamp_min(1e-30)
+        self.W_dec.grad.sub_(parallel * w)
 
     # ---- initialization from data --------------------------------------------------------
 
     @torch.no_grad()
-    def init_from_data(self, sample: Tensor, b_dec: str = "geometric_median") -> None:
+    def init_from_data(self, sample: Tensor, b_dec: str = "geometric_median", encoder_scale: Optional[float] = None) -> None:
         """b_dec at the geometric median (or ``"mean"``, or ``"zeros"``) of ``sample`` [n, d]; then
-        the encoder (the decoder's transpose) is scaled so that reconstructions of the sample have,
-        in the median, the norm of the centered inputs (as openai/sparse_autoencoder scales its
-        encoder at initialization)."""
+        the encoder is the decoder's transpose (``W_enc = W_dec`` in this [F, d] layout) times
+        ``encoder_scale``, or, when that is None, scaled as the TopK paper's code does
+        (openai/sparse_autoencoder ``init_from_data_``): so that reconstructions of the sample have,
+        in the median, the norm of the centered inputs."""
         sample = self._check_input(sample)
         if b_dec == "geometric_median":
             self.b_dec.copy_(geometric_median(sample))
@@ -208,6 +213,10 @@ class SparseAutoencoder(nn.Module):
             self.b_dec.copy_(sample.mean(0))
         elif b_dec != "zeros":
             raise ValueError(f"init_from_data: b_dec must be 'geometric_median', 'mean' or 'zeros', got {b_dec!r}")
+        self.W_enc.copy_(self.W_dec)
+        if encoder_scale is not None:
+            self.W_enc.mul_(encoder_scale)
+            return
         x_in = self.encoder_input(sample)
         out = self.decode(self._encode(x_in)) - self.b_dec
         ratio = x_in.norm(dim=1) / out.norm(dim=1).clamp_min(1e-12)
@@ -251,11 +260,11 @@ class TopKSAE(SparseAutoencoder):
     def _encode(self, x_in: Tensor) -> SparseCode:
         return ops.topk_encode(x_in, self.W_enc, self.b_enc, self.k)
 
-    def _multi_topk_fvu(self, flat: Tensor, x_in: Tensor) -> Optional[Tensor]:
+    def _multi_topk_fvu(self, flat: Tensor, x_in: Tensor, denominator: Tensor) -> Optional[Tensor]:
         if not self.multi_topk:
             return None
         code = ops.topk_encode(x_in, self.W_enc, self.b_enc, min(4 * self.k, self.num_latents))
-        return losses.fvu(flat, self.decode(code))
+        return losses.fvu(flat, self.decode(code), denominator)
 
 
 class BatchTopKSAE(SparseAutoencoder):
@@ -296,6 +305,8 @@ class BatchTopKSAE(SparseAutoencoder):
     @torch.no_grad()
     def _update_threshold(self, values: Tensor) -> None:
         smallest = values.min().double()
+        if not torch.isfinite(smallest):  # a NaN activation must not poison the threshold for good
+            return
         if float(self.threshold) < 0:
             self.threshold.copy_(smallest)
         else:
@@ -305,6 +316,8 @@ class BatchTopKSAE(SparseAutoencoder):
     def to_jumprelu(self) -> "JumpReLUSAE":
         """A JumpReLUSAE with the same weights and the running threshold for every latent (SAELens
         and dictionary_learning ship BatchTopK SAEs this way)."""
+        if float(self.threshold) < 0:
+            raise RuntimeError(f"{type(self).__name__}.to_jumprelu: no inference threshold yet (train first)")
         out = JumpReLUSAE(self.d_in, self.num_latents, aux_k=self.aux_k, aux_coef=self.aux_coef,
                           subtract_b_dec_from_input=self.subtract_b_dec_from_input,
                           dtype=self.W_enc.dtype, device=self.W_enc.device)  # fmt: skip

@@ -8,9 +8,10 @@ idea, from mild to aggressive, for latents S, unit decoder rows d_i and strength
 * ``"conditional"``: ``h <- h - alpha * sum_{i in S} f_i(h) d_i``, only where the latent fires in the
   SAE's code of h (f_i(h) > 0; the code of h's own sparsity rule). alpha = 1 removes exactly the
   latent's contribution to the reconstruction.
-* ``"clamp"``: replace the latents' part of the reconstruction: ``h <- h + sum_{i in S}
-  (c - f_i(h)) d_i`` with c = ``clamp_value`` (default 0), scaled by alpha; the SAE's error term
-  ``h - x_hat`` is kept, so only the chosen latents change.
+* ``"clamp"``: replace h by the SAE's reconstruction with the chosen latents clamped to
+  c = ``clamp_value`` (default 0) on every token: ``h <- (1 - alpha) h + alpha (x_hat(h) + sum_{i in S}
+  (c - f_i(h)) d_i)``. Dropping the SAE's error term ``h - x_hat`` makes this more aggressive
+  than ``conditional``: everything the SAE does not represent goes too.
 * ``"project"``: project the directions out of every token, fired or not: ``h <- h - alpha * P_S h``
   with P_S the orthogonal projector onto span{d_i} (h's component along the directions, including
   the part b_dec contributes, is removed).
@@ -42,19 +43,21 @@ def steer_activations(h: Tensor, sae: SparseAutoencoder, latents: Tensor, tier: 
         raise ValueError(f"steering: tier must be one of {TIERS}, got {tier!r}")
     shape, dtype = h.shape, h.dtype
     x = h.reshape(-1, shape[-1]).to(sae.W_dec.dtype)
+    latents = torch.unique(latents)
     directions = sae.W_dec[latents]  # [S, d]
     if tier == "project":
-        q, _ = torch.linalg.qr(directions.T)  # orthonormal basis of the span, [d, S]
-        out = x - alpha * (x @ q) @ q.T
+        # Orthonormal basis of span{d_i} (dependent directions contribute no extra basis vector).
+        u, sv, _ = torch.linalg.svd(directions.T, full_matrices=False)
+        basis = u[:, sv > sv.max() * max(directions.shape) * torch.finfo(sv.dtype).eps]
+        out = x - alpha * (x @ basis) @ basis.T
     else:
         code = sae.encode(x)
         acts = code.to_dense()[:, latents]  # [N, S]: f_i(h), 0 where it does not fire
         if tier == "conditional":
             out = x - alpha * acts @ directions
         else:
-            fired = acts > 0
-            target = torch.where(fired, torch.full_like(acts, clamp_value), acts)
-            out = x + alpha * (target - acts) @ directions
+            clamped = sae.decode(code) + (clamp_value - acts) @ directions
+            out = (1 - alpha) * x + alpha * clamped
     return out.reshape(shape).to(dtype)
 
 
