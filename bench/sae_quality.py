@@ -6,9 +6,10 @@ parametrize the decoder differently (prismkit: unit-norm rows with the parallel 
 SAELens: free norms, activations rescaled by them), so one learning rate is not the same step for
 both: each tool's learning rate is picked from LRS by seed 0's FVU on the first half of the
 held-out tokens (every 10th paragraph), then 3 seeds are trained at it and reported on the second
-half. Writes bench/results/sae_quality-cpu.json.
+half. Writes bench/results/quality/sae-minilm-cpu.json (not a timing file; bench/run.py leaves it
+alone).
 
-    python bench/sae_quality.py            # about 5 minutes on 2 cores
+    python bench/sae_quality.py            # about 10 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def main() -> int:
         "results": summary, "goal": "prismkit mean FVU <= SAELens mean + 2 std",
         "goal_met": summary["prismkit"]["mean"] <= bound,
     }  # fmt: skip
-    path = os.path.join(HERE, "results", "sae_quality-cpu.json")
+    path = os.path.join(HERE, "results", "quality", "sae-minilm-cpu.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")

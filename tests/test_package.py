@@ -29,7 +29,7 @@ def test_torch_version_guard():
 def test_every_op_is_registered_with_a_cpu_kernel():
     names = {n for n in torch._C._dispatch_get_all_op_names() if n.startswith("prismkit::")}
     assert names == {f"prismkit::{n}" for n in (
-        "topk_encode", "batch_topk_encode", "feature_choice_encode",
+        "topk_encode", "batch_topk_encode", "feature_choice_encode", "threshold_encode", "latent_stats",
         "sparse_decode", "sparse_decode_grad_values", "sparse_decode_grad_weight", "sparse_decode_backward",
         "cswin_attention", "cswin_attention_backward")}  # fmt: skip
     for name in names:
@@ -42,10 +42,10 @@ def test_info_command():
     out = subprocess.run([sys.executable, "-m", "prismkit", "info"], capture_output=True, text=True, check=True).stdout
     assert f"prismkit {prismkit.__version__}" in out and f"torch {torch.__version__}" in out
     assert "Triton:" in out and "CUDA kernels:" in out
-    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(("topk_", "sparse_", "batch_", "feature_", "cswin_"))}
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(("topk_", "sparse_", "batch_", "feature_", "threshold_", "latent_", "cswin_"))}
     from sae_cases import HAS_TRITON
 
-    for op in ("topk_encode", "cswin_attention", "cswin_attention_backward"):
+    for op in ("topk_encode", "threshold_encode", "latent_stats", "cswin_attention", "cswin_attention_backward"):
         assert lines[op] == (["C++", "Triton"] if HAS_TRITON else ["C++", "Triton", "(missing)"])
     assert lines["sparse_decode"] == (["C++", "CUDA", "C++"] if _build_info.WITH_CUDA else ["C++", "-"])
 

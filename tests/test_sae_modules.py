@@ -150,7 +150,7 @@ def test_aux_k_loss_matches_dense_reference_and_reaches_encoder():
     loss = aux_k_loss(x - sae.b_dec, residual, sae.W_enc, sae.b_enc, sae.W_dec, few, 4)
     z = F.linear(x - sae.b_dec, sae.W_enc, sae.b_enc)[:, [2, 3]].relu()
     torch.testing.assert_close(loss, 0.5 * fvu(residual, z @ sae.W_dec[[2, 3]]))
-    assert float(aux_k_loss(x, residual, sae.W_enc, sae.b_enc, sae.W_dec, torch.zeros(40, dtype=torch.bool), 4)) == 0
+    assert float(aux_k_loss(x, residual, sae.W_enc, sae.b_enc, sae.W_dec, torch.zeros(40, dtype=torch.bool), 4).detach()) == 0
 
 
 def test_zipf_underused_flags_the_tail_below_the_fit():
