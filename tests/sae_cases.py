@@ -18,6 +18,18 @@ except ImportError:  # CPU-only torch builds do not bring Triton
 IMPLS = ["cpu", "triton"] if HAS_TRITON else ["cpu"]
 
 
+def assert_code_equal(got, want, dtype):
+    """Row-compressed (or fixed-k) codes, or any tuple of outputs: int64 tensors equal, floating
+    ones within the dtype's tolerance (NaN equal to NaN)."""
+    from conftest import TOLERANCES
+
+    for g, w in zip(got, want):
+        if w.dtype == torch.long:
+            assert torch.equal(g, w)
+        else:
+            torch.testing.assert_close(g, w.to(g.dtype), equal_nan=True, **TOLERANCES[dtype])
+
+
 def continuous(B, d, F, dtype=torch.float64, device="cpu", bias_shift=0.0):
     """Gaussian inputs: ties have probability ~0, so indices compare exactly."""
     x = torch.randn(B, d, dtype=dtype, device=device)
@@ -68,4 +80,4 @@ def encoders(impl):
     return triton_sae.topk_encode, triton_sae.batch_topk_encode, triton_sae.feature_choice_encode
 
 
-__all__ = ["continuous", "grid", "encoders", "ops", "ref", "prismkit", "HAS_CUDA", "HAS_TRITON", "IMPLS", "fixed_k_code", "row_compressed_code"]
+__all__ = ["assert_code_equal", "continuous", "grid", "encoders", "ops", "ref", "prismkit", "HAS_CUDA", "HAS_TRITON", "IMPLS", "fixed_k_code", "row_compressed_code"]

@@ -6,7 +6,7 @@ GPU, interpreted on the CPU otherwise; interpreted runs use fewer and smaller sh
 
 import pytest
 import torch
-from sae_cases import HAS_CUDA, HAS_TRITON, IMPLS, continuous, encoders, grid, ops, ref
+from sae_cases import HAS_CUDA, HAS_TRITON, IMPLS, assert_code_equal, continuous, encoders, grid, ops, ref
 
 from conftest import TOLERANCES
 
@@ -24,15 +24,6 @@ def shapes_for(impl):
 
 def dtypes_for(impl):
     return [torch.float64, torch.float32] if impl == "cpu" else [torch.float32]
-
-
-def assert_code_equal(got, want, dtype):
-    """Row-compressed (or fixed-k) codes: same indices and offsets, values within tolerance."""
-    for g, w in zip(got, want):
-        if w.dtype == torch.long:
-            assert torch.equal(g, w)
-        else:
-            torch.testing.assert_close(g, w.to(g.dtype), equal_nan=True, **TOLERANCES[dtype])
 
 
 @pytest.mark.parametrize("impl", IMPLS)

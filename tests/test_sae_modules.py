@@ -202,8 +202,9 @@ def test_init_from_data():
     sae.init_from_data(x, "mean")
     torch.testing.assert_close(sae.b_dec.detach(), x.mean(0))
     torch.testing.assert_close(sae.W_enc.detach() / sae.W_enc.norm(dim=1, keepdim=True), sae.W_dec.detach())
-    out = sae.decode(sae.encode(x)) - sae.b_dec
-    ratio = (x - sae.b_dec).norm(dim=1) / out.norm(dim=1)
+    with torch.no_grad():
+        out = sae.decode(sae.encode(x)) - sae.b_dec
+        ratio = (x - sae.b_dec).norm(dim=1) / out.norm(dim=1)
     assert abs(float(ratio.median()) - 1) < 1e-6
 
 

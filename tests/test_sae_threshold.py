@@ -3,9 +3,7 @@ the Triton kernels (compiled on a GPU, interpreted on the CPU otherwise)."""
 
 import pytest
 import torch
-from sae_cases import HAS_CUDA, HAS_TRITON, IMPLS, continuous, grid, ref
-
-from conftest import TOLERANCES
+from sae_cases import HAS_CUDA, IMPLS, assert_code_equal, continuous, grid, ref
 
 INTERPRETED = not HAS_CUDA
 SHAPES = [(1, 4, 8), (5, 3, 7), (37, 24, 70), (64, 33, 257)]
@@ -37,14 +35,6 @@ def cases(impl):
     return [(s, dt) for s in shapes for dt in dtypes]
 
 
-def assert_same(got, want, dtype):
-    for g, w in zip(got, want):
-        if w.dtype == torch.long:
-            assert torch.equal(g, w)
-        else:
-            torch.testing.assert_close(g, w.to(g.dtype), equal_nan=True, **TOLERANCES[dtype])
-
-
 @pytest.mark.parametrize("impl", IMPLS)
 def test_threshold_encode_matches_reference(impl):
     threshold_encode, _ = impl_ops(impl)
@@ -53,7 +43,7 @@ def test_threshold_encode_matches_reference(impl):
         theta = torch.rand(F, dtype=dtype) * 0.6
         theta[::5] = -0.2  # a negative threshold acts as 0: the value must stay positive
         got = threshold_encode(x, W, b, theta)
-        assert_same(got, ref.threshold_encode(x, W, b, theta), dtype)
+        assert_code_equal(got, ref.threshold_encode(x, W, b, theta), dtype)
         assert (got[0] > 0).all() and (got[2].diff() >= 0).all()
 
 
@@ -65,7 +55,7 @@ def test_latent_stats_matches_reference(impl):
         for theta in (None, torch.randn(F, dtype=dtype) * 0.3):
             got = latent_stats(x, W, b, theta)
             assert got[0].dtype == torch.long and got[1].dtype == dtype
-            assert_same(got, ref.latent_stats(x, W, b, theta), dtype)
+            assert_code_equal(got, ref.latent_stats(x, W, b, theta), dtype)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -92,7 +82,7 @@ def test_empty_batch_and_nan(impl):
     x, W, b = continuous(6, 5, 11, torch.float32)
     W[4, 0] = float("nan")
     got = threshold_encode(x, W, b, torch.full((11,), 0.1))
-    assert_same(got, ref.threshold_encode(x, W, b, torch.full((11,), 0.1)), torch.float32)
+    assert_code_equal(got, ref.threshold_encode(x, W, b, torch.full((11,), 0.1)), torch.float32)
     count, maximum = latent_stats(x, W, b)
     assert torch.isnan(maximum[4]) and not torch.isnan(maximum[torch.arange(11) != 4]).any()
 

@@ -54,6 +54,17 @@ _LOW32 = 0xFFFFFFFF
 
 
 @triton.jit
+def _program_rows_and_columns(R, C, cols_per_split, BLOCK_R: tl.constexpr):
+    """This program's rows (block program_id(0)) and column range (split program_id(1)):
+    (split, rows, row_ok, rows64, c_begin, c_end). int64 row offsets: a [1M, 4096] dictionary
+    overflows int32."""
+    split = tl.program_id(1)
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    c_begin = split * cols_per_split
+    return split, rows, rows < R, rows.to(tl.int64), c_begin, tl.minimum(c_begin + cols_per_split, C)
+
+
+@triton.jit
 def _preact_tile(a_ptr, b_ptr, bias_ptr, rows64, row_ok, cols, col_ok, D,
                  stride_ar, stride_ad, stride_bc, stride_bd,
                  BIAS_PER_ROW: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -104,13 +115,7 @@ def _row_topk_kernel(
     BLOCK_D: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
 ):
-    pid_r = tl.program_id(0)
-    split = tl.program_id(1)
-    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = rows < R
-    rows64 = rows.to(tl.int64)  # offsets into a [1M, 4096] dictionary overflow int32
-    c_begin = split * cols_per_split
-    c_end = tl.minimum(c_begin + cols_per_split, C)
+    split, rows, row_ok, rows64, c_begin, c_end = _program_rows_and_columns(R, C, cols_per_split, BLOCK_R)
     slots = tl.arange(0, K)
     best = tl.full((BLOCK_R, K), -1, tl.int64)
     kth = tl.full((BLOCK_R,), -1, tl.int64)
@@ -335,13 +340,7 @@ def _threshold_kernel(
     """Rows = tokens, columns = latents. Pass 1 (WRITE=False) counts each (row, split)'s kept
     entries; pass 2 recomputes the tiles and writes them at ``starts[row, split]`` onwards, the
     position of each inside its tile given by a running sum along the row (latents ascending)."""
-    pid_r = tl.program_id(0)
-    split = tl.program_id(1)
-    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = rows < R
-    rows64 = rows.to(tl.int64)
-    c_begin = split * cols_per_split
-    c_end = tl.minimum(c_begin + cols_per_split, C)
+    split, rows, row_ok, rows64, c_begin, c_end = _program_rows_and_columns(R, C, cols_per_split, BLOCK_R)
     slot = rows64 * num_splits + split
     if WRITE:
         at = tl.load(starts_ptr + slot, mask=row_ok, other=0)
@@ -378,13 +377,7 @@ def _latent_stats_kernel(
 ):  # fmt: skip
     """Rows = latents (A = W_enc, bias per row), columns = tokens: per (latent, split) the count
     above threshold, the max of the non-NaN pre-activations and whether any was NaN."""
-    pid_r = tl.program_id(0)
-    split = tl.program_id(1)
-    rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = rows < R
-    rows64 = rows.to(tl.int64)
-    c_begin = split * cols_per_split
-    c_end = tl.minimum(c_begin + cols_per_split, C)
+    split, rows, row_ok, rows64, c_begin, c_end = _program_rows_and_columns(R, C, cols_per_split, BLOCK_R)
     if HAS_THRESHOLD:
         theta = tl.load(thr_ptr + rows64, mask=row_ok, other=0.0).to(tl.float32)
     else:
