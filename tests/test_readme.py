@@ -3,6 +3,8 @@
 import os
 import re
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -37,6 +39,8 @@ def test_quick_start_commands_are_make_targets():
 
 
 def test_sae_methods_example_runs(tmp_path, monkeypatch):
+    pytest.importorskip("safetensors")
+    pytest.importorskip("tqdm")
     (code,) = [b for b in python_blocks() if "from prismkit.sae import" in b]
     monkeypatch.chdir(tmp_path)
     small = (code.replace("torch.randn(100_000, 384)", "torch.randn(3000, 384)")

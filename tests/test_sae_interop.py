@@ -5,8 +5,12 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
+# prismkit.sae needs safetensors and tqdm (the package's dependencies); a bare GPU-check machine may
+# lack them, and its kernel tests should still run.
+pytest.importorskip("safetensors")
+pytest.importorskip("tqdm")
+from safetensors.torch import load_file  # noqa: E402
 from prismkit.sae import (
     BatchTopKSAE,
     FeatureChoiceSAE,

@@ -5,6 +5,10 @@ import pytest
 import torch
 from torch import nn
 
+# prismkit.sae needs safetensors and tqdm (the package's dependencies); a bare GPU-check machine may
+# lack them, and its kernel tests should still run.
+pytest.importorskip("safetensors")
+pytest.importorskip("tqdm")
 from prismkit.sae import TIERS, SAESteering, TopKSAE, steer_activations
 
 
