@@ -10,13 +10,8 @@
 // go to the lower column index. ReLU maps every non-positive number to +0.
 #pragma once
 
-#include <ATen/Parallel.h>
-#include <ATen/core/LegacyTypeDispatch.h>
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/addmm.h>
-#include <ATen/ops/empty.h>
-
 #include "common/vector_math.h"
+#include "sae/preact_tiles_cpu.h"
 
 #include <algorithm>
 #include <cmath>
@@ -102,57 +97,28 @@ struct RowTopKOutput {
   int64_t offset(int64_t r) const { return out_offsets ? out_offsets[r] : r * uniform_cap; }
 };
 
-// Tile sizes. Every GEMM call repacks its [COL_TILE, d] slice of Bm, so tall row blocks
-// amortize that (measured on the 2-core machine at d=768 and d=2304: 512 rows x 1024
-// columns ran 1.4x faster than 128 x 512); blocks shrink when there are too few rows to
-// give every thread work.
-constexpr int64_t MAX_ROW_BLOCK = 512;
-constexpr int64_t MIN_ROW_BLOCK = 64;
-constexpr int64_t COL_TILE = 1024;
-
-inline int64_t row_block_size(int64_t R) {
-  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-  return std::clamp<int64_t>((R + threads - 1) / threads, MIN_ROW_BLOCK, MAX_ROW_BLOCK);
-}
-
 template <typename T>
 void row_topk_cpu(const at::Tensor& A, const at::Tensor& Bm, const at::Tensor& bias, bool bias_per_row,
                   const RowTopKOutput& out, T* out_values, int64_t* out_indices) {
-  const int64_t R = A.size(0), C = Bm.size(0);
-  const int64_t ROW_BLOCK = row_block_size(R);
-  const int64_t num_blocks = (R + ROW_BLOCK - 1) / ROW_BLOCK;
-  at::parallel_for(0, num_blocks, 1, [&](int64_t block_begin, int64_t block_end) {
-    // Worker threads do not inherit the caller's dispatch state: keep autograd out of the
-    // out= GEMM below (W_enc is usually a Parameter that requires grad).
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    at::Tensor tile = at::empty({ROW_BLOCK * COL_TILE}, A.options());
-    std::vector<Candidate<T>> storage;
+  const int64_t C = Bm.size(0);
+  for_each_row_block<T>(A, Bm, bias, bias_per_row, [&](int64_t r0, int64_t nr, const auto& sweep) {
+    int64_t total_cap = 0;
+    for (int64_t i = 0; i < nr; ++i) total_cap += std::min(out.cap(r0 + i), C);
+    if (total_cap == 0) return;  // nothing to keep: skip the block's GEMM
+    std::vector<Candidate<T>> storage(total_cap);
     std::vector<BestK<T>> best;
-    for (int64_t blk = block_begin; blk < block_end; ++blk) {
-      const int64_t r0 = blk * ROW_BLOCK, nr = std::min(ROW_BLOCK, R - r0);
-      int64_t total_cap = 0;
-      for (int64_t i = 0; i < nr; ++i) total_cap += std::min(out.cap(r0 + i), C);
-      if (total_cap == 0) continue;
-      storage.resize(total_cap);
-      best.clear();
-      for (int64_t i = 0, at_ = 0; i < nr; ++i) {
-        const int64_t cap = std::min(out.cap(r0 + i), C);
-        best.emplace_back(storage.data() + at_, cap);
-        at_ += cap;
-      }
-      const at::Tensor a_blk = A.narrow(0, r0, nr);
-      for (int64_t c0 = 0; c0 < C; c0 += COL_TILE) {
-        const int64_t nc = std::min(COL_TILE, C - c0);
-        at::Tensor z = tile.narrow(0, 0, nr * nc).view({nr, nc});
-        const at::Tensor b = bias_per_row ? bias.narrow(0, r0, nr).unsqueeze(1) : bias.narrow(0, c0, nc);
-        at::addmm_out(z, b, a_blk, Bm.narrow(0, c0, nc).t());
-        const T* zp = z.const_data_ptr<T>();
-        for (int64_t i = 0; i < nr; ++i) best[i].scan(zp + i * nc, nc, c0);
-      }
-      for (int64_t i = 0; i < nr; ++i) {
-        const int64_t off = out.offset(r0 + i);
-        best[i].write_sorted(out_values + off, out_indices + off);
-      }
+    best.reserve(nr);
+    for (int64_t i = 0, at_ = 0; i < nr; ++i) {
+      const int64_t cap = std::min(out.cap(r0 + i), C);
+      best.emplace_back(storage.data() + at_, cap);
+      at_ += cap;
+    }
+    sweep([&](int64_t c0, int64_t nc, const T* z) {
+      for (int64_t i = 0; i < nr; ++i) best[i].scan(z + i * nc, nc, c0);
+    });
+    for (int64_t i = 0; i < nr; ++i) {
+      const int64_t off = out.offset(r0 + i);
+      best[i].write_sorted(out_values + off, out_indices + off);
     }
   });
 }
