@@ -17,14 +17,13 @@ Kernels run on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (th
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
 
 from prismkit.ops._checks import check_dtype
 from prismkit.ops.cswin import check_cswin_args
+from prismkit.triton_kernels.launch import input_precision, on_device
 
 __all__ = ["cswin_attention", "cswin_attention_backward"]
 
@@ -47,6 +46,12 @@ def _program_window(pid_w, pid_h, n_win, n_wx, head0, head_dim):
     w_idx = pid_w % n_win
     head = head0 + pid_h
     return b, w_idx // n_wx, w_idx % n_wx, head, head * head_dim
+
+
+@triton.jit
+def _item_base(ptr, b, H, W, row_width):
+    """Batch item b's first element in a [B, H*W, row_width] tensor (int64: large batches overflow)."""
+    return ptr + b.to(tl.int64) * H * W * row_width
 
 
 @triton.jit
@@ -88,7 +93,7 @@ def _forward_kernel(
     pid_m, pid_w, pid_h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, wy, wx, head, chan = _program_window(pid_w, pid_h, n_win, n_wx, head0, head_dim)
     stride_t = 3 * C
-    base = qkv_ptr + b.to(tl.int64) * H * W * stride_t
+    base = _item_base(qkv_ptr, b, H, W, stride_t)
     p = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     q_tok, q_real = _window_positions(p, L_pad, wy, wx, win_h, win_w, top, left, H, W)
     q = _load_rows(base, q_tok, q_real, stride_t, chan, HD, head_dim)
@@ -116,7 +121,7 @@ def _forward_kernel(
                  HD, head_dim, BLOCK_M)  # fmt: skip
     cols = tl.arange(0, HD)
     out += tl.load(b_ptr + chan + cols, mask=cols < head_dim, other=0.0).to(tl.float32)[None, :]
-    o_ptrs = out_ptr + b.to(tl.int64) * H * W * C + q_tok.to(tl.int64)[:, None] * C + chan + cols[None, :]
+    o_ptrs = _item_base(out_ptr, b, H, W, C) + q_tok.to(tl.int64)[:, None] * C + chan + cols[None, :]
     tl.store(o_ptrs, out.to(out_ptr.dtype.element_ty), mask=q_real[:, None] & (cols[None, :] < head_dim))
     if STORE_LSE:
         tl.store(lse_ptr + (b.to(tl.int64) * (H * W) + q_tok) * (C // head_dim) + head, m + tl.log(l), mask=q_real)
@@ -134,8 +139,7 @@ def _backward_dq_kernel(
     b, wy, wx, head, chan = _program_window(pid_w, pid_h, n_win, n_wx, head0, head_dim)
     heads = C // head_dim
     stride_t = 3 * C
-    base = qkv_ptr + b.to(tl.int64) * H * W * stride_t
-    dbase = dout_ptr + b.to(tl.int64) * H * W * C
+    base, dbase = _item_base(qkv_ptr, b, H, W, stride_t), _item_base(dout_ptr, b, H, W, C)
     p = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     q_tok, q_real = _window_positions(p, L_pad, wy, wx, win_h, win_w, top, left, H, W)
     q = _load_rows(base, q_tok, q_real, stride_t, chan, HD, head_dim)
@@ -157,7 +161,7 @@ def _backward_dq_kernel(
         dq += tl.dot(ds.to(k.dtype), k, input_precision=INPUT_PRECISION)
     cols = tl.arange(0, HD)
     cmask = cols < head_dim
-    d_ptrs = dqkv_ptr + b.to(tl.int64) * H * W * stride_t + q_tok.to(tl.int64)[:, None] * stride_t + chan + cols[None, :]
+    d_ptrs = _item_base(dqkv_ptr, b, H, W, stride_t) + q_tok.to(tl.int64)[:, None] * stride_t + chan + cols[None, :]
     tl.store(d_ptrs, (dq * scale).to(dqkv_ptr.dtype.element_ty), mask=q_real[:, None] & cmask[None, :])
     # LePE: grad_bias[c] += sum_i dO[i, c]; grad_weight[c, tap] += sum_i dO[i, c] * v[neighbour(i, tap), c]
     program = (pid_h * tl.num_programs(1) + pid_w) * tl.num_programs(0) + pid_m
@@ -184,8 +188,7 @@ def _backward_dkdv_kernel(
     b, wy, wx, head, chan = _program_window(pid_w, pid_h, n_win, n_wx, head0, head_dim)
     heads = C // head_dim
     stride_t = 3 * C
-    base = qkv_ptr + b.to(tl.int64) * H * W * stride_t
-    dbase = dout_ptr + b.to(tl.int64) * H * W * C
+    base, dbase = _item_base(qkv_ptr, b, H, W, stride_t), _item_base(dout_ptr, b, H, W, C)
     pk = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     k_tok, k_real = _window_positions(pk, L_pad, wy, wx, win_h, win_w, top, left, H, W)
     key_ok = (pk < L_pad) & k_real if MASK_PADDING else pk < L_pad
@@ -218,7 +221,7 @@ def _backward_dkdv_kernel(
         do_s = _load_rows(dbase, s_tok, k_real & inside & s_real, C, chan, HD, head_dim).to(tl.float32)
         w = tl.load(w_ptr + (chan + cols) * 9 + tap, mask=cmask, other=0.0).to(tl.float32)
         dv += do_s * w[None, :]
-    d_ptrs = dqkv_ptr + b.to(tl.int64) * H * W * stride_t + k_tok.to(tl.int64)[:, None] * stride_t + chan + cols[None, :]
+    d_ptrs = _item_base(dqkv_ptr, b, H, W, stride_t) + k_tok.to(tl.int64)[:, None] * stride_t + chan + cols[None, :]
     smask = k_real[:, None] & cmask[None, :]
     tl.store(d_ptrs + C, (dk * scale).to(dqkv_ptr.dtype.element_ty), mask=smask)
     tl.store(d_ptrs + 2 * C, dv.to(dqkv_ptr.dtype.element_ty), mask=smask)
@@ -245,12 +248,7 @@ def _config(qkv, head_dim, L_pad):
     HD = max(16, triton.next_power_of_2(head_dim))
     block = 64 if on_gpu else 16
     block = min(block, max(16, triton.next_power_of_2(L_pad)))
-    tf32 = False
-    if qkv.dtype == torch.float32 and on_gpu:
-        from prismkit.triton_kernels.sae import _fp32_matmul_uses_tf32
-
-        tf32 = _fp32_matmul_uses_tf32()
-    return dict(HD=HD, BLOCK_M=block, BLOCK_N=block, INPUT_PRECISION="tf32" if tf32 else "ieee")
+    return dict(HD=HD, BLOCK_M=block, BLOCK_N=block, INPUT_PRECISION=input_precision(qkv))
 
 
 def _check(op, qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, mode, padding):
@@ -260,9 +258,6 @@ def _check(op, qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, mode, p
     return C
 
 
-def _device(t):
-    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
-
 
 def _run_forward(qkv, H, W, split_size, num_heads, w, b, scale, mode, padding, lse=None):
     B = qkv.shape[0]
@@ -271,7 +266,7 @@ def _run_forward(qkv, H, W, split_size, num_heads, w, b, scale, mode, padding, l
     out = torch.empty(B, H * W, C, dtype=qkv.dtype, device=qkv.device)
     if B == 0:
         return out
-    with _device(qkv):
+    with on_device(qkv):
         for head0, n_heads, win_h, win_w, top, left, n_wy, n_wx in _branches(H, W, C, num_heads, split_size, mode):
             L_pad = win_h * win_w
             cfg = _config(qkv, head_dim, L_pad)
@@ -312,7 +307,7 @@ def cswin_attention_backward(grad_out, qkv, H, W, split_size, num_heads, lepe_we
     lepe_only = _lepe_only(qkv, H, W, split_size, num_heads, w, b, mode, padding)
     attention = (out.float() - lepe_only).view(B, H * W, num_heads, head_dim)
     delta = (g.float().view(B, H * W, num_heads, head_dim) * attention).sum(-1).contiguous()
-    with _device(qkv):
+    with on_device(qkv):
         for head0, n_heads, win_h, win_w, top, left, n_wy, n_wx in _branches(H, W, C, num_heads, split_size, mode):
             L_pad = win_h * win_w
             cfg = _config(qkv, head_dim, L_pad)

@@ -28,14 +28,13 @@ float32 follows ``torch.backends.cuda.matmul.allow_tf32`` as torch's own matmul 
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
 
 from prismkit.ops._checks import check_dtype
 from prismkit.ops.sae import check_capacity_args, check_encode_args, check_k, check_threshold_args
+from prismkit.triton_kernels.launch import input_precision, on_device
 
 __all__ = [
     "topk_encode",
@@ -156,15 +155,6 @@ def _num_programs_target(device: torch.device) -> int:
     return 2  # interpreter: few programs keep it fast
 
 
-def _fp32_matmul_uses_tf32() -> bool:
-    """torch's own float32 matmul setting (the newer fp32_precision API where it exists)."""
-    matmul = torch.backends.cuda.matmul
-    precision = getattr(matmul, "fp32_precision", None)
-    if precision in ("tf32", "ieee"):
-        return precision == "tf32"
-    return bool(matmul.allow_tf32)
-
-
 def row_topk_keys(A, Bm, bias, bias_per_row: bool, K: int):
     """Per row of A, the best K packed keys of ``relu(A @ Bm.T + bias)`` (best first, -1 where
     there are fewer than K columns). A [R, D], Bm [C, D] (any strides), bias [R] or [C]. K a power
@@ -178,20 +168,14 @@ def row_topk_keys(A, Bm, bias, bias_per_row: bool, K: int):
     # GPU tiles feed the tensor cores; the interpreter wants few, small programs.
     block_r = (32 if K >= 256 else 64) if on_gpu else (16 if K >= 256 else 32)
     block_c, block_d = 128, 64 if on_gpu else 32
-    col_blocks = triton.cdiv(C, block_c)
-    row_blocks = triton.cdiv(R, block_r)
-    splits = max(1, min(col_blocks, triton.cdiv(_num_programs_target(A.device), row_blocks)))
-    cols_per_split = triton.cdiv(col_blocks, splits) * block_c
-    splits = triton.cdiv(C, cols_per_split)
+    row_blocks, splits, cols_per_split = _sweep_geometry(R, C, A.device, block_r, block_c)
     keys = torch.empty(R, splits, K, dtype=torch.long, device=A.device)
-    tf32 = A.dtype == torch.float32 and on_gpu and _fp32_matmul_uses_tf32()
-    with torch.cuda.device(A.device) if on_gpu else contextlib.nullcontext():  # Triton launches on the current device
+    with on_device(A):
         _row_topk_kernel[(row_blocks, splits)](
             A, Bm, bias, keys, R, C, D, cols_per_split, splits,
             A.stride(0), A.stride(1), Bm.stride(0), Bm.stride(1),
             BIAS_PER_ROW=bias_per_row, K=K, BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d,
-            INPUT_PRECISION="tf32" if tf32 else "ieee",
-            num_warps=8 if on_gpu else 4,
+            INPUT_PRECISION=input_precision(A), num_warps=8 if on_gpu else 4,
         )  # fmt: skip
     keys = keys.view(R, splits * K)
     return keys if splits == 1 else keys.topk(K, dim=1).values
@@ -416,11 +400,6 @@ def _tile_sizes(device: torch.device):
     return (64, 128, 64, 8) if on_gpu else (16, 64, 32, 4)  # block_r, block_c, block_d, warps
 
 
-def _input_precision(A) -> str:
-    on_gpu = A.device.type == "cuda"
-    return "tf32" if A.dtype == torch.float32 and on_gpu and _fp32_matmul_uses_tf32() else "ieee"
-
-
 def threshold_encode(x, W_enc, b_enc, threshold):
     """prismkit::threshold_encode for CUDA tensors (two passes: count, then write)."""
     op = "threshold_encode"
@@ -437,15 +416,13 @@ def threshold_encode(x, W_enc, b_enc, threshold):
     thr = threshold.contiguous()
     args = (x, W_enc, b_enc.contiguous(), thr, counts, starts)
     strides = (B, F, D, cols_per_split, splits, x.stride(0), x.stride(1), W_enc.stride(0), W_enc.stride(1))
-    meta = dict(BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, INPUT_PRECISION=_input_precision(x),
+    meta = dict(BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, INPUT_PRECISION=input_precision(x),
                 num_warps=warps)  # fmt: skip
-    on_gpu = x.device.type == "cuda"
-    with torch.cuda.device(x.device) if on_gpu else contextlib.nullcontext():
+    with on_device(x):
         _threshold_kernel[(row_blocks, splits)](*args, counts, counts, *strides, WRITE=False, **meta)
-        flat = counts.view(-1).cumsum(0)
-        starts.view(-1)[1:] = flat[:-1]
-        starts.view(-1)[0] = 0
-        offsets[1:] = flat.view(B, splits)[:, -1]
+        ends = counts.view(-1).cumsum(0)  # (row, split) slots in row-major order: the output order
+        starts.view(-1).copy_(ends - counts.view(-1))
+        offsets[1:] = ends.view(B, splits)[:, -1]
         nnz = int(offsets[-1])
         values = torch.zeros(nnz, dtype=x.dtype, device=x.device)
         indices = torch.zeros(nnz, dtype=torch.long, device=x.device)
@@ -469,13 +446,12 @@ def latent_stats(x, W_enc, b_enc, threshold=None):
     best = torch.empty(F, splits, dtype=torch.float32, device=x.device)
     nan = torch.empty(F, splits, dtype=torch.int32, device=x.device)
     thr = threshold.contiguous() if threshold is not None else b_enc
-    on_gpu = x.device.type == "cuda"
-    with torch.cuda.device(x.device) if on_gpu else contextlib.nullcontext():
+    with on_device(x):
         _latent_stats_kernel[(row_blocks, splits)](
             W_enc, x, b_enc.contiguous(), thr, count, best, nan,
             F, B, D, cols_per_split, splits, W_enc.stride(0), W_enc.stride(1), x.stride(0), x.stride(1),
             HAS_THRESHOLD=threshold is not None, BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d,
-            INPUT_PRECISION=_input_precision(x), num_warps=warps,
+            INPUT_PRECISION=input_precision(x), num_warps=warps,
         )  # fmt: skip
     maximum = best.amax(1).masked_fill(nan.amax(1) > 0, float("nan"))
     return count.sum(1), maximum.to(x.dtype)
