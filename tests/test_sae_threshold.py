@@ -107,6 +107,9 @@ def test_threshold_encode_gradients_and_opcheck():
     args = [t.detach().float() for t in (x, W, b)]  # latent_stats is not differentiable
     torch.library.opcheck(torch.ops.prismkit.latent_stats, (*args, theta.float()))
     torch.library.opcheck(torch.ops.prismkit.latent_stats, (*args, None))
+    grads = [t.detach().float().requires_grad_() for t in (x, W, b)]  # the op itself is non-differentiable
+    torch.library.opcheck(torch.ops.prismkit.latent_stats, (*grads, None))
+    assert not any(t.requires_grad for t in torch.ops.prismkit.latent_stats(*grads, None))
 
 
 @pytest.mark.parametrize("impl", IMPLS)

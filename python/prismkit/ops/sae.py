@@ -182,10 +182,9 @@ def latent_stats(
     """Per-latent statistics of the batch's pre-activations ``z = x @ W_enc.T + b_enc`` without
     the [B, F] matrix: ``(fire_count, max_pre)``, ``fire_count[j]`` = #tokens with
     ``z[:, j] > threshold[j]`` (threshold 0 when None) as int64, ``max_pre[j]`` = max over tokens
-    of ``z[:, j]`` (-inf for an empty batch, NaN if any is NaN). Not differentiable: the inputs are
-    detached. Deterministic on the CPU."""
-    threshold = None if threshold is None else threshold.detach()
-    return _ops.latent_stats(x.detach(), W_enc.detach(), b_enc.detach(), threshold)
+    of ``z[:, j]`` (-inf for an empty batch, NaN if any is NaN). Not differentiable (its outputs
+    never require grad). Deterministic on the CPU."""
+    return _ops.latent_stats(x, W_enc, b_enc, threshold)
 
 
 def sparse_decode(
@@ -503,6 +502,17 @@ def _decode_backward(ctx, grad_out):
 
 
 torch.library.register_autograd("prismkit::sparse_decode", _decode_backward, setup_context=_decode_setup_context)
+
+
+def _statistics_setup_context(ctx, inputs, output):
+    ctx.mark_non_differentiable(*output)  # counts and maxima: statistics, not a function to train through
+
+
+def _no_backward(ctx, *grads):
+    return None, None, None, None
+
+
+torch.library.register_autograd("prismkit::latent_stats", _no_backward, setup_context=_statistics_setup_context)
 
 
 def _grad_values_setup_context(ctx, inputs, output):

@@ -59,23 +59,20 @@ def _boolean(value: str) -> bool:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    def add(name, f, prefix=""):
-        flag = "--" + prefix + name.replace("_", "-")
-        kind = f.type if isinstance(f.type, type) else str
-        if f.type in ("bool", bool) or isinstance(f.default, bool):
-            parser.add_argument(flag, dest=prefix + name, type=_boolean, default=None, metavar="{true,false}")
-        elif isinstance(f.default, int) or "int" in str(f.type):
-            parser.add_argument(flag, dest=prefix + name, type=int, default=None)
-        elif isinstance(f.default, float) or "float" in str(f.type):
-            parser.add_argument(flag, dest=prefix + name, type=float, default=None)
-        else:
-            parser.add_argument(flag, dest=prefix + name, type=kind if kind is not str else str, default=None)
+    """One flag per TrainConfig / GBAConfig field, typed by its annotation (a string: the config
+    modules use postponed annotations), e.g. ``Optional[float]`` parses as float."""
+    parsers = {"bool": _boolean, "int": int, "float": float, "str": str}
+
+    def add(f, prefix=""):
+        kind = str(f.type).removeprefix("Optional[").removesuffix("]")
+        parser.add_argument("--" + prefix + f.name.replace("_", "-"), dest=prefix + f.name, type=parsers[kind],
+                            default=None, metavar="{true,false}" if kind == "bool" else None)  # fmt: skip
 
     for f in fields(TrainConfig):
         if f.name != "gba":
-            add(f.name, f)
+            add(f)
     for f in fields(GBAConfig):
-        add(f.name, f, prefix="gba.")
+        add(f, prefix="gba.")
 
 
 def _config(args) -> TrainConfig:

@@ -29,6 +29,8 @@ __all__ = ["TensorSource", "MemmapSource", "HookSource", "ShuffleBuffer", "cache
 
 
 class TensorSource:
+    """``read`` returns a view of the data where the range does not wrap (callers must not write to it)."""
+
     def __init__(self, activations: Tensor):
         if activations.dim() < 2:
             raise ValueError(f"TensorSource: expected activations [N, d], got shape {list(activations.shape)}")
@@ -42,7 +44,11 @@ class TensorSource:
 
     def read(self, start: int, n: int) -> Tensor:
         N = self.data.shape[0]
-        rows = self.data[torch.arange(start, start + n) % N]
+        first = start % N
+        if first + n <= N:  # one contiguous range (the usual case): a slice, no index gather
+            rows = self.data[first : first + n]
+        else:
+            rows = self.data[torch.arange(start, start + n) % N]
         return rows.float() if rows.dtype in (torch.float16, torch.bfloat16) else rows
 
 
@@ -113,13 +119,12 @@ class HookSource:
         if len(inputs) == 0:
             raise ValueError("HookSource: no inputs")
         model.get_submodule(module_path)  # fails early on a wrong path
-        self._batch, self._pos, self._chunk = 0, 0, None  # next input batch, stream position, current chunk
-        first = self._next_chunk()
-        self.d_in = first.shape[1] if d_in is None else d_in
         self._rewind()
+        self._chunk = self._next_chunk()  # the stream's start, kept: it also tells d_in
+        self.d_in = self._chunk.shape[1] if d_in is None else d_in
 
     def _rewind(self):
-        self._batch, self._pos, self._chunk = 0, 0, None
+        self._batch, self._pos, self._chunk = 0, 0, None  # next input batch, stream position, current chunk
 
     def _next_chunk(self) -> Tensor:
         inputs = self.inputs[self._batch % len(self.inputs)]

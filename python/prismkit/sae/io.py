@@ -45,8 +45,7 @@ def _read_json(path: str) -> dict:
 
 def _load_tensors(sae: SparseAutoencoder, tensors: dict) -> SparseAutoencoder:
     with torch.no_grad():
-        missing = sae.load_state_dict({k: v.to(sae.W_enc.device) for k, v in tensors.items()}, strict=True)
-    del missing
+        sae.load_state_dict({k: v.to(sae.W_enc.device) for k, v in tensors.items()}, strict=True)
     return sae
 
 
