@@ -148,9 +148,7 @@ def test_train_step(compare, bench_device, case):
         (x_hat - x).pow(2).sum(-1).mean().backward()
 
     def dense():
-        acts = torch.relu(F.linear(x - b_dec, W_enc, b_enc))
-        values, indices = acts.topk(k, dim=1, sorted=False)
-        x_hat = torch.zeros_like(acts).scatter(1, indices, values) @ W_dec + b_dec
+        x_hat = ref.dense_topk(x - b_dec, W_enc, b_enc, k) @ W_dec + b_dec
         (x_hat - x).pow(2).sum(-1).mean().backward()
 
     compare(fused, {"dense-pytorch": dense}, core="sae", op="train_step", mode="step", case=case,

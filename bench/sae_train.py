@@ -17,8 +17,8 @@ import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from prismkit.reference import sae as ref
 from prismkit.sae import TensorSource, TrainConfig, Trainer
 
 CASES = {  # name: (d, batch, steps)
@@ -74,9 +74,7 @@ def plain_train(acts, d, batch, steps):
     opt = torch.optim.Adam(params, lr=2e-4)
     for i in range(steps):
         x = acts[i * batch : (i + 1) * batch]
-        a = torch.relu(F.linear(x - b_dec, W_enc, b_enc))
-        v, idx = a.topk(K, dim=1, sorted=False)
-        x_hat = torch.zeros_like(a).scatter(1, idx, v) @ W_dec + b_dec
+        x_hat = ref.dense_topk(x - b_dec, W_enc, b_enc, K) @ W_dec + b_dec
         loss = (x_hat - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
         opt.zero_grad()
         loss.backward()
