@@ -1,5 +1,5 @@
-"""Validate benchmark result files against the format in DESIGN.md (the project's own copy of
-the rules, so the project never needs files outside it).
+"""Validate benchmark result files against the project's result format (CONTRIBUTING.md,
+"Benchmarks"). The valid cores are the registry's (prismkit.ops.registry).
 
 usage: python bench/check_results.py bench/results/*.json
 """
@@ -10,7 +10,9 @@ import json
 import math
 import sys
 
-CORES = {"sae", "cswin", "pitome", "splitquant", "splat"}
+from prismkit.ops import registry
+
+CORES = {core.name for core in registry.cores()}
 MODES = {"forward", "backward", "forward+backward", "step", "end-to-end"}
 IMPLS = {"cpu", "cuda", "triton"}
 POSITIVE = ("median_ms", "baseline_median_ms", "speedup")

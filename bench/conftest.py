@@ -1,7 +1,7 @@
 """pytest-benchmark setup for the prismkit benchmarks (run them with bench/run.py or `make bench`).
 
 Every benchmark test compares one prismkit call with its baselines (the `compare` fixture) and
-tags the result with the fields of a DESIGN.md result row (core, op, mode, case, impl), the
+tags the result with the fields of a result row (bench/check_results.py) (core, op, mode, case, impl), the
 baselines' medians and every side's peak memory; bench/run.py turns each into rows.
 """
 

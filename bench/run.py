@@ -27,7 +27,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import check_results  # noqa: E402
 
-SUITES = ["sae.py", "sae_train.py", "cswin.py"]  # one file per core, plus method-level ones
+from prismkit.ops import registry  # noqa: E402
+
+
+def suites() -> list[str]:
+    """bench/<core>.py and the core's method-level bench/<core>_*.py, for every registered core
+    (files without benchmark tests, such as sae_quality.py, contribute none)."""
+    found = []
+    for core in registry.cores():
+        found += sorted(f for f in os.listdir(HERE) if f == f"{core.name}.py" or f.startswith(f"{core.name}_"))
+    return found
 
 
 def device_label(device: str) -> tuple[str, str]:
@@ -73,7 +82,7 @@ def print_table(rows):
                  for r in rows if r["core"] == core]  # fmt: skip
         widths = [max(len(str(x[i])) for x in table + [header]) for i in range(len(header))]
         for line in [header] + table:
-            print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)))
+            print("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)))
 
 
 def markdown(path) -> str:
@@ -106,7 +115,7 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = os.path.join(tmp, "raw.json")
-        pytest_args = [os.path.join(HERE, s) for s in SUITES] + [
+        pytest_args = [os.path.join(HERE, s) for s in suites()] + [
             "-q", "-p", "no:cacheprovider", f"--rootdir={HERE}", f"--benchmark-json={raw}",
             "--benchmark-columns=median,rounds", "--benchmark-sort=name",
             f"--bench-device={args.device}", f"--bench-cases={args.cases}",

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from prismkit.ops import sae as ops
 from prismkit.reference import sae as ref
+from prismkit.sae.capacity import equal_capacity
 
 CASES = {  # name: (d, F, k, B)
     "small d64 F2048 k8 B256": (64, 2048, 8, 256),
@@ -55,7 +56,7 @@ def inputs(case, device, dtype):
     t = {name: v.to(device=device, dtype=dtype) for name, v in t.items()}
     code = ops.topk_encode(t["x"], t["W_enc"], t["b_enc"], k)
     t["values"], t["indices"] = code.values, code.indices
-    t["capacity"] = ops.equal_capacity(F_, k, B, device=device)
+    t["capacity"] = equal_capacity(F_, k, B, device=device)
     return t
 
 

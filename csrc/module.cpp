@@ -1,5 +1,5 @@
 // prismkit._C: loading this module loads the library, whose static initializers register
-// every op with the dispatcher (registration.cpp and the kernel files). The Python module
+// every op with the dispatcher (csrc/<core>/<core>_schemas.cpp and the kernel files). The Python module
 // itself only reports how the library was built; ops are called through torch.ops.prismkit.
 #include <pybind11/pybind11.h>
 

@@ -13,8 +13,17 @@ if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 import prismkit  # noqa: E402,F401  (registers the ops)
+
+# Property-based sweeps (test_properties.py): a fixed seed, bounded examples. "ci" keeps `make test`
+# fast; `make test-nightly` selects "nightly" through HYPOTHESIS_PROFILE.
+_HYPOTHESIS = dict(derandomize=True, database=None, deadline=None, print_blob=True,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+settings.register_profile("ci", max_examples=20, **_HYPOTHESIS)
+settings.register_profile("nightly", max_examples=500, **_HYPOTHESIS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Absolute/relative tolerances per dtype for comparisons against the references (computed in
 # float64). Low-precision GPU results use the "twice the eager error" rule instead (test_sae_cuda.py).

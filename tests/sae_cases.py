@@ -7,6 +7,7 @@ import torch
 import prismkit
 from prismkit.ops import sae as ops
 from prismkit.reference import sae as ref
+from prismkit.sae.capacity import equal_capacity, zipf_capacity
 
 HAS_CUDA = torch.cuda.is_available()
 try:
@@ -23,7 +24,8 @@ def assert_code_equal(got, want, dtype):
     ones within the dtype's tolerance (NaN equal to NaN)."""
     from conftest import TOLERANCES
 
-    for g, w in zip(got, want):
+    assert len(got) == len(want), (len(got), len(want))
+    for g, w in zip(got, want, strict=True):
         if w.dtype == torch.long:
             assert torch.equal(g, w)
         else:
@@ -80,4 +82,4 @@ def encoders(impl):
     return triton_sae.topk_encode, triton_sae.batch_topk_encode, triton_sae.feature_choice_encode
 
 
-__all__ = ["assert_code_equal", "continuous", "grid", "encoders", "ops", "ref", "prismkit", "HAS_CUDA", "HAS_TRITON", "IMPLS", "fixed_k_code", "row_compressed_code"]
+__all__ = ["equal_capacity", "zipf_capacity", "assert_code_equal", "continuous", "grid", "encoders", "ops", "ref", "prismkit", "HAS_CUDA", "HAS_TRITON", "IMPLS", "fixed_k_code", "row_compressed_code"]

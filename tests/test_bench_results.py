@@ -1,4 +1,4 @@
-"""The committed benchmark results follow DESIGN.md's format and hold the rows the SAE
+"""The committed benchmark results follow the project's result format and hold the rows the SAE
 foundation promises (bench/check_results.py has the format rules)."""
 
 import glob

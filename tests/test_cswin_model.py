@@ -77,7 +77,7 @@ def test_features_only_and_checkpointing():
     images = torch.randn(2, 3, 64, 64)
     for m in (checkpointed, plain):
         m(images).sum().backward()
-    for (name, a), b in zip(checkpointed.named_parameters(), plain.parameters()):
+    for (name, a), b in zip(checkpointed.named_parameters(), plain.parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, msg=name)
 
 

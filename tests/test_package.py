@@ -1,5 +1,6 @@
 """The package itself: build facts, the torch version guard, `python -m prismkit info` and the demo."""
 
+import os
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import torch
 
 import prismkit
 from prismkit import _build_info
+from prismkit.ops import registry
 
 
 def test_build_info_matches_the_running_torch():
@@ -16,7 +18,9 @@ def test_build_info_matches_the_running_torch():
     assert info["torch_version"] == torch.__version__ == _build_info.TORCH_VERSION
     assert info["with_cuda"] == _build_info.WITH_CUDA == bool(torch.version.cuda)
     if info["with_cuda"]:
-        assert "90" in info["cuda_archs"].split(";")
+        # TORCH_CUDA_ARCH_LIST as the build saw it ("8.0;9.0+PTX" -> 80, 90), else sm_90
+        wanted = os.environ.get("TORCH_CUDA_ARCH_LIST", "9.0").replace("+PTX", "").replace(" ", ";").split(";")
+        assert {a.replace(".", "") for a in wanted if a} <= set(info["cuda_archs"].split(";"))
     assert info["openmp"], "at::parallel_for would run serially without OpenMP"
 
 
@@ -26,28 +30,49 @@ def test_torch_version_guard():
         prismkit._check_torch_version("2.14.1+cu130", "2.13.0+cpu")
 
 
-def test_every_op_is_registered_with_a_cpu_kernel():
-    names = {n for n in torch._C._dispatch_get_all_op_names() if n.startswith("prismkit::")}
-    assert names == {f"prismkit::{n}" for n in (
-        "topk_encode", "batch_topk_encode", "feature_choice_encode", "threshold_encode", "latent_stats",
-        "sparse_decode", "sparse_decode_grad_values", "sparse_decode_grad_weight", "sparse_decode_backward",
-        "cswin_attention", "cswin_attention_backward")}  # fmt: skip
-    for name in names:
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(name, "CPU"), name
-        if _build_info.WITH_CUDA:
-            assert torch._C._dispatch_has_kernel_for_dispatch_key(name, "CUDA"), name
+def test_registry_matches_the_dispatcher():
+    """Every schema (csrc/<core>/<core>_schemas.cpp) has a registry entry (prismkit/ops/<core>/__init__.py)
+    and the other way round; every op has a CPU kernel and, where torch has CUDA, a CUDA kernel (the
+    CUDA C++ one, a Triton launcher, or the error that says the build lacks CUDA kernels)."""
+    schemas = {n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("prismkit::")}
+    assert set(registry.all_ops()) == schemas
+    assert [core.name for core in registry.cores()] == ["cswin", "sae"]  # discovered, in package order
+    for name in schemas:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"prismkit::{name}", "CPU"), name
+        if torch.version.cuda:
+            assert torch._C._dispatch_has_kernel_for_dispatch_key(f"prismkit::{name}", "CUDA"), name
+
+
+def test_cuda_fallback_when_built_without_cuda_kernels():
+    assert registry.needs_cuda_fallback(with_cuda=False, torch_cuda="13.0")
+    assert not registry.needs_cuda_fallback(with_cuda=True, torch_cuda="13.0")
+    assert not registry.needs_cuda_fallback(with_cuda=False, torch_cuda=None)
+    with pytest.raises(NotImplementedError, match=r"prismkit::sparse_decode: this prismkit was built without its CUDA "
+                       r"kernels .* rebuild with `pip install --no-build-isolation \.`"):  # fmt: skip
+        registry.missing_cuda_kernel("sparse_decode")(torch.empty(0))
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register_core("sae", {})
+    with pytest.raises(ValueError, match="must be one of"):
+        registry.register_core("new_core", {"an_op": "opencl"})
 
 
 def test_info_command():
     out = subprocess.run([sys.executable, "-m", "prismkit", "info"], capture_output=True, text=True, check=True).stdout
     assert f"prismkit {prismkit.__version__}" in out and f"torch {torch.__version__}" in out
     assert "Triton:" in out and "CUDA kernels:" in out
-    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(("topk_", "sparse_", "batch_", "feature_", "threshold_", "latent_", "cswin_"))}
+    rows = {line.split()[1]: line.split() for line in out.splitlines() if line.split()[:1] in (["sae"], ["cswin"])}
+    assert set(rows) == set(registry.all_ops())
     from sae_cases import HAS_TRITON
 
-    for op in ("topk_encode", "threshold_encode", "latent_stats", "cswin_attention", "cswin_attention_backward"):
-        assert lines[op] == (["C++", "Triton"] if HAS_TRITON else ["C++", "Triton", "(missing)"])
-    assert lines["sparse_decode"] == (["C++", "CUDA", "C++"] if _build_info.WITH_CUDA else ["C++", "-"])
+    for name, op in registry.all_ops().items():
+        core, _, cpu, *cuda = rows[name]
+        assert (core, cpu) == (op.core, "C++")
+        if op.cuda == "triton":
+            assert cuda == (["Triton"] if HAS_TRITON else ["Triton", "(missing)"])
+        elif _build_info.WITH_CUDA:
+            assert cuda == ["CUDA", "C++"]
+        else:
+            assert cuda[0] == "-"
 
 
 def test_demo_small():

@@ -38,5 +38,5 @@ def test_compiled_sae_step_matches_eager(loss_fn, backend):
     loss = compiled(x, *ps, 4)
     grads = torch.autograd.grad(loss, ps)
     torch.testing.assert_close(loss, eager_loss)
-    for g, e in zip(grads, eager_grads):
+    for g, e in zip(grads, eager_grads, strict=True):
         torch.testing.assert_close(g, e)

@@ -5,7 +5,7 @@ the same low precision."""
 
 import pytest
 import torch
-from sae_cases import continuous, fixed_k_code, grid, ops, ref, row_compressed_code
+from sae_cases import continuous, equal_capacity, fixed_k_code, grid, ops, ref, row_compressed_code, zipf_capacity
 
 from conftest import TOLERANCES
 
@@ -35,7 +35,7 @@ def test_decode_ops_match_reference(dtype):
             torch.testing.assert_close(P.sparse_decode_grad_values(grad_out, indices, offsets, W),
                                        ref.sparse_decode_grad_values(grad_out, indices, offsets, W), **TOLERANCES[dtype])  # fmt: skip
             for got, want in zip(P.sparse_decode_grad_weight(grad_out, values, indices, offsets, F),
-                                 ref.sparse_decode_grad_weight(grad_out, values, indices, offsets, F)):  # fmt: skip
+                                 ref.sparse_decode_grad_weight(grad_out, values, indices, offsets, F), strict=True):  # fmt: skip
                 torch.testing.assert_close(got, want, **TOLERANCES[dtype])
 
 
@@ -56,7 +56,7 @@ def test_weight_gradient_is_deterministic_on_gpu():
     grad_out = torch.randn(500, 96, device="cuda")
     first = P.sparse_decode_grad_weight(grad_out, values, indices, offsets, 64)
     for _ in range(3):
-        assert all(torch.equal(a, b) for a, b in zip(P.sparse_decode_grad_weight(grad_out, values, indices, offsets, 64), first))
+        assert all(torch.equal(a, b) for a, b in zip(P.sparse_decode_grad_weight(grad_out, values, indices, offsets, 64), first, strict=True))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, *LOW])
@@ -74,26 +74,41 @@ def test_encoders_select_the_largest_entries(dtype, monkeypatch):
     torch.testing.assert_close(values.float(), acts.gather(1, indices), atol=tol, rtol=tol)
     kth = values.float()[:, -1:]
     assert (acts.scatter(1, indices, -1.0) <= kth + tol).all()
-    for op, arg in [(P.batch_topk_encode, k), (P.feature_choice_encode, ops.zipf_capacity(F, k, B).cuda())]:
+    cap = zipf_capacity(F, k, B).cuda()
+    for op, arg in [(P.batch_topk_encode, k), (P.feature_choice_encode, cap)]:
         vals, idx, offs = op(x, W, b, arg)
         rows = torch.repeat_interleave(torch.arange(B, device="cuda"), offs.diff())
         torch.testing.assert_close(vals.float(), acts[rows, idx], atol=tol, rtol=tol)
         assert (vals.float() > 0).all()
+        selected = torch.zeros_like(acts, dtype=torch.bool)
+        selected[rows, idx] = True
+        assert int(selected.sum()) == idx.numel()  # no entry twice
+        unselected = acts.masked_fill(selected, float("-inf"))
+        if op is P.batch_topk_encode:  # the k*B largest of the whole batch
+            assert idx.numel() <= k * B
+            assert (unselected <= vals.float().min() + tol).all()
+        else:  # per latent, its capacity's largest tokens; below capacity only when it ran out of positives
+            counts = torch.bincount(idx, minlength=F)
+            assert (counts <= cap).all()
+            col_min = torch.full((F,), float("inf"), device="cuda").scatter_reduce(0, idx, vals.float(), "amin")
+            best_unselected, full = unselected.max(0).values, counts == cap.clamp(max=B)
+            assert (best_unselected[full] <= col_min[full] + tol).all()
+            assert (best_unselected[~full] <= tol).all()
 
 
 def test_encoders_match_cpu_on_exact_inputs():
     """On grid inputs every dot product is exact, so GPU and CPU must select the same entries."""
     x, W, b = grid(70, 8, 333)
-    cap = ops.zipf_capacity(333, 5, 70)
+    cap = zipf_capacity(333, 5, 70)
     for op, arg in [(P.topk_encode, 5), (P.batch_topk_encode, 5), (P.feature_choice_encode, cap)]:
         cpu = op(x, W, b, arg)
         gpu = op(x.cuda(), W.cuda(), b.cuda(), arg.cuda() if isinstance(arg, torch.Tensor) else arg)
-        assert all(torch.equal(c, g.cpu()) for c, g in zip(cpu, gpu)), op
+        assert all(torch.equal(c, g.cpu()) for c, g in zip(cpu, gpu, strict=True)), op
 
 
 def test_opcheck_on_gpu():
     x, W, b = (t.cuda() for t in continuous(20, 16, 64, torch.float32))
-    for op, arg in [(P.topk_encode, 4), (P.batch_topk_encode, 4), (P.feature_choice_encode, ops.equal_capacity(64, 4, 20).cuda())]:
+    for op, arg in [(P.topk_encode, 4), (P.batch_topk_encode, 4), (P.feature_choice_encode, equal_capacity(64, 4, 20).cuda())]:
         torch.library.opcheck(op, (x, W, b, arg))
     values, indices, offsets = (t.cuda() if t is not None else None for t in row_compressed_code(10, 64, 5, torch.float32))
     Wd = torch.randn(64, 16, device="cuda", requires_grad=True)
@@ -116,3 +131,24 @@ def test_bad_inputs_on_gpu_raise_without_crashing():
         P.feature_choice_encode(x.float(), We.float(), b.float(), torch.tensor([1, -2, 0, 0, 0, 0], device="cuda"))
     torch.cuda.synchronize()  # the context is still healthy
     assert P.sparse_decode(values, indices, None, W, None).isfinite().all()
+
+
+def test_decode_checks_synchronize_once_per_call():
+    """The layout's data checks (offsets, index range) read back their numbers in one transfer: one
+    device synchronization per call, whatever the layout."""
+    import warnings
+
+    W = torch.randn(64, 16, device="cuda")
+    codes = [tuple(t.cuda() if t is not None else None for t in code)
+             for code in (fixed_k_code(10, 4, 64, torch.float32), row_compressed_code(10, 64, 5, torch.float32))]  # fmt: skip
+    for values, indices, offsets in codes:
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                P.sparse_decode(values, indices, offsets, W, None)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        syncs = [w for w in caught if "synchroniz" in str(w.message)]
+        assert len(syncs) == 1, [str(w.message) for w in caught]

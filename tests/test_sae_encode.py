@@ -6,7 +6,19 @@ GPU, interpreted on the CPU otherwise; interpreted runs use fewer and smaller sh
 
 import pytest
 import torch
-from sae_cases import HAS_CUDA, HAS_TRITON, IMPLS, assert_code_equal, continuous, encoders, grid, ops, ref
+from sae_cases import (
+    HAS_CUDA,
+    HAS_TRITON,
+    IMPLS,
+    assert_code_equal,
+    continuous,
+    encoders,
+    equal_capacity,
+    grid,
+    ops,
+    ref,
+    zipf_capacity,
+)
 
 from conftest import TOLERANCES
 
@@ -84,8 +96,8 @@ def test_feature_choice_matches_reference(impl, shape):
         for B, d, F, k in shapes_for(impl):
             x, W, b = continuous(B, d, F, dtype)
             capacity = {
-                "equal": lambda: ops.equal_capacity(F, k, B),
-                "zipf": lambda: ops.zipf_capacity(F, k, B, exponent=1.2),
+                "equal": lambda: equal_capacity(F, k, B),
+                "zipf": lambda: zipf_capacity(F, k, B, exponent=1.2),
                 "oversized": lambda: torch.randint(0, 3 * B + 2, (F,)),  # above B counts as B
                 "zeros": lambda: torch.zeros(F, dtype=torch.long),
             }[shape]()
@@ -101,7 +113,7 @@ def test_feature_choice_triton_dense_head_path():
     from prismkit.triton_kernels import sae as triton_sae
 
     x, W, b = continuous(30, 12, 40, torch.float32)
-    capacity = ops.zipf_capacity(40, 6, 30, exponent=1.5)
+    capacity = zipf_capacity(40, 6, 30, exponent=1.5)
     got = triton_sae.feature_choice_encode(x, W, b, capacity, fused_max_capacity=4)
     assert_code_equal(got, ref.feature_choice_encode(x, W, b, capacity), torch.float32)
 
@@ -121,10 +133,10 @@ def test_ties_and_rows_with_few_positives_exactly(impl):
     assert (want[0] == 0).any() and (want[0][:, :-1] == want[0][:, 1:]).any()  # the data has both cases
     for got, want in [
         (batch_topk(x, W, b, k), ref.batch_topk_encode(x, W, b, k)),
-        (feature_choice(x, W, b, ops.equal_capacity(F, k, B)),
-         ref.feature_choice_encode(x, W, b, ops.equal_capacity(F, k, B))),
+        (feature_choice(x, W, b, equal_capacity(F, k, B)),
+         ref.feature_choice_encode(x, W, b, equal_capacity(F, k, B))),
     ]:  # fmt: skip
-        assert all(torch.equal(g, w) for g, w in zip(got, want))
+        assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -142,7 +154,7 @@ def test_empty_batch(impl):
     x, W, b = continuous(0, 5, 9, torch.float32)
     values, indices = topk(x, W, b, 3)
     assert values.shape == (0, 3) and indices.shape == (0, 3)
-    for values, indices, offsets in (batch_topk(x, W, b, 3), feature_choice(x, W, b, ops.equal_capacity(9, 3, 4))):
+    for values, indices, offsets in (batch_topk(x, W, b, 3), feature_choice(x, W, b, equal_capacity(9, 3, 4))):
         assert values.numel() == 0 and indices.numel() == 0 and offsets.tolist() == [0]
 
 
@@ -160,21 +172,21 @@ def test_nan_ranks_first_and_propagates(impl):
     assert torch.equal(indices, want[1])
     assert torch.isnan(values[1]).all() and (indices[:, 0] == torch.tensor([4, 0, 4, 4, 4, 4])).all()
     assert_code_equal(batch_topk(x, W, b, 3), ref.batch_topk_encode(x, W, b, 3), torch.float32)
-    cap = ops.equal_capacity(11, 3, 6)
+    cap = equal_capacity(11, 3, 6)
     assert_code_equal(feature_choice(x, W, b, cap), ref.feature_choice_encode(x, W, b, cap), torch.float32)
 
 
 def test_capacity_helpers():
-    cap = ops.equal_capacity(7, 3, 5)
+    cap = equal_capacity(7, 3, 5)
     assert cap.tolist() == [3, 2, 2, 2, 2, 2, 2] and int(cap.sum()) == 15
     for F, k, B, s in [(100, 8, 64, 1.0), (1000, 32, 256, 1.5), (10, 9, 3, 3.0), (50, 4, 40, 0.0)]:
-        cap = ops.zipf_capacity(F, k, B, exponent=s)
+        cap = zipf_capacity(F, k, B, exponent=s)
         assert cap.dtype == torch.long and cap.shape == (F,)
         assert int(cap.sum()) == min(k * B, F * B)
         assert int(cap.max()) <= B and (cap.diff() <= 1).all()  # non-increasing up to rounding
-    assert ops.zipf_capacity(4, 3, 2, exponent=2.0).tolist() == [2, 2, 1, 1]  # capped at B, excess spread
+    assert zipf_capacity(4, 3, 2, exponent=2.0).tolist() == [2, 2, 1, 1]  # capped at B, excess spread
     with pytest.raises(ValueError, match="num_latents > 0"):
-        ops.equal_capacity(0, 3, 4)
+        equal_capacity(0, 3, 4)
 
 
 # ---- autograd, opcheck -------------------------------------------------------------------
@@ -185,7 +197,7 @@ ENCODE_OPS = {
     "feature_choice": (
         torch.ops.prismkit.feature_choice_encode,
         ref.feature_choice_encode,
-        lambda F, B: ops.zipf_capacity(F, 3, B),
+        lambda F, B: zipf_capacity(F, 3, B),
     ),
 }
 
@@ -205,7 +217,7 @@ def test_encoder_gradients_match_reference_autograd(name):
         weight = torch.randn(values.shape, dtype=values.dtype, generator=torch.Generator().manual_seed(1))
         (values * weight).sum().backward()
         grads.append((xs.grad, Ws.grad, bs.grad))
-    for g, want in zip(*grads):
+    for g, want in zip(*grads, strict=True):
         torch.testing.assert_close(g, want, **TOLERANCES[torch.float64])
 
 
@@ -227,63 +239,21 @@ def test_encoder_opcheck(name):
         torch.library.opcheck(op, (x, W, b, last(F, B)))
 
 
-# ---- bad input ---------------------------------------------------------------------------
-
-
-def bad_encoder_calls(B=4, d=3, F=6):
-    x, W, b = continuous(B, d, F, torch.float32)
-    cap = ops.equal_capacity(F, 2, B)
-    return [
-        ("x rank", (x[None], W, b, 2), ValueError, "'x' must be a 2-D tensor [B, d], got a 3-D float32"),
-        ("W rank", (x, W[0], b, 2), ValueError, "'W_enc' must be a 2-D tensor [F, d]"),
-        ("b rank", (x, W, b[None], 2), ValueError, "'b_enc' must be a 1-D tensor [F]"),
-        ("d mismatch", (x, W[:, :2], b, 2), ValueError, "'W_enc' must have size 3 in dim 1 (d, the feature size of x)"),
-        ("F mismatch", (x, W, b[:5], 2), ValueError, "'b_enc' must have size 6 in dim 0 (F, the number of latents"),
-        ("int dtype", (x.long(), W.long(), b.long(), 2), TypeError, "'x' must have dtype float32 or float64 on cpu, got a 2-D int64"),
-        ("mixed dtype", (x, W.double(), b, 2), TypeError, "'W_enc' must have the dtype of 'x' (float32), got a 2-D float64"),
-        ("mixed device", (x, W.to("meta"), b, 2), ValueError, "'W_enc' must be on the device of 'x' (cpu), got a 2-D float32 tensor of shape [6, 3] on meta"),
-    ], cap  # fmt: skip
-
-
-@pytest.mark.parametrize("impl", IMPLS)
-def test_encoder_bad_inputs(impl):
-    topk, batch_topk, feature_choice = encoders(impl)
-    calls, cap = bad_encoder_calls()
-    for what, args, error, message in calls:
-        if impl == "triton" and HAS_CUDA and what == "mixed device":
-            continue  # the GPU wrapper moves tensors to CUDA itself
-        for name, fn, last in [
-            ("topk_encode", topk, args[3]),
-            ("batch_topk_encode", batch_topk, args[3]),
-            ("feature_choice_encode", feature_choice, cap),
-        ]:
-            with pytest.raises(error) as info:
-                fn(*args[:3], last)
-            assert f"prismkit::{name}: {message}" in str(info.value), (what, str(info.value))
-    x, W, b = continuous(4, 3, 6, torch.float32)
-    for k in (0, -1, 7):
-        for name, fn in [("topk_encode", topk), ("batch_topk_encode", batch_topk)]:
-            with pytest.raises(ValueError, match=rf"prismkit::{name}: 'k' must be in \[1, F\] = \[1, 6\].*got {k}"):
-                fn(x, W, b, k)
-    bad_caps = [
-        (torch.tensor([1, 2, -1, 0, 0, 0]), ValueError, r"'capacity' must be >= 0 everywhere, got capacity\[2\] = -1"),
-        (torch.ones(5, dtype=torch.long), ValueError, r"'capacity' must have size 6 in dim 0"),
-        (torch.ones(6, dtype=torch.int32), TypeError, r"'capacity' must have dtype int64"),
-        (torch.ones(2, 3, dtype=torch.long), ValueError, r"'capacity' must be a 1-D tensor \[F\]"),
-    ]
-    for capacity, error, message in bad_caps:
-        with pytest.raises(error, match=r"prismkit::feature_choice_encode: " + message):
-            feature_choice(x, W, b, capacity)
+# Bad inputs: the contract table (tests/op_contracts.py, run by tests/test_op_contracts.py).
 
 
 def test_encoder_accepts_strided_inputs():
-    """Transposed or sliced views (no copy by the caller) give the same result."""
+    """Transposed or sliced views (no copy by the caller) give the same selection. The values are
+    the pre-activations of the GEMM the kernel hands each tile to, and a BLAS may round a
+    column-major operand differently from a row-major one (by an ulp: seen with OpenBLAS-style
+    kernels on AMD EPYC), so values compare to the dtype's tolerance and indices exactly."""
     x, W, b = continuous(10, 7, 30, torch.float64)
     Wt = W.t().contiguous().t()  # column-major [F, d]
     xs = torch.stack([x, x], 2)[..., 0]  # feature stride 2
     assert torch.equal(xs, x)
     for op, arg in [(torch.ops.prismkit.topk_encode, 4), (torch.ops.prismkit.batch_topk_encode, 4),
-                    (torch.ops.prismkit.feature_choice_encode, ops.equal_capacity(30, 4, 10))]:  # fmt: skip
+                    (torch.ops.prismkit.feature_choice_encode, equal_capacity(30, 4, 10))]:  # fmt: skip
         want = op(x, W, b, arg)
         for got in (op(xs, Wt, b, arg), op(x, W.expand(2, 30, 7)[0], b[None].expand(3, 30)[1], arg)):
-            assert all(torch.equal(g, w) for g, w in zip(got, want))
+            assert len(got) == len(want)
+            assert_code_equal(got, want, torch.float64)

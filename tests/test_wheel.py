@@ -16,26 +16,25 @@ pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Runs every registered op once with its valid call from the contract table (tests/op_contracts.py,
+# put on the path by the test; it imports only torch and prismkit), plus the wrappers and a method.
 SMOKE = r"""
-import os, sys, torch, prismkit
+import sys, torch, prismkit
 assert "site-packages" in prismkit.__file__, prismkit.__file__
-from prismkit.ops import sae
+from op_contracts import VALID
+registered = sorted(prismkit.ops.registry.all_ops())
+assert sorted(VALID) == registered, (sorted(VALID), registered)
+for name in registered:
+    getattr(torch.ops.prismkit, name)(*VALID[name]())
+ops = sorted(n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("prismkit::"))
+assert ops == registered, ops
+from prismkit.ops import cswin, sae
 x, W, b = torch.randn(8, 5), torch.randn(12, 5), torch.randn(12)
-code = sae.topk_encode(x, W, b, 3)
-code.decode(W, None)
-sae.batch_topk_encode(x, W, b, 3).decode(W, b[:5])
-sae.feature_choice_encode(x, W, b, sae.equal_capacity(12, 3, 8)).to_dense()
-sae.sparse_decode_grad_values(torch.randn(8, 5), code.indices, None, W)
-sae.sparse_decode_grad_weight(torch.randn(8, 5), code.values, code.indices, None, 12)
-sae.sparse_decode_backward(torch.randn(8, 5), code.values, code.indices, None, W)
-sae.threshold_encode(x, W, b, torch.full((12,), 0.1)).to_dense()
-sae.latent_stats(x, W, b)
+sae.topk_encode(x, W, b, 3).decode(W, None)
 import prismkit.sae  # the methods' imports (safetensors, tqdm) come with the wheel's dependencies
 prismkit.sae.TopKSAE(5, 12, k=3)(x)
-from prismkit.ops import cswin
 qkv = torch.randn(2, 12, 24, requires_grad=True)
 cswin.cswin_attention(qkv, 3, 4, 2, 2, torch.randn(8, 1, 3, 3), torch.randn(8)).sum().backward()
-ops = sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswith("prismkit::"))
 print("ran", len(ops), "ops:", ops)
 """
 
@@ -73,8 +72,11 @@ def test_wheel_metadata_pins_torch(wheel):
 def test_wheel_runs_every_op_in_a_clean_venv(wheel, tmp_path):
     python = make_venv(tmp_path / "env", f"torch=={version('torch')}")
     run([python, "-m", "pip", "install", "--quiet", str(wheel)])
-    result = run([python, "-c", SMOKE], cwd=tmp_path)
-    assert "ran 11 ops" in result.stdout
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "tests")}
+    result = run([python, "-c", SMOKE], cwd=tmp_path, env=env)
+    from prismkit.ops import registry
+
+    assert f"ran {len(registry.all_ops())} ops" in result.stdout
     info = run([python, "-m", "prismkit", "info"], cwd=tmp_path).stdout
     assert "topk_encode" in info and torch.__version__ in info
 

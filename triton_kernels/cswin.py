@@ -1,5 +1,6 @@
-"""Triton kernels of cross-shaped window attention; python/prismkit/ops/cswin.py registers them
-for CUDA tensors. Semantics: the ops module docstring.
+"""Triton kernels of cross-shaped window attention; the registry entry in
+python/prismkit/ops/cswin/__init__.py registers them for CUDA tensors. Semantics: that module's
+docstring.
 
 Each program owns a block of query positions of one window, one head, one batch item, and reads
 the window's tokens straight from the [B, H*W, 3C] qkv layout with index arithmetic (no permute,
@@ -21,13 +22,11 @@ import torch
 import triton
 import triton.language as tl
 
-from prismkit.ops._checks import check_dtype
-from prismkit.ops.cswin import check_cswin_args
+from prismkit.ops.cswin.checks import check_cswin_args, check_cswin_attention_backward_args
 from prismkit.triton_kernels.launch import input_precision, on_device
 
 __all__ = ["cswin_attention", "cswin_attention_backward"]
 
-GPU_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 @triton.jit
@@ -129,7 +128,7 @@ def _forward_kernel(
 
 @triton.jit
 def _backward_dq_kernel(
-    qkv_ptr, dout_ptr, lse_ptr, delta_ptr, dqkv_ptr, w_ptr, part_w_ptr, part_b_ptr,
+    qkv_ptr, dout_ptr, lse_ptr, delta_ptr, dqkv_ptr, part_w_ptr, part_b_ptr,
     H, W, C, head_dim, head0, win_h, win_w, top, left, n_wx, n_win, L_pad, scale,
     MASK_PADDING: tl.constexpr, HD: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
@@ -251,13 +250,6 @@ def _config(qkv, head_dim, L_pad):
     return dict(HD=HD, BLOCK_M=block, BLOCK_N=block, INPUT_PRECISION=input_precision(qkv))
 
 
-def _check(op, qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, mode, padding):
-    C = check_cswin_args(op, qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, mode, padding)
-    if qkv.device.type != "cpu":  # CPU tensors only reach here in the interpreter
-        check_dtype(op, "qkv", qkv, GPU_DTYPES)
-    return C
-
-
 
 def _run_forward(qkv, H, W, split_size, num_heads, w, b, scale, mode, padding, lse=None):
     B = qkv.shape[0]
@@ -280,7 +272,7 @@ def _run_forward(qkv, H, W, split_size, num_heads, w, b, scale, mode, padding, l
 
 def cswin_attention(qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, scale, mode="cross", padding="mask"):
     """prismkit::cswin_attention for CUDA tensors."""
-    _check("cswin_attention", qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, mode, padding)
+    check_cswin_args("cswin_attention", qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, mode, padding)
     qkv, w, b = qkv.contiguous(), lepe_weight.contiguous(), lepe_bias.contiguous()
     return _run_forward(qkv, H, W, split_size, num_heads, w, b, scale, mode, padding)
 
@@ -288,11 +280,9 @@ def cswin_attention(qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, sc
 def cswin_attention_backward(grad_out, qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, scale,
                              mode="cross", padding="mask"):  # fmt: skip
     """prismkit::cswin_attention_backward for CUDA tensors."""
-    op = "cswin_attention_backward"
-    C = _check(op, qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, mode, padding)
+    C = check_cswin_attention_backward_args(grad_out, qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, mode,
+                                            padding)  # fmt: skip
     B = qkv.shape[0]
-    if tuple(grad_out.shape) != (B, H * W, C):
-        raise ValueError(f"prismkit::{op}: 'grad_out' must have shape [{B}, {H * W}, {C}], got {list(grad_out.shape)}")
     qkv, w, b, g = qkv.contiguous(), lepe_weight.contiguous(), lepe_bias.contiguous(), grad_out.contiguous()
     head_dim = C // num_heads
     grad_qkv = torch.empty_like(qkv)
@@ -317,7 +307,7 @@ def cswin_attention_backward(grad_out, qkv, H, W, split_size, num_heads, lepe_we
             programs = grid_m[0] * grid_m[1] * grid_m[2]
             part_w = torch.empty(programs, 9, HD, dtype=torch.float32, device=qkv.device)
             part_b = torch.empty(programs, HD, dtype=torch.float32, device=qkv.device)
-            _backward_dq_kernel[grid_m](qkv, g, lse, delta, grad_qkv, w, part_w, part_b, *common,
+            _backward_dq_kernel[grid_m](qkv, g, lse, delta, grad_qkv, part_w, part_b, *common,
                                         MASK_PADDING=padding == "mask", **cfg)  # fmt: skip
             grid_n = (triton.cdiv(L_pad, cfg["BLOCK_N"]), B * n_wy * n_wx, n_heads)
             _backward_dkdv_kernel[grid_n](qkv, g, lse, delta, grad_qkv, w, *common,

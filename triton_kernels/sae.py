@@ -1,4 +1,5 @@
-"""Triton kernels of the SAE encoders; python/prismkit/ops/sae.py registers them for CUDA tensors.
+"""Triton kernels of the SAE encoders; the registry entry in python/prismkit/ops/sae/__init__.py
+registers them for CUDA tensors.
 
 One fused kernel serves all three encoders. ``_row_topk_kernel`` computes tiles of
 ``relu(A @ Bm.T + bias)`` with ``tl.dot`` (fp32 accumulation) and keeps, for each row of A, a
@@ -32,8 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
-from prismkit.ops._checks import check_dtype
-from prismkit.ops.sae import check_capacity_args, check_encode_args, check_k, check_threshold_args
+from prismkit.ops.sae.checks import check_capacity, check_capacity_values, check_encode_args, check_k, check_threshold
 from prismkit.triton_kernels.launch import input_precision, on_device
 
 __all__ = [
@@ -46,7 +46,6 @@ __all__ = [
     "decode_keys",
 ]
 
-GPU_ENCODER_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 FUSED_MAX_CAPACITY = 256  # feature choice: larger capacities take the dense path
 MAX_CANDIDATES = 1024  # batch topk: a token needing more candidates takes the dense path
 _LOW32 = 0xFFFFFFFF
@@ -201,11 +200,6 @@ def relu_rows_fp32(A, Bm, bias, bias_per_row: bool):
     return out
 
 
-def _check_encoder_dtype(op: str, x) -> None:
-    if x.device.type != "cpu":  # CPU tensors only reach here in the interpreter
-        check_dtype(op, "x", x, GPU_ENCODER_DTYPES)
-
-
 def _best_by_value_then_flat(values, tokens, latents, budget: int, F: int):
     """Positions of the ``budget`` best candidates: larger value first (NaN first), ties to the
     lower flat index token * F + latent (a stable sort by value of the flat-ordered list)."""
@@ -228,11 +222,10 @@ def _row_compressed(tokens, latents, values, dtype, B: int, F: int):
 
 
 def topk_encode(x, W_enc, b_enc, k: int):
-    """prismkit::topk_encode for CUDA tensors (see python/prismkit/ops/sae.py)."""
+    """prismkit::topk_encode for CUDA tensors (see python/prismkit/ops/sae/__init__.py)."""
     op = "topk_encode"
     _, _, F = check_encode_args(op, x, W_enc, b_enc)
     check_k(op, k, F)
-    _check_encoder_dtype(op, x)
     keys = row_topk_keys(x, W_enc, b_enc, False, _next_pow2(k))[:, :k]
     values, indices, _ = decode_keys(keys)
     return values.to(x.dtype), indices
@@ -243,7 +236,6 @@ def batch_topk_encode(x, W_enc, b_enc, k: int):
     op = "batch_topk_encode"
     B, _, F = check_encode_args(op, x, W_enc, b_enc)
     check_k(op, k, F)
-    _check_encoder_dtype(op, x)
     tokens_all = torch.arange(B, device=x.device)
     dense = torch.zeros(B, dtype=torch.bool, device=x.device)  # tokens whose whole row is a candidate
     dense_parts = []
@@ -255,7 +247,7 @@ def batch_topk_encode(x, W_enc, b_enc, k: int):
             keys_K = K
         keep = valid & ~(values <= 0) & ~dense[:, None]
         tok = tokens_all[:, None].expand(B, cap)
-        t, l, v = (torch.cat(p) for p in zip((tok[keep], latents[keep], values[keep]), *dense_parts))
+        t, l, v = (torch.cat(p) for p in zip((tok[keep], latents[keep], values[keep]), *dense_parts, strict=True))
         chosen = _best_by_value_then_flat(v, t, l, k * B, F)
         counts = torch.bincount(t[chosen], minlength=B)
         # A token whose candidates were all chosen may have more entries that belong to the
@@ -278,11 +270,8 @@ def feature_choice_encode(x, W_enc, b_enc, capacity, fused_max_capacity: int = F
     """prismkit::feature_choice_encode for CUDA tensors."""
     op = "feature_choice_encode"
     B, _, F = check_encode_args(op, x, W_enc, b_enc)
-    check_capacity_args(op, capacity, x, F)
-    _check_encoder_dtype(op, x)
-    if F > 0 and int(capacity.min()) < 0:
-        j = int(torch.argmin(capacity))
-        raise ValueError(f"prismkit::{op}: 'capacity' must be >= 0 everywhere, got capacity[{j}] = {int(capacity[j])}")
+    check_capacity(op, capacity, x, F)
+    check_capacity_values(op, capacity)
     cap = capacity.clamp(max=B)
     small = cap <= fused_max_capacity
     parts = []
@@ -305,7 +294,7 @@ def feature_choice_encode(x, W_enc, b_enc, capacity, fused_max_capacity: int = F
     if not parts:
         empty = torch.empty(0, dtype=torch.long, device=x.device)
         return x.new_empty(0), empty, torch.zeros(B + 1, dtype=torch.long, device=x.device)
-    tokens, latents, values = (torch.cat(p) for p in zip(*parts))
+    tokens, latents, values = (torch.cat(p) for p in zip(*parts, strict=True))
     return _row_compressed(tokens, latents, values, x.dtype, B, F)
 
 
@@ -404,8 +393,7 @@ def threshold_encode(x, W_enc, b_enc, threshold):
     """prismkit::threshold_encode for CUDA tensors (two passes: count, then write)."""
     op = "threshold_encode"
     B, D, F = check_encode_args(op, x, W_enc, b_enc)
-    check_threshold_args(op, threshold, x, F)
-    _check_encoder_dtype(op, x)
+    check_threshold(op, threshold, x, F)
     offsets = torch.zeros(B + 1, dtype=torch.long, device=x.device)
     if B == 0 or F == 0:
         return x.new_empty(0), offsets.new_empty(0), offsets
@@ -436,8 +424,7 @@ def latent_stats(x, W_enc, b_enc, threshold=None):
     op = "latent_stats"
     B, D, F = check_encode_args(op, x, W_enc, b_enc)
     if threshold is not None:
-        check_threshold_args(op, threshold, x, F)
-    _check_encoder_dtype(op, x)
+        check_threshold(op, threshold, x, F)
     if B == 0 or F == 0:
         return torch.zeros(F, dtype=torch.long, device=x.device), torch.full_like(b_enc, float("-inf"))
     block_r, block_c, block_d, warps = _tile_sizes(x.device)

@@ -1,4 +1,6 @@
-// Argument checks shared by every op. Each failure message names the op, the argument,
+// The check primitives every op's contract is written with (csrc/<core>/<core>_checks.cpp); the
+// Python side (python/prismkit/ops/_checks.py) has the same primitives with the same wording, and
+// tests/test_op_contracts.py holds the two to it. Each failure message names the op, the argument,
 // what was expected and what came, e.g.
 //   prismkit::topk_encode: 'x' must be a 2-D tensor [B, d], got a 3-D float32 tensor of shape [2, 3, 4] on cpu
 #pragma once
@@ -21,9 +23,10 @@ void check_rank(const char* op, const char* name, const at::Tensor& t, int64_t r
 void check_dtype(const char* op, const char* name, const at::Tensor& t,
                  std::initializer_list<c10::ScalarType> allowed);
 
-// Floating dtypes a kernel supports on t's device: float32 and float64 on CPU; on CUDA
-// also float16 and bfloat16.
-void check_float_dtype(const char* op, const char* name, const at::Tensor& t);
+// Floating dtypes an op takes on t's device: float32 and float64 on CPU; float32, float16 and
+// bfloat16 on CUDA, and float64 there too with cuda_float64 (ops whose CUDA kernel is CUDA C++
+// with a float64 instantiation; the Triton kernels have none).
+void check_float_dtype(const char* op, const char* name, const at::Tensor& t, bool cuda_float64);
 
 // 'name' must have the same dtype and device as 'ref_name'.
 void check_same_dtype(const char* op, const char* name, const at::Tensor& t, const char* ref_name,

@@ -7,7 +7,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "common/dtype.h"
+#include "cuda/common/dtype.h"
 
 namespace prismkit {
 

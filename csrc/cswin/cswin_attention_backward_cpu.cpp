@@ -3,7 +3,6 @@
 // recomputes its window's softmax. Every qkv gradient entry belongs to exactly one item, so items
 // write them without conflicts; LePE gradients are summed per thread, then across threads in
 // thread order (deterministic for a given thread count).
-#include "common/checks.h"
 #include "common/cpu_alloc.h"
 #include "cswin/cswin_checks.h"
 #include "cswin/cswin_work.h"
@@ -22,16 +21,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cswin_attention_backward_cpu(
     const at::Tensor& grad_out, const at::Tensor& qkv, int64_t H, int64_t W, int64_t split_size, int64_t num_heads,
     const at::Tensor& lepe_weight, const at::Tensor& lepe_bias, double scale, c10::string_view mode,
     c10::string_view padding) {
-  const char* op = "cswin_attention_backward";
-  const CSWinArgs a = check_cswin_args(op, qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias,
-                                       std::string_view(mode.data(), mode.size()),
-                                       std::string_view(padding.data(), padding.size()));
-  check_rank(op, "grad_out", grad_out, 3, "[B, H*W, C]");
-  TORCH_CHECK_VALUE(grad_out.size(0) == a.B && grad_out.size(1) == a.H * a.W && grad_out.size(2) == a.C,
-                    "prismkit::", op, ": 'grad_out' must have shape [", a.B, ", ", a.H * a.W, ", ", a.C, "], got ",
-                    describe(grad_out));
-  check_same_dtype(op, "grad_out", grad_out, "qkv", qkv);
-  check_same_device(op, "grad_out", grad_out, "qkv", qkv);
+  const CSWinArgs a = check_cswin_attention_backward_args(grad_out, qkv, H, W, split_size, num_heads, lepe_weight,
+                                                          lepe_bias, std::string_view(mode.data(), mode.size()),
+                                                          std::string_view(padding.data(), padding.size()));
   at::Tensor grad_qkv = empty_for_large_output(qkv.sizes(), qkv.options());
   const int threads = at::get_num_threads();
   at::Tensor partial_w = at::zeros({threads, a.C * 9}, qkv.options());

@@ -13,7 +13,7 @@ CSWinArgs check_cswin_args(const char* op, const at::Tensor& qkv, int64_t H, int
   TORCH_CHECK_VALUE(padding == "mask" || padding == "zeros", "prismkit::", op,
                     ": 'padding' must be \"mask\" or \"zeros\", got \"", std::string(padding), "\"");
   check_rank(op, "qkv", qkv, 3, "[B, H*W, 3C] (the qkv Linear's output)");
-  check_float_dtype(op, "qkv", qkv);
+  check_float_dtype(op, "qkv", qkv, /*cuda_float64=*/false);  // CUDA: Triton kernels
   TORCH_CHECK_VALUE(H >= 1 && W >= 1 && qkv.size(1) == H * W, "prismkit::", op, ": 'qkv' must have H*W = ", H,
                     "*", W, " tokens in dim 1, got ", describe(qkv));
   TORCH_CHECK_VALUE(qkv.size(2) % 3 == 0 && qkv.size(2) > 0, "prismkit::", op,
@@ -35,6 +35,21 @@ CSWinArgs check_cswin_args(const char* op, const at::Tensor& qkv, int64_t H, int
   check_same_device(op, "lepe_weight", lepe_weight, "qkv", qkv);
   check_same_device(op, "lepe_bias", lepe_bias, "qkv", qkv);
   return {qkv.size(0), H, W, C, num_heads, C / num_heads, split_size, full, padding == "mask"};
+}
+
+CSWinArgs check_cswin_attention_backward_args(const at::Tensor& grad_out, const at::Tensor& qkv, int64_t H,
+                                              int64_t W, int64_t split_size, int64_t num_heads,
+                                              const at::Tensor& lepe_weight, const at::Tensor& lepe_bias,
+                                              std::string_view mode, std::string_view padding) {
+  const char* op = "cswin_attention_backward";
+  const CSWinArgs a = check_cswin_args(op, qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, mode, padding);
+  check_rank(op, "grad_out", grad_out, 3, "[B, H*W, C]");
+  TORCH_CHECK_VALUE(grad_out.size(0) == a.B && grad_out.size(1) == a.H * a.W && grad_out.size(2) == a.C,
+                    "prismkit::", op, ": 'grad_out' must have shape [", a.B, ", ", a.H * a.W, ", ", a.C, "], got ",
+                    describe(grad_out));
+  check_same_dtype(op, "grad_out", grad_out, "qkv", qkv);
+  check_same_device(op, "grad_out", grad_out, "qkv", qkv);
+  return a;
 }
 
 }  // namespace prismkit::cswin

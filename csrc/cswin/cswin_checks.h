@@ -1,4 +1,6 @@
-// Argument checks for the cross-shaped window attention ops (CPU kernels and CUDA glue alike).
+// The cswin ops' argument contract on the C++ side (CPU kernels and any CUDA glue alike). The
+// Python side (fake implementations, Triton launchers) is python/prismkit/ops/cswin/checks.py:
+// same checks, same order, same messages.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -19,5 +21,11 @@ struct CSWinArgs {
 CSWinArgs check_cswin_args(const char* op, const at::Tensor& qkv, int64_t H, int64_t W, int64_t split_size,
                            int64_t num_heads, const at::Tensor& lepe_weight, const at::Tensor& lepe_bias,
                            std::string_view mode, std::string_view padding);
+
+// The forward's arguments, and grad_out [B, H*W, C] of qkv's dtype and device.
+CSWinArgs check_cswin_attention_backward_args(const at::Tensor& grad_out, const at::Tensor& qkv, int64_t H,
+                                              int64_t W, int64_t split_size, int64_t num_heads,
+                                              const at::Tensor& lepe_weight, const at::Tensor& lepe_bias,
+                                              std::string_view mode, std::string_view padding);
 
 }  // namespace prismkit::cswin

@@ -5,6 +5,9 @@
 #include <ATen/ops/aminmax.h>
 #include <ATen/ops/any.h>
 #include <ATen/ops/lt.h>
+#include <ATen/ops/stack.h>
+
+#include <vector>
 
 namespace prismkit::sae {
 
@@ -13,7 +16,7 @@ EncodeShape check_encode_args(const char* op, const at::Tensor& x, const at::Ten
   check_rank(op, "x", x, 2, "[B, d]");
   check_rank(op, "W_enc", W_enc, 2, "[F, d] (an nn.Linear(d, F).weight)");
   check_rank(op, "b_enc", b_enc, 1, "[F]");
-  check_float_dtype(op, "x", x);
+  check_float_dtype(op, "x", x, /*cuda_float64=*/false);  // CUDA: Triton kernels
   check_same_device(op, "W_enc", W_enc, "x", x);
   check_same_device(op, "b_enc", b_enc, "x", x);
   check_same_dtype(op, "W_enc", W_enc, "x", x);
@@ -49,6 +52,46 @@ void check_threshold(const char* op, const at::Tensor& threshold, const at::Tens
   check_size(op, "threshold", threshold, 0, F, "F, the number of latents of W_enc");
 }
 
+namespace {
+
+// The layout's data checks: offsets from 0 to nnz and non-decreasing, indices in [0, num_latents).
+// The five numbers they need are reduced on the tensors' device and read back in one transfer,
+// so a CUDA call synchronizes once, not once per number, and the error stays synchronous.
+void check_layout_data(const char* op, const at::Tensor& indices, const std::optional<at::Tensor>& offsets,
+                       const SparseLayout& layout, int64_t num_latents) {
+  std::vector<at::Tensor> parts;
+  if (offsets.has_value()) {
+    const at::Tensor& off = *offsets;
+    parts.push_back(off.select(0, 0));
+    parts.push_back(off.select(0, layout.B));
+    if (layout.B > 1) parts.push_back(at::lt(off.slice(0, 1), off.slice(0, 0, layout.B)).any().to(at::kLong));
+  }
+  if (layout.nnz > 0) {
+    auto [lo, hi] = at::aminmax(indices);
+    parts.push_back(lo);
+    parts.push_back(hi);
+  }
+  if (parts.empty()) return;
+  const at::Tensor host = at::stack(parts).to(at::kCPU);
+  const int64_t* v = host.const_data_ptr<int64_t>();
+  if (offsets.has_value()) {
+    const int64_t first = v[0], last = v[1];
+    TORCH_CHECK_VALUE(first == 0 && last == layout.nnz, "prismkit::", op,
+                      ": 'offsets' must start at 0 and end at nnz = ", layout.nnz, " (the length of indices), got ",
+                      first, " and ", last);
+    v += 2;
+    if (layout.B > 1) TORCH_CHECK_VALUE(*v++ == 0, "prismkit::", op, ": 'offsets' must be non-decreasing");
+  }
+  if (layout.nnz > 0) {
+    const int64_t min_index = v[0], max_index = v[1];
+    TORCH_CHECK_INDEX(min_index >= 0 && max_index < num_latents, "prismkit::", op,
+                      ": 'indices' must lie in [0, F) = [0, ", num_latents, "), got entries from ", min_index, " to ",
+                      max_index);
+  }
+}
+
+}  // namespace
+
 SparseLayout check_sparse_layout(const char* op, const at::Tensor& indices,
                                  const std::optional<at::Tensor>& offsets, int64_t num_latents,
                                  const at::Tensor& device_ref, const char* device_ref_name) {
@@ -66,47 +109,32 @@ SparseLayout check_sparse_layout(const char* op, const at::Tensor& indices,
     layout.B = off.size(0) - 1;
     layout.nnz = indices.size(0);
     layout.k = -1;
-    const int64_t first = off[0].item<int64_t>();
-    const int64_t last = off[layout.B].item<int64_t>();
-    TORCH_CHECK_VALUE(first == 0 && last == layout.nnz, "prismkit::", op,
-                      ": 'offsets' must start at 0 and end at nnz = ", layout.nnz, " (the length of indices), got ",
-                      first, " and ", last);
-    if (layout.B > 1) {
-      const bool decreasing = at::lt(off.slice(0, 1), off.slice(0, 0, layout.B)).any().item<bool>();
-      TORCH_CHECK_VALUE(!decreasing, "prismkit::", op, ": 'offsets' must be non-decreasing");
-    }
   } else {
     check_rank(op, "indices", indices, 2, "[B, k] (fixed-k layout, offsets None)");
     layout.B = indices.size(0);
     layout.k = indices.size(1);
     layout.nnz = layout.B * layout.k;
   }
-  if (layout.nnz > 0) {
-    auto [lo, hi] = at::aminmax(indices);
-    const int64_t min_index = lo.item<int64_t>(), max_index = hi.item<int64_t>();
-    TORCH_CHECK_INDEX(min_index >= 0 && max_index < num_latents, "prismkit::", op,
-                      ": 'indices' must lie in [0, F) = [0, ", num_latents, "), got entries from ", min_index, " to ",
-                      max_index);
-  }
+  check_layout_data(op, indices, offsets, layout, num_latents);
   return layout;
 }
 
 void check_values(const char* op, const char* name, const at::Tensor& values, const at::Tensor& indices) {
   TORCH_CHECK_VALUE(values.defined() && values.sizes() == indices.sizes(), "prismkit::", op, ": '", name,
                     "' must have the shape of indices ", indices.sizes(), ", got ", describe(values));
-  check_float_dtype(op, name, values);
+  check_float_dtype(op, name, values, /*cuda_float64=*/true);
   check_same_device(op, name, values, "indices", indices);
 }
 
 void check_rows(const char* op, const char* name, const at::Tensor& rows, int64_t B, const char* what_B) {
   check_rank(op, name, rows, 2, "[B, d]");
-  check_float_dtype(op, name, rows);
+  check_float_dtype(op, name, rows, /*cuda_float64=*/true);
   check_size(op, name, rows, 0, B, what_B);
 }
 
 void check_weight(const char* op, const char* name, const at::Tensor& weight) {
   check_rank(op, name, weight, 2, "[F, d]");
-  check_float_dtype(op, name, weight);
+  check_float_dtype(op, name, weight, /*cuda_float64=*/true);
 }
 
 namespace {

@@ -1,4 +1,6 @@
-// Argument checks for the SAE ops, shared by their CPU kernels and CUDA glue.
+// The SAE ops' argument contract on the C++ side, shared by their CPU kernels and CUDA glue.
+// The Python side (fake implementations, Triton launchers) is python/prismkit/ops/sae/checks.py:
+// same checks, same order, same messages.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -36,8 +38,8 @@ struct SparseLayout {
 };
 
 // indices int64 ([B, k], or [nnz] with offsets), every entry in [0, num_latents);
-// offsets int64 [B+1], offsets[0] == 0, non-decreasing, offsets[B] == nnz. Reads the data
-// (on CUDA that is one synchronisation).
+// offsets int64 [B+1], offsets[0] == 0, non-decreasing, offsets[B] == nnz. Reads the data:
+// on CUDA one device-to-host transfer of five numbers (one synchronization per call).
 SparseLayout check_sparse_layout(const char* op, const at::Tensor& indices,
                                  const std::optional<at::Tensor>& offsets, int64_t num_latents,
                                  const at::Tensor& device_ref, const char* device_ref_name);

@@ -2,8 +2,8 @@
 // kernels of sparse_decode_grad_values and sparse_decode_grad_weight, back to back on one stream.
 #include "common/cuda_glue.h"
 #include "sae/sae_checks.h"
-#include "sae/sparse_decode_grad_values.h"
-#include "sae/sparse_decode_grad_weight.h"
+#include "cuda/sae/sparse_decode_grad_values.h"
+#include "cuda/sae/sparse_decode_grad_weight.h"
 
 #include <ATen/ops/empty.h>
 #include <torch/library.h>

@@ -2,7 +2,7 @@
 // kernel is cuda/sae/sparse_decode.cu.
 #include "common/cuda_glue.h"
 #include "sae/sae_checks.h"
-#include "sae/sparse_decode.h"
+#include "cuda/sae/sparse_decode.h"
 
 #include <ATen/ops/empty.h>
 #include <torch/library.h>

@@ -2,7 +2,7 @@
 // cuda/sae/sparse_decode_grad_values.cu.
 #include "common/cuda_glue.h"
 #include "sae/sae_checks.h"
-#include "sae/sparse_decode_grad_values.h"
+#include "cuda/sae/sparse_decode_grad_values.h"
 
 #include <ATen/ops/empty.h>
 #include <torch/library.h>

@@ -3,7 +3,7 @@
 // cuda/sae/sparse_decode_grad_weight.cu.
 #include "common/cuda_glue.h"
 #include "sae/sae_checks.h"
-#include "sae/sparse_decode_grad_weight.h"
+#include "cuda/sae/sparse_decode_grad_weight.h"
 
 #include <ATen/ops/empty.h>
 #include <torch/library.h>

@@ -5,7 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "common/dtype.h"
+#include "cuda/common/dtype.h"
 
 namespace prismkit::cuda {
 

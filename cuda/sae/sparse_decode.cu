@@ -1,8 +1,8 @@
 // prismkit::sparse_decode on CUDA: a gather. Block (row, column chunk): each thread owns VEC
 // consecutive output columns of one row, walks the row's entries and accumulates
 // value * W[latent, cols] in registers with 16-byte loads. No atomics; deterministic.
-#include "common/device_math.cuh"
-#include "sae/sparse_decode.h"
+#include "cuda/common/device_math.cuh"
+#include "cuda/sae/sparse_decode.h"
 
 namespace prismkit::cuda {
 namespace {

@@ -1,7 +1,7 @@
 // prismkit::sparse_decode_grad_values on CUDA: one block per row, one warp per entry of
 // the row; lanes stride over d with 16-byte loads and reduce with shuffles.
-#include "common/device_math.cuh"
-#include "sae/sparse_decode_grad_values.h"
+#include "cuda/common/device_math.cuh"
+#include "cuda/sae/sparse_decode_grad_values.h"
 
 namespace prismkit::cuda {
 namespace {

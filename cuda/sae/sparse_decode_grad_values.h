@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "common/dtype.h"
+#include "cuda/common/dtype.h"
 
 namespace prismkit::cuda {
 

@@ -5,8 +5,8 @@
 //   4. block (latent f, column chunk) sums values[p] * grad_out[row(p), cols] over f's
 //      entries in entry order and writes grad_weight[f, cols] once.
 // Hot latents (many entries) serialize in their block; see the bench notes.
-#include "common/device_math.cuh"
-#include "sae/sparse_decode_grad_weight.h"
+#include "cuda/common/device_math.cuh"
+#include "cuda/sae/sparse_decode_grad_weight.h"
 
 #include <cub/device/device_radix_sort.cuh>
 

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "common/dtype.h"
+#include "cuda/common/dtype.h"
 
 namespace prismkit::cuda {
 

@@ -11,7 +11,7 @@ def info() -> None:
 
     import prismkit
     from prismkit import _build_info
-    from prismkit.ops import cswin, sae
+    from prismkit.ops import registry
 
     build = prismkit._C.build_info()
     print(f"prismkit {prismkit.__version__}")
@@ -32,20 +32,22 @@ def info() -> None:
         triton_ok = False
     print(f"CPU threads: {torch.get_num_threads()} (OpenMP: {'yes' if build['openmp'] else 'no'})")
 
-    names = sorted(n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("prismkit::"))
     has = torch._C._dispatch_has_kernel_for_dispatch_key
     rows = []
-    for name in names:
-        cpu = "C++" if has(f"prismkit::{name}", "CPU") else "-"
-        if name in sae.TRITON_OPS + cswin.TRITON_OPS:
-            cuda = "Triton" if triton_ok else "Triton (missing)"
-        else:
-            cuda = "CUDA C++" if has(f"prismkit::{name}", "CUDA") else "-"
-        rows.append((name, cpu, cuda))
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'op (torch.ops.prismkit.*)'.ljust(width + 2)}CPU    CUDA")
-    for name, cpu, cuda in rows:
-        print(f"{name.ljust(width + 2)}{cpu.ljust(7)}{cuda}")
+    for core in registry.cores():
+        for op in core.ops:
+            cpu = "C++" if has(f"prismkit::{op.name}", "CPU") else "-"
+            if op.cuda == "triton":
+                cuda = "Triton" if triton_ok else "Triton (missing)"
+            elif build["with_cuda"]:
+                cuda = "CUDA C++"
+            else:
+                cuda = "- (built without CUDA kernels)" if torch.version.cuda else "-"
+            rows.append((core.name, op.name, cpu, cuda))
+    width = max(len(r[1]) for r in rows)
+    print(f"\n{'core':7}{'op (torch.ops.prismkit.*)'.ljust(width + 2)}CPU    CUDA")
+    for core, name, cpu, cuda in rows:
+        print(f"{core:7}{name.ljust(width + 2)}{cpu.ljust(7)}{cuda}")
 
 
 def main(argv=None) -> int:

@@ -9,11 +9,12 @@ from . import _measure
 from .ops import sae as sae_ops
 from .reference import cswin as cswin_ref
 from .reference import sae as sae_ref
+from .sae.capacity import equal_capacity
 
 
 def _table(rows, header):
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))  # noqa: E731
     print(line(header))
     for r in rows:
         print(line(r))
@@ -29,7 +30,7 @@ def sae_part(device: str, small: bool, repeat: int) -> bool:
     b_enc = (torch.randn(F, generator=g) * 0.1).to(device)
     W_dec = W_enc.clone()
     b_dec = torch.zeros(d, device=device)
-    capacity = sae_ops.equal_capacity(F, k, B, device=device)
+    capacity = equal_capacity(F, k, B, device=device)
     variants = [
         ("TopK", lambda: sae_ops.topk_encode(x, W_enc, b_enc, k), lambda: sae_ref.dense_topk(x, W_enc, b_enc, k)),
         ("BatchTopK / Mutual Choice", lambda: sae_ops.batch_topk_encode(x, W_enc, b_enc, k),

@@ -3,7 +3,7 @@
 Differences from the official ``models/cswin.py``, none of which changes the parameters:
 * any input resolution, non-square too, chosen at call time (the official model fixes it at
   construction and needs it divisible by the stripe widths); maps the stripes do not divide are
-  padded as the official segmentation backbone does (``attn_padding``, see ops/cswin.py);
+  padded as the official segmentation backbone does (``attn_padding``, see prismkit/ops/cswin);
 * ``features_only=True`` returns the four stage maps [B, C_i, H_i, W_i] (strides 4, 8, 16, 32);
 * ``use_checkpoint=True`` recomputes each block in the backward (less memory for training);
 * the stages' attention mode comes from the architecture (stage 4 attends over the whole map), not

@@ -1,6 +1,9 @@
-"""Argument checks for ops implemented in Python (Triton kernels, fake implementations).
+"""The check primitives of the Python side of every op (fake implementations, Triton launchers).
 
-They raise the same errors, with the same wording, as the C++ checks in csrc/common/checks.cpp:
+Each core's contract is written once per language from these: ``prismkit/ops/<core>/checks.py``
+here, ``csrc/<core>/<core>_checks.cpp`` on the C++ side (from csrc/common/checks.h, whose
+primitives have the same names and wording). tests/test_op_contracts.py runs one table of bad
+inputs through every implementation and asserts the same exception type and message, e.g.
     prismkit::topk_encode: 'x' must be a 2-D tensor [B, d], got a 3-D float32 tensor of shape [2, 3, 4] on cpu
 (TypeError for dtypes, IndexError for index ranges, ValueError for the rest).
 """
@@ -10,7 +13,9 @@ from __future__ import annotations
 import torch
 
 CPU_FLOATS = (torch.float32, torch.float64)
-GPU_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+# CUDA: the Triton kernels take float32, float16 and bfloat16; the CUDA C++ kernels also float64.
+CUDA_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
+CUDA_FLOATS_WITH_FLOAT64 = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -34,8 +39,14 @@ def check_dtype(op: str, name: str, t: torch.Tensor, allowed) -> None:
         raise TypeError(f"prismkit::{op}: '{name}' must have dtype {want} on {t.device.type}, got {describe(t)}")
 
 
-def check_float_dtype(op: str, name: str, t: torch.Tensor) -> None:
-    check_dtype(op, name, t, CPU_FLOATS if t.device.type == "cpu" else GPU_FLOATS)
+def check_float_dtype(op: str, name: str, t: torch.Tensor, cuda_float64: bool = False) -> None:
+    """The floating dtypes an op takes on t's device; ``cuda_float64`` for ops whose CUDA kernel is
+    CUDA C++ (it has a float64 instantiation; the Triton kernels do not)."""
+    if t.device.type == "cpu":
+        allowed = CPU_FLOATS
+    else:
+        allowed = CUDA_FLOATS_WITH_FLOAT64 if cuda_float64 else CUDA_FLOATS
+    check_dtype(op, name, t, allowed)
 
 
 def check_same_dtype(op: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:

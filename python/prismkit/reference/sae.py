@@ -1,4 +1,4 @@
-"""Dense PyTorch references of the SAE ops (python/prismkit/ops/sae.py states the semantics).
+"""Dense PyTorch references of the SAE ops (python/prismkit/ops/sae/__init__.py states the semantics).
 
 Each one materializes the [B, F] matrix ``a = relu(x @ W_enc.T + b_enc)`` and selects with a
 stable sort, which gives the ties to the lower index and puts NaN first, exactly the ops' rule.
@@ -78,11 +78,12 @@ def latent_stats(
 
 
 def to_dense(values: Tensor, indices: Tensor, offsets: Optional[Tensor], num_latents: int) -> Tensor:
-    """[B, F] dense code of a sparse one."""
+    """[B, F] dense code of a sparse one; a latent listed twice in a row holds the sum of its
+    values, as the decode ops sum every entry."""
     if offsets is None:
-        return values.new_zeros(indices.shape[0], num_latents).scatter(1, indices, values)
+        return values.new_zeros(indices.shape[0], num_latents).scatter_add(1, indices, values)
     rows = torch.repeat_interleave(torch.arange(offsets.shape[0] - 1, device=offsets.device), offsets.diff())
-    return values.new_zeros(offsets.shape[0] - 1, num_latents).index_put((rows, indices), values)
+    return values.new_zeros(offsets.shape[0] - 1, num_latents).index_put((rows, indices), values, accumulate=True)
 
 
 def sparse_decode(

@@ -131,6 +131,9 @@ def main(argv=None) -> int:
         result = evaluate(trainer.sae, source, min(65_536, len(source)))
         print(json.dumps({"final": result, "out_dir": trainer.config.out_dir}, indent=2))
     if torch.distributed.is_initialized():
+        # every rank waits for rank 0's evaluation: a rank that tears its gloo group down while
+        # another still uses it can abort ("terminate called without an active exception")
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
 

@@ -25,7 +25,7 @@ applies the same update.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -121,6 +121,3 @@ class GroupBiasAdaptation:
         self.fire_count.copy_(state["fire_count"])
         self.max_pre.copy_(state["max_pre"])
         self.tokens = int(state["tokens"])
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)

@@ -40,6 +40,7 @@ from prismkit.ops import sae as ops
 from prismkit.ops.sae import SparseCode
 
 from . import losses
+from .capacity import equal_capacity, zipf_capacity
 
 __all__ = [
     "SAEOutput",
@@ -360,9 +361,9 @@ class FeatureChoiceSAE(SparseAutoencoder):
         key = (batch_size, self.W_enc.device)
         if key not in self._capacity_cache:
             if self.capacity == "equal":
-                cap = ops.equal_capacity(self.num_latents, self.k, batch_size)
+                cap = equal_capacity(self.num_latents, self.k, batch_size)
             else:
-                cap = ops.zipf_capacity(self.num_latents, self.k, batch_size, self.zipf_exponent)
+                cap = zipf_capacity(self.num_latents, self.k, batch_size, self.zipf_exponent)
             self._capacity_cache = {key: cap.to(self.W_enc.device)}
         return self._capacity_cache[key]
 

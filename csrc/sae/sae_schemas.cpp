@@ -1,10 +1,11 @@
-// Every prismkit op schema, in one place. Kernels register themselves beside their code:
-// CPU in csrc/<core>/<op>_cpu.cpp, CUDA glue in csrc/<core>/<op>_cuda.cpp, Triton kernels
-// from python/prismkit/ops/<core>.py. Semantics are documented on the Python wrappers.
+// The SAE ops' schemas. Each core declares its ops in its own fragment of the prismkit library
+// (csrc/<core>/<core>_schemas.cpp), so a core's C++ lives in its own directory and a new core adds
+// files without editing a shared one. Kernels register themselves beside their code:
+// csrc/sae/<op>_cpu.cpp (CPU), csrc/sae/<op>_cuda.cpp (CUDA glue), and the Python registry entry in
+// python/prismkit/ops/sae/__init__.py (Triton kernels). Semantics: the wrappers' docstrings there.
 #include <torch/library.h>
 
-TORCH_LIBRARY(prismkit, m) {
-  // ---- SAE encoding (python/prismkit/ops/sae.py) ----
+TORCH_LIBRARY_FRAGMENT(prismkit, m) {
   m.def("topk_encode(Tensor x, Tensor W_enc, Tensor b_enc, int k) -> (Tensor values, Tensor indices)");
   m.def(
       "batch_topk_encode(Tensor x, Tensor W_enc, Tensor b_enc, int k) "
@@ -26,13 +27,4 @@ TORCH_LIBRARY(prismkit, m) {
   m.def(
       "sparse_decode_backward(Tensor grad_out, Tensor values, Tensor indices, Tensor? offsets, Tensor W_dec) "
       "-> (Tensor grad_values, Tensor grad_weight)");
-
-  // ---- cross-shaped window attention (python/prismkit/ops/cswin.py) ----
-  m.def(
-      "cswin_attention(Tensor qkv, int H, int W, int split_size, int num_heads, Tensor lepe_weight, "
-      "Tensor lepe_bias, float scale, str mode=\"cross\", str padding=\"mask\") -> Tensor");
-  m.def(
-      "cswin_attention_backward(Tensor grad_out, Tensor qkv, int H, int W, int split_size, int num_heads, "
-      "Tensor lepe_weight, Tensor lepe_bias, float scale, str mode=\"cross\", str padding=\"mask\") "
-      "-> (Tensor grad_qkv, Tensor grad_lepe_weight, Tensor grad_lepe_bias)");
 }

@@ -1,0 +1,233 @@
+"""Every op's argument contract as one table: a valid call per op (VALID) and the bad calls with
+the error each must raise (BAD). tests/test_op_contracts.py runs the table through every
+implementation that can run here; a new op adds its rows here, not a new test file.
+
+Only torch and prismkit are imported, so the wheel test can run VALID in a clean environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from prismkit.sae.capacity import equal_capacity
+
+
+def _gen():
+    return torch.Generator().manual_seed(0)
+
+
+def encode_inputs(B=4, d=3, F=6, dtype=torch.float32):
+    g = _gen()
+    return (torch.randn(B, d, generator=g).to(dtype), torch.randn(F, d, generator=g).to(dtype),
+            torch.randn(F, generator=g).to(dtype))  # fmt: skip
+
+
+def fixed_k(B=4, k=2, F=6, d=3):
+    g = _gen()
+    indices = torch.rand(B, F, generator=g).argsort(1)[:, :k]
+    return torch.randn(B, k, generator=g), indices, None, torch.randn(F, d, generator=g)
+
+
+def row_compressed(F=6, d=3):
+    g = _gen()
+    offsets = torch.tensor([0, 2, 2, 5])
+    return torch.randn(5, generator=g), torch.tensor([0, 3, 1, 2, 5]), offsets, torch.randn(F, d, generator=g)
+
+
+def cswin_inputs(B=1, H=4, W=6, C=16):
+    g = _gen()
+    return (torch.randn(B, H * W, 3 * C, generator=g), torch.randn(C, 1, 3, 3, generator=g),
+            torch.randn(C, generator=g))  # fmt: skip
+
+
+def _enc(last):
+    x, W, b = encode_inputs()
+    return (x, W, b, last)
+
+
+def _decode():
+    v, i, o, W = fixed_k()
+    return (v, i, o, W, torch.randn(3))
+
+
+def _cswin(**change):
+    qkv, w, b = cswin_inputs()
+    args = dict(qkv=qkv, H=4, W=6, split_size=2, num_heads=2, lepe_weight=w, lepe_bias=b, scale=0.5, mode="cross",
+                padding="mask")  # fmt: skip
+    args.update(change)
+    return tuple(args.values())
+
+
+def _cswin_backward(grad_out=None, **change):
+    args = _cswin(**change)
+    return (torch.randn(1, 24, 16) if grad_out is None else grad_out, *args)
+
+
+# A valid call of every op (the registry's ops, all of them: test_op_contracts checks that).
+VALID: dict[str, Callable[[], tuple]] = {
+    "topk_encode": lambda: _enc(2),
+    "batch_topk_encode": lambda: _enc(2),
+    "feature_choice_encode": lambda: _enc(equal_capacity(6, 2, 4)),
+    "threshold_encode": lambda: _enc(torch.full((6,), 0.1)),
+    "latent_stats": lambda: _enc(None),
+    "sparse_decode": _decode,
+    "sparse_decode_grad_values": lambda: (torch.randn(4, 3), fixed_k()[1], None, fixed_k()[3]),
+    "sparse_decode_grad_weight": lambda: (torch.randn(4, 3), fixed_k()[0], fixed_k()[1], None, 6),
+    "sparse_decode_backward": lambda: (torch.randn(4, 3), *fixed_k()[:3], fixed_k()[3]),
+    "cswin_attention": _cswin,
+    "cswin_attention_backward": _cswin_backward,
+}
+
+
+@dataclass(frozen=True)
+class Bad:
+    op: str
+    what: str
+    args: Callable[[], tuple]
+    error: type
+    message: str  # what follows "prismkit::<op>: " (a prefix of the rest of the message)
+    reads_data: bool = False  # a check of tensor values: no fake-tensor implementation can make it
+    device: str = "any"  # "cpu" or "cuda": the call is bad only with its tensors on that device
+
+
+def _encoder_rows() -> list[Bad]:
+    rows = []
+    lasts = {"topk_encode": 2, "batch_topk_encode": 2, "feature_choice_encode": equal_capacity(6, 2, 4),
+             "threshold_encode": torch.full((6,), 0.1), "latent_stats": None}  # fmt: skip
+    for op, last in lasts.items():
+
+        def call(x, W, b, last=last):
+            return lambda: (x, W, b, last)
+
+        x, W, b = encode_inputs()
+        rows += [
+            Bad(op, "x rank", call(x[None], W, b), ValueError, "'x' must be a 2-D tensor [B, d], got a 3-D float32"),
+            Bad(op, "W rank", call(x, W[0], b), ValueError, "'W_enc' must be a 2-D tensor [F, d]"),
+            Bad(op, "b rank", call(x, W, b[None]), ValueError, "'b_enc' must be a 1-D tensor [F]"),
+            Bad(op, "d mismatch", call(x, W[:, :2], b), ValueError, "'W_enc' must have size 3 in dim 1 (d, the feature size of x)"),
+            Bad(op, "F mismatch", call(x, W, b[:5]), ValueError, "'b_enc' must have size 6 in dim 0 (F, the number of latents"),
+            Bad(op, "int dtype", call(x.long(), W.long(), b.long()), TypeError, "'x' must have dtype float32 or float64 on cpu, got a 2-D int64"),
+            Bad(op, "half on cpu", call(x.half(), W.half(), b.half()), TypeError, "'x' must have dtype float32 or float64 on cpu", device="cpu"),
+            Bad(op, "float64 on cuda", call(x.double(), W.double(), b.double()), TypeError, "'x' must have dtype float32 or float16 or bfloat16 on cuda", device="cuda"),
+            Bad(op, "mixed dtype", call(x, W.double(), b), TypeError, "'W_enc' must have the dtype of 'x' (float32), got a 2-D float64"),
+            Bad(op, "mixed device", call(x, W.to("meta"), b), ValueError, "'W_enc' must be on the device of 'x' (cpu), got a 2-D float32 tensor of shape [6, 3] on meta"),
+        ]  # fmt: skip
+    x, W, b = encode_inputs()
+    for op in ("topk_encode", "batch_topk_encode"):
+        for k in (0, -1, 7):
+            rows.append(Bad(op, f"k={k}", lambda k=k: (x, W, b, k), ValueError,
+                            f"'k' must be in [1, F] = [1, 6] (F is the number of latents), got {k}"))  # fmt: skip
+    op = "feature_choice_encode"
+    rows += [
+        Bad(op, "negative capacity", lambda: (x, W, b, torch.tensor([1, 2, -1, 0, -3, 0])), ValueError,
+            "'capacity' must be >= 0 everywhere, got capacity[2] = -1", reads_data=True),
+        Bad(op, "capacity size", lambda: (x, W, b, torch.ones(5, dtype=torch.long)), ValueError, "'capacity' must have size 6 in dim 0"),
+        Bad(op, "capacity dtype", lambda: (x, W, b, torch.ones(6, dtype=torch.int32)), TypeError, "'capacity' must have dtype int64"),
+        Bad(op, "capacity rank", lambda: (x, W, b, torch.ones(2, 3, dtype=torch.long)), ValueError, "'capacity' must be a 1-D tensor [F]"),
+    ]  # fmt: skip
+    for op in ("threshold_encode", "latent_stats"):
+        rows += [
+            Bad(op, "threshold size", lambda: (x, W, b, torch.zeros(5)), ValueError, "'threshold' must have size 6 in dim 0 (F, the number of latents"),
+            Bad(op, "threshold rank", lambda: (x, W, b, torch.zeros(2, 3)), ValueError, "'threshold' must be a 1-D tensor [F]"),
+            Bad(op, "threshold dtype", lambda: (x, W, b, torch.zeros(6, dtype=torch.float64)), TypeError, "'threshold' must have the dtype of 'x' (float32)"),
+            Bad(op, "threshold device", lambda: (x, W, b, torch.zeros(6, device="meta")), ValueError, "'threshold' must be on the device of 'x' (cpu)"),
+        ]  # fmt: skip
+    return rows
+
+
+def _decode_rows() -> list[Bad]:
+    values, indices, _, W = fixed_k()
+    csr_values, csr_indices, offsets, _ = row_compressed()
+    b = torch.randn(3)
+    op = "sparse_decode"
+
+    rows = [
+        Bad(op, "index too large", lambda: (values, indices.clone().fill_(6), None, W, b), IndexError, "'indices' must lie in [0, F) = [0, 6), got entries from 6 to 6", reads_data=True),
+        Bad(op, "negative index", lambda: (values, indices - 1, None, W, b), IndexError, "'indices' must lie in [0, F) = [0, 6), got entries from -1", reads_data=True),
+        Bad(op, "index dtype", lambda: (values, indices.int(), None, W, b), TypeError, "'indices' must have dtype int64 on cpu, got a 2-D int32"),
+        Bad(op, "values shape", lambda: (values[:, :1], indices, None, W, b), ValueError, "'values' must have the shape of indices [4, 2], got a 2-D float32 tensor of shape [4, 1]"),
+        Bad(op, "W dtype", lambda: (values, indices, None, W.double(), b), TypeError, "'W_dec' must have the dtype of 'values' (float32)"),
+        Bad(op, "b size", lambda: (values, indices, None, W, b[:2]), ValueError, "'b_dec' must have size 3 in dim 0 (d, the feature size of W_dec)"),
+        Bad(op, "b rank", lambda: (values, indices, None, W, b[None]), ValueError, "'b_dec' must be a 1-D tensor [d]"),
+        Bad(op, "b dtype", lambda: (values, indices, None, W, b.double()), TypeError, "'b_dec' must have the dtype of 'values' (float32)"),
+        Bad(op, "W rank", lambda: (values, indices, None, W[0], b), ValueError, "'W_dec' must be a 2-D tensor [F, d]"),
+        Bad(op, "values dtype", lambda: (values.long(), indices, None, W, b), TypeError, "'values' must have dtype float32 or float64 on cpu"),
+        Bad(op, "half on cpu", lambda: (values.half(), indices, None, W.half(), b.half()), TypeError, "'W_dec' must have dtype float32 or float64 on cpu", device="cpu"),
+        Bad(op, "values int on cuda", lambda: (values.int(), indices, None, W.int(), b.int()), TypeError, "'W_dec' must have dtype float32 or float64 or float16 or bfloat16 on cuda", device="cuda"),
+        Bad(op, "W device", lambda: (values, indices, None, W.to("meta"), b), ValueError, "'W_dec' must be on the device of 'values' (cpu)"),
+        Bad(op, "offsets end", lambda: (csr_values, csr_indices, offsets[:-1], W, b), ValueError, "'offsets' must start at 0 and end at nnz = 5 (the length of indices), got 0 and 2", reads_data=True),
+        Bad(op, "offsets start", lambda: (csr_values, csr_indices, offsets + 1, W, b), ValueError, "'offsets' must start at 0 and end at nnz = 5", reads_data=True),
+        Bad(op, "offsets decreasing", lambda: (csr_values, csr_indices, torch.tensor([0, 3, 2, 5]), W, b), ValueError, "'offsets' must be non-decreasing", reads_data=True),
+        Bad(op, "offsets dtype", lambda: (csr_values, csr_indices, offsets.int(), W, b), TypeError, "'offsets' must have dtype int64"),
+        Bad(op, "offsets rank", lambda: (csr_values, csr_indices, offsets[None], W, b), ValueError, "'offsets' must be a 1-D tensor [B + 1]"),
+        Bad(op, "offsets empty", lambda: (csr_values[:0], csr_indices[:0], offsets[:0], W, b), ValueError, "'offsets' must have B + 1 >= 1 entries"),
+        Bad(op, "csr indices rank", lambda: (csr_values[None], csr_indices[None], offsets, W, b), ValueError, "'indices' must be a 1-D tensor [nnz] (row-compressed layout, offsets given)"),
+        Bad(op, "fixed-k indices rank", lambda: (values[0], indices[0], None, W, b), ValueError, "'indices' must be a 2-D tensor [B, k] (fixed-k layout, offsets None)"),
+    ]  # fmt: skip
+    grad = torch.randn(4, 3)
+    op = "sparse_decode_grad_values"
+    rows += [
+        Bad(op, "grad_out width", lambda: (torch.randn(4, 2), indices, None, W), ValueError, "'grad_out' must have size 3 in dim 1 (d, the feature size of W_dec)"),
+        Bad(op, "grad_out rows", lambda: (torch.randn(5, 3), indices, None, W), ValueError, "'grad_out' must have size 4 in dim 0 (B"),
+        Bad(op, "grad_out rank", lambda: (grad[0], indices, None, W), ValueError, "'grad_out' must be a 2-D tensor [B, d]"),
+        Bad(op, "W dtype", lambda: (grad, indices, None, W.double()), TypeError, "'W_dec' must have the dtype of 'grad_out' (float32)"),
+        Bad(op, "W device", lambda: (grad, indices, None, W.to("meta")), ValueError, "'W_dec' must be on the device of 'grad_out' (cpu)"),
+        Bad(op, "index too large", lambda: (grad, indices + 6, None, W), IndexError, "'indices' must lie in [0, F) = [0, 6)", reads_data=True),
+        Bad(op, "grad_out dtype", lambda: (grad.long(), indices, None, W.long()), TypeError, "'W_dec' must have dtype float32 or float64 on cpu"),
+    ]  # fmt: skip
+    op = "sparse_decode_grad_weight"
+    rows += [
+        Bad(op, "index too large", lambda: (grad, values, indices.clone().fill_(5), None, 5), IndexError, "'indices' must lie in [0, F) = [0, 5)", reads_data=True),
+        Bad(op, "num_latents", lambda: (grad, values, indices, None, -1), ValueError, "'num_latents' must be >= 0, got -1"),
+        Bad(op, "grad_out rows", lambda: (torch.randn(5, 3), values, indices, None, 6), ValueError, "'grad_out' must have size 4 in dim 0 (B"),
+        Bad(op, "grad_out dtype", lambda: (grad.double(), values, indices, None, 6), TypeError, "'grad_out' must have the dtype of 'values' (float32)"),
+        Bad(op, "values shape", lambda: (grad, values[:, :1], indices, None, 6), ValueError, "'values' must have the shape of indices [4, 2]"),
+        Bad(op, "offsets decreasing", lambda: (torch.randn(3, 3), csr_values, csr_indices, torch.tensor([0, 3, 2, 5]), 6), ValueError, "'offsets' must be non-decreasing", reads_data=True),
+    ]  # fmt: skip
+    op = "sparse_decode_backward"
+    rows += [
+        Bad(op, "grad_out width", lambda: (torch.randn(4, 2), values, indices, None, W), ValueError, "'grad_out' must have size 3 in dim 1"),
+        Bad(op, "index too large", lambda: (grad, values, indices + 6, None, W), IndexError, "'indices' must lie in [0, F) = [0, 6)", reads_data=True),
+        Bad(op, "grad_out device", lambda: (grad.to("meta"), values, indices, None, W), ValueError, "'grad_out' must be on the device of 'values' (cpu)"),
+        Bad(op, "W rank", lambda: (grad, values, indices, None, W[None]), ValueError, "'W_dec' must be a 2-D tensor [F, d]"),
+    ]  # fmt: skip
+    return rows
+
+
+def _cswin_rows() -> list[Bad]:
+    qkv, w, b = cswin_inputs()
+    rows = []
+    for op, build in (("cswin_attention", _cswin), ("cswin_attention_backward", _cswin_backward)):
+        rows += [
+            Bad(op, "channels", lambda build=build: build(qkv=qkv[..., :47]), ValueError, "'qkv' must have 3C channels in dim 2 (q, k and v)"),
+            Bad(op, "tokens", lambda build=build: build(W=5), ValueError, "'qkv' must have H*W = 4*5 tokens in dim 1"),
+            Bad(op, "heads divide", lambda build=build: build(num_heads=3), ValueError, "'num_heads' must divide C = 16 and be even"),
+            Bad(op, "heads even", lambda build=build: build(num_heads=1), ValueError, "'num_heads' must divide C = 16 and be even (half the heads per branch), got 1"),
+            Bad(op, "split size", lambda build=build: build(split_size=0), ValueError, "'split_size' must be >= 1, got 0"),
+            Bad(op, "lepe_weight shape", lambda build=build: build(lepe_weight=w[:8]), ValueError, "'lepe_weight' must have shape [16, 1, 3, 3], got a 4-D float32 tensor of shape [8, 1, 3, 3]"),
+            Bad(op, "lepe_weight taps", lambda build=build: build(lepe_weight=w[:, :, :2]), ValueError, "'lepe_weight' must have shape [16, 1, 3, 3]"),
+            Bad(op, "lepe_weight rank", lambda build=build: build(lepe_weight=w[0]), ValueError, "'lepe_weight' must be a 4-D tensor [C, 1, 3, 3]"),
+            Bad(op, "lepe_bias size", lambda build=build: build(lepe_bias=b[:3]), ValueError, "'lepe_bias' must have size 16 in dim 0"),
+            Bad(op, "lepe_weight dtype", lambda build=build: build(lepe_weight=w.double()), TypeError, "'lepe_weight' must have the dtype of 'qkv' (float32)"),
+            Bad(op, "qkv dtype", lambda build=build: build(qkv=qkv.long()), TypeError, "'qkv' must have dtype float32 or float64 on cpu"),
+            Bad(op, "qkv half on cpu", lambda build=build: build(qkv=qkv.half(), lepe_weight=w.half(), lepe_bias=b.half()), TypeError, "'qkv' must have dtype float32 or float64 on cpu", device="cpu"),
+            Bad(op, "qkv float64 on cuda", lambda build=build: build(qkv=qkv.double(), lepe_weight=w.double(), lepe_bias=b.double()), TypeError, "'qkv' must have dtype float32 or float16 or bfloat16 on cuda", device="cuda"),
+            Bad(op, "lepe_weight device", lambda build=build: build(lepe_weight=w.to("meta")), ValueError, "'lepe_weight' must be on the device of 'qkv' (cpu)"),
+            Bad(op, "qkv rank", lambda build=build: build(qkv=qkv[0]), ValueError, "'qkv' must be a 3-D tensor [B, H*W, 3C]"),
+            Bad(op, "mode", lambda build=build: build(mode="diagonal"), ValueError, "'mode' must be \"cross\" (two stripe branches) or \"full\" (the last stage), got \"diagonal\""),
+            Bad(op, "padding", lambda build=build: build(padding="reflect"), ValueError, "'padding' must be \"mask\" or \"zeros\", got \"reflect\""),
+        ]  # fmt: skip
+    op = "cswin_attention_backward"
+    rows += [
+        Bad(op, "grad_out shape", lambda: _cswin_backward(grad_out=torch.randn(1, 24, 8)), ValueError, "'grad_out' must have shape [1, 24, 16], got a 3-D float32 tensor of shape [1, 24, 8]"),
+        Bad(op, "grad_out rank", lambda: _cswin_backward(grad_out=torch.randn(24, 16)), ValueError, "'grad_out' must be a 3-D tensor [B, H*W, C]"),
+        Bad(op, "grad_out dtype", lambda: _cswin_backward(grad_out=torch.randn(1, 24, 16).double()), TypeError, "'grad_out' must have the dtype of 'qkv' (float32)"),
+        Bad(op, "grad_out device", lambda: _cswin_backward(grad_out=torch.randn(1, 24, 16, device="meta")), ValueError, "'grad_out' must be on the device of 'qkv' (cpu)"),
+    ]  # fmt: skip
+    return rows
+
+
+BAD: list[Bad] = _encoder_rows() + _decode_rows() + _cswin_rows()

@@ -1,0 +1,225 @@
+"""Property-based sweeps (hypothesis) of every op against its reference: random shapes (0, 1,
+primes, sizes that straddle the CPU kernels' tiles and vector widths), dtypes and arguments.
+
+Examples are derandomized (a fixed seed per test) and bounded by the profile: "ci" (the default,
+seconds per test) or "nightly" (``make test-nightly``: many more examples). The profiles are
+registered in conftest.py.
+
+Selections (top-k, thresholds) are compared exactly in float64, where a near-tie that a different
+summation order could flip has probability ~0; in float32 the selection is checked for what it must
+be (the selected values are the pre-activations, nothing unselected beats them beyond rounding),
+so the sweep passes on any BLAS and processor.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sae_cases import HAS_TRITON, assert_code_equal
+
+from conftest import TOLERANCES
+from prismkit.reference import cswin as cswin_ref
+from prismkit.reference import sae as ref
+
+P = torch.ops.prismkit
+# batch and feature sizes: empty, one, primes, and both sides of the CPU tiles (512-row blocks,
+# 1024-column tiles) and of the 8/16-lane vectors
+BATCH = st.sampled_from([0, 1, 2, 3, 5, 7, 13, 17, 31, 37, 64, 511, 513])
+LATENTS = st.sampled_from([1, 2, 3, 7, 16, 17, 31, 33, 127, 257, 1023, 1025])
+FEATURES = st.sampled_from([1, 2, 3, 7, 8, 15, 16, 17, 33, 64, 65, 129])
+DTYPES = st.sampled_from([torch.float64, torch.float32])
+SEEDS = st.integers(0, 2**31 - 1)
+
+
+def inputs(B, d, F, dtype, seed, bias_shift=0.0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, d, generator=g, dtype=torch.float64)
+    W = torch.randn(F, d, generator=g, dtype=torch.float64) / d**0.5
+    b = torch.randn(F, generator=g, dtype=torch.float64) * 0.3 + bias_shift
+    return x.to(dtype), W.to(dtype), b.to(dtype)
+
+
+def check_selection(values, indices, offsets, acts, dtype, floor_of):
+    """values are acts at the selected entries; no unselected entry beats floor_of(...) + tol."""
+    tol = TOLERANCES[dtype]["atol"] * 10
+    B = acts.shape[0]
+    rows = (torch.arange(B)[:, None].expand_as(indices) if offsets is None
+            else torch.repeat_interleave(torch.arange(B), offsets.diff()))  # fmt: skip
+    torch.testing.assert_close(values, acts[rows, indices], atol=tol, rtol=tol, equal_nan=True)
+    selected = torch.zeros_like(acts, dtype=torch.bool)
+    selected[rows, indices] = True
+    assert int(selected.sum()) == indices.numel()  # each entry once
+    unselected = acts.masked_fill(selected, float("-inf"))
+    assert (unselected <= floor_of(values, rows) + tol).all()
+
+
+@given(B=BATCH, d=FEATURES, F=LATENTS, k=st.integers(1, 40), dtype=DTYPES, seed=SEEDS)
+def test_topk_encode(B, d, F, k, dtype, seed):
+    k = min(k, F)
+    x, W, b = inputs(B, d, F, dtype, seed, bias_shift=-0.2)
+    got = P.topk_encode(x, W, b, k)
+    assert got[0].shape == got[1].shape == (B, k)
+    if dtype == torch.float64:
+        assert_code_equal(got, ref.topk_encode(x, W, b, k), dtype)
+    else:
+        acts = ref.pre_activations(x.double(), W.double(), b.double()).float()
+        check_selection(*got, None, acts, dtype, lambda v, rows: v[:, -1:].expand(B, F) if B else v)
+        assert (got[0][:, :-1] >= got[0][:, 1:]).all()  # descending
+
+
+@given(B=BATCH, d=FEATURES, F=LATENTS, k=st.integers(1, 40), dtype=DTYPES, seed=SEEDS)
+def test_batch_topk_encode(B, d, F, k, dtype, seed):
+    k = min(k, F)
+    x, W, b = inputs(B, d, F, dtype, seed, bias_shift=-0.2)
+    got = P.batch_topk_encode(x, W, b, k)
+    assert got[0].numel() <= k * B and got[2].shape == (B + 1,)
+    if dtype == torch.float64:
+        assert_code_equal(got, ref.batch_topk_encode(x, W, b, k), dtype)
+    elif got[0].numel():
+        acts = ref.pre_activations(x.double(), W.double(), b.double()).float()
+        check_selection(*got, acts, dtype, lambda v, rows: v.min())
+
+
+@given(B=BATCH, d=FEATURES, F=LATENTS, dtype=DTYPES, seed=SEEDS, cap_seed=SEEDS)
+def test_feature_choice_encode(B, d, F, dtype, seed, cap_seed):
+    x, W, b = inputs(B, d, F, dtype, seed)
+    capacity = torch.randint(0, B + 3, (F,), generator=torch.Generator().manual_seed(cap_seed))  # some above B
+    got = P.feature_choice_encode(x, W, b, capacity)
+    if dtype == torch.float64:
+        assert_code_equal(got, ref.feature_choice_encode(x, W, b, capacity), dtype)
+    else:
+        acts = ref.pre_activations(x.double(), W.double(), b.double()).float()
+        check_feature_choice(got, acts, capacity, dtype)
+
+
+def check_feature_choice(code, acts, capacity, dtype):
+    """Latent j holds at most capacity[j] tokens; at capacity, no other token beats its smallest
+    beyond rounding; below it, no other token is positive. Latents ascend within each token."""
+    values, indices, offsets = code
+    B, F = acts.shape
+    tol = TOLERANCES[dtype]["atol"] * 10
+    counts = torch.bincount(indices, minlength=F)
+    assert (counts <= capacity.clamp(max=B)).all()
+    if indices.numel():
+        check_selection(values, indices, offsets, acts, dtype, lambda v, rows: float("inf"))
+    rows = torch.repeat_interleave(torch.arange(B), offsets.diff())
+    selected = torch.zeros_like(acts, dtype=torch.bool)
+    selected[rows, indices] = True
+    col_min = torch.full((F,), float("inf")).scatter_reduce(0, indices, values.float(), "amin")
+    best_unselected = acts.masked_fill(selected, float("-inf")).max(0).values if B else torch.full((F,), -1.0)
+    full = counts == capacity.clamp(max=B)
+    assert (best_unselected[full] <= col_min[full] + tol).all()
+    assert (best_unselected[~full] <= tol).all()
+    same_row = rows[1:] == rows[:-1]
+    assert (indices[1:][same_row] > indices[:-1][same_row]).all()
+
+
+@given(B=BATCH, d=FEATURES, F=LATENTS, dtype=DTYPES, seed=SEEDS, with_threshold=st.booleans())
+def test_threshold_encode_and_latent_stats(B, d, F, dtype, seed, with_threshold):
+    x, W, b = inputs(B, d, F, dtype, seed)
+    threshold = torch.rand(F, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64).to(dtype) * 0.5
+    fire, max_pre = P.latent_stats(x, W, b, threshold if with_threshold else None)
+    want_fire, want_max = ref.latent_stats(x, W, b, threshold if with_threshold else None)
+    torch.testing.assert_close(max_pre, want_max, **TOLERANCES[dtype])
+    code = P.threshold_encode(x, W, b, threshold)
+    if dtype == torch.float64:
+        assert torch.equal(fire, want_fire)
+        assert_code_equal(code, ref.threshold_encode(x, W, b, threshold), dtype)
+    else:  # counts may differ only by entries within rounding of the threshold
+        z = torch.nn.functional.linear(x.double(), W.double(), b.double())
+        t = threshold.double() if with_threshold else torch.zeros(F, dtype=torch.float64)
+        near = ((z - t).abs() <= 1e-4).sum(0)
+        assert ((fire - want_fire).abs() <= near).all()
+
+
+def decode_code(B, F, k, layout, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    if layout == "fixed_k":
+        indices = torch.rand(B, F, generator=g).argsort(1)[:, :k] if B else torch.empty(0, k, dtype=torch.long)
+        return torch.randn(B, k, generator=g, dtype=torch.float64).to(dtype), indices, None
+    counts = torch.randint(0, k + 1, (B,), generator=g)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+    indices = torch.randint(0, F, (int(offsets[-1]),), generator=g)  # repeats allowed: the ops sum them
+    return torch.randn(indices.numel(), generator=g, dtype=torch.float64).to(dtype), indices, offsets
+
+
+@given(B=BATCH, d=FEATURES, F=LATENTS, k=st.integers(0, 12), layout=st.sampled_from(["fixed_k", "row_compressed"]),
+       dtype=DTYPES, seed=SEEDS, with_bias=st.booleans())  # fmt: skip
+def test_decode_ops(B, d, F, k, layout, dtype, seed, with_bias):
+    k = min(k, F)
+    values, indices, offsets = decode_code(B, F, k, layout, dtype, seed)
+    g = torch.Generator().manual_seed(seed + 7)
+    W = torch.randn(F, d, generator=g, dtype=torch.float64).to(dtype)
+    bias = torch.randn(d, generator=g, dtype=torch.float64).to(dtype) if with_bias else None
+    grad_out = torch.randn(B, d, generator=g, dtype=torch.float64).to(dtype)
+    tol = TOLERANCES[dtype]
+    torch.testing.assert_close(P.sparse_decode(values, indices, offsets, W, bias),
+                               ref.sparse_decode(values, indices, offsets, W, bias), **tol)  # fmt: skip
+    torch.testing.assert_close(P.sparse_decode_grad_values(grad_out, indices, offsets, W),
+                               ref.sparse_decode_grad_values(grad_out, indices, offsets, W), **tol)  # fmt: skip
+    for got, want in zip(P.sparse_decode_grad_weight(grad_out, values, indices, offsets, F)
+                         + P.sparse_decode_backward(grad_out, values, indices, offsets, W),
+                         ref.sparse_decode_grad_weight(grad_out, values, indices, offsets, F)
+                         + ref.sparse_decode_backward(grad_out, values, indices, offsets, W), strict=True):  # fmt: skip
+        torch.testing.assert_close(got, want, **tol)
+
+
+CSWIN_GEOMETRY = st.tuples(
+    st.integers(1, 2),  # B
+    st.integers(1, 13),  # H
+    st.integers(1, 13),  # W
+    st.sampled_from([(16, 2), (24, 2), (32, 4), (48, 2), (8, 1)]),  # (C, heads): head_dim 8, 12, 8, 24, 8
+    st.integers(1, 8),  # split_size
+    st.sampled_from(["cross", "full"]),
+    st.sampled_from(["mask", "zeros"]),
+)
+
+
+@given(geometry=CSWIN_GEOMETRY, dtype=DTYPES, seed=SEEDS)
+def test_cswin_attention_and_backward(geometry, dtype, seed):
+    B, H, W, (C, heads), split, mode, padding = geometry
+    if mode == "cross" and heads % 2:
+        heads *= 2
+        C *= 2
+    g = torch.Generator().manual_seed(seed)
+    qkv = torch.randn(B, H * W, 3 * C, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
+    w = (torch.randn(C, 1, 3, 3, generator=g, dtype=torch.float64) * 0.3).to(dtype).requires_grad_()
+    bias = (torch.randn(C, generator=g, dtype=torch.float64) * 0.1).to(dtype).requires_grad_()
+    scale = (C // heads) ** -0.5
+    args = (H, W, split, heads)
+    out = P.cswin_attention(qkv, *args, w, bias, scale, mode, padding)
+    want = cswin_ref.cswin_attention(qkv, *args, w, bias, scale, mode, padding)
+    torch.testing.assert_close(out, want, **TOLERANCES[dtype])
+    grad = torch.randn(out.shape, generator=g, dtype=torch.float64).to(dtype)
+    got = torch.autograd.grad(out, (qkv, w, bias), grad)
+    expected = torch.autograd.grad(want, (qkv, w, bias), grad)
+    for a, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, e, **TOLERANCES[dtype])
+
+
+# ---- the Triton kernels (interpreted without a GPU: few, small examples) -----------------------
+
+SMALL_BATCH = st.sampled_from([0, 1, 3, 7, 17])
+SMALL_LATENTS = st.sampled_from([1, 5, 16, 33, 70])
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="needs Triton")
+@settings(max_examples=max(3, settings().max_examples // 4))  # the interpreter is slow
+@given(B=SMALL_BATCH, d=st.sampled_from([1, 5, 16, 24]), F=SMALL_LATENTS, k=st.integers(1, 9), seed=SEEDS)
+def test_triton_encoders(B, d, F, k, seed):
+    from sae_cases import encoders
+
+    k = min(k, F)
+    topk, batch_topk, feature_choice = encoders("triton")
+    x, W, b = inputs(B, d, F, torch.float32, seed, bias_shift=-0.2)
+    acts = ref.pre_activations(x.double(), W.double(), b.double()).float()
+    values, indices = topk(x, W, b, k)
+    check_selection(values, indices, None, acts, torch.float32, lambda v, rows: v[:, -1:].expand(B, F) if B else v)
+    got = batch_topk(x, W, b, k)
+    assert got[0].numel() <= k * B
+    if got[0].numel():
+        check_selection(*got, acts, torch.float32, lambda v, rows: v.min())
+    capacity = torch.randint(0, B + 3, (F,), generator=torch.Generator().manual_seed(seed))
+    check_feature_choice(feature_choice(x, W, b, capacity), acts, capacity, torch.float32)
