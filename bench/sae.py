@@ -97,8 +97,9 @@ def test_sparse_decode_forward(compare, bench_device, case):
     dense = ref.to_dense(t["values"], t["indices"], None, F_)
     baselines = {
         "dense-pytorch": lambda: dense @ t["W_dec"] + t["b_dec"],
-        "embedding_bag": lambda: F.embedding_bag(t["indices"], t["W_dec"], per_sample_weights=t["values"], mode="sum")
-        + t["b_dec"],
+        "embedding_bag": lambda: (
+            F.embedding_bag(t["indices"], t["W_dec"], per_sample_weights=t["values"], mode="sum") + t["b_dec"]
+        ),
     }
     extra = {}
     if bench_device == "cuda":

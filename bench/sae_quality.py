@@ -105,8 +105,10 @@ def main() -> int:
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")
-    print(f"prismkit mean {summary['prismkit']['mean']:.4f}; SAELens mean + 2 std = {bound:.4f}; "
-          f"goal met: {out['goal_met']}")
+    print(
+        f"prismkit mean {summary['prismkit']['mean']:.4f}; SAELens mean + 2 std = {bound:.4f}; "
+        f"goal met: {out['goal_met']}"
+    )
     return 0
 
 

@@ -33,10 +33,10 @@ from prismkit.sae import (
     MemmapSource,
     SAESteering,
     TrainConfig,
-    steer_activations,
     Trainer,
     cache_activations,
     evaluate,
+    steer_activations,
 )
 
 
@@ -132,7 +132,9 @@ def main(argv=None):
     t0 = time.perf_counter()
     model = load_model()
     train_texts, held_out = split_paragraphs()
-    print(f"model all-MiniLM-L6-v2 loaded; {len(train_texts) + len(held_out)} paragraphs of the Python reference ({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"model all-MiniLM-L6-v2 loaded; {len(train_texts) + len(held_out)} paragraphs of the Python reference ({time.perf_counter() - t0:.1f} s)"
+    )
 
     train_src, eval_src = activation_caches(model, args.out, args.layer, train_texts, held_out)
     print(f"activations at {module_path}: {len(train_src)} training tokens, {len(eval_src)} held-out tokens")

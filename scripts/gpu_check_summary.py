@@ -18,7 +18,6 @@ import sys
 import xml.etree.ElementTree as ET
 
 
-
 def registered_cores() -> set[str]:
     try:
         from prismkit.ops import registry

@@ -7,8 +7,8 @@ Only torch and prismkit are imported, so the wheel test can run VALID in a clean
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

@@ -59,7 +59,11 @@ def row_compressed_code(B, F, max_per_row, dtype=torch.float64, device="cpu"):
     counts = torch.randint(0, max_per_row + 1, (B,))
     if B > 2:
         counts[1] = 0
-    indices = torch.cat([torch.randperm(F)[: int(c)].sort().values for c in counts]) if B else torch.empty(0, dtype=torch.long)
+    indices = (
+        torch.cat([torch.randperm(F)[: int(c)].sort().values for c in counts])
+        if B
+        else torch.empty(0, dtype=torch.long)
+    )
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
     return torch.randn(indices.numel(), dtype=dtype, device=device), indices.to(device), offsets.to(device)
 
@@ -72,6 +76,7 @@ def encoders(impl):
         return (torch.ops.prismkit.topk_encode, torch.ops.prismkit.batch_topk_encode,
                 torch.ops.prismkit.feature_choice_encode)  # fmt: skip
     if HAS_CUDA:
+
         def on_gpu(op):
             return lambda *a: tuple(t.cpu() for t in op(*(t.cuda() if isinstance(t, torch.Tensor) else t for t in a)))
 
@@ -82,4 +87,19 @@ def encoders(impl):
     return triton_sae.topk_encode, triton_sae.batch_topk_encode, triton_sae.feature_choice_encode
 
 
-__all__ = ["equal_capacity", "zipf_capacity", "assert_code_equal", "continuous", "grid", "encoders", "ops", "ref", "prismkit", "HAS_CUDA", "HAS_TRITON", "IMPLS", "fixed_k_code", "row_compressed_code"]
+__all__ = [
+    "equal_capacity",
+    "zipf_capacity",
+    "assert_code_equal",
+    "continuous",
+    "grid",
+    "encoders",
+    "ops",
+    "ref",
+    "prismkit",
+    "HAS_CUDA",
+    "HAS_TRITON",
+    "IMPLS",
+    "fixed_k_code",
+    "row_compressed_code",
+]

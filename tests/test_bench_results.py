@@ -35,18 +35,23 @@ def test_checker_catches_bad_rows():
     assert check_results.problems({"rows": []})
 
 
-SAE_CPU_ROWS = [  # (op, mode, case fragment, baseline)
-    (op, "forward", case, "dense-pytorch")
-    for op in ("topk_encode", "batch_topk_encode", "feature_choice_encode")
-    for case in ("d768 F24576 k32 B4096", "d2304 F65536 k64 B1024")
-] + [
-    ("sparse_decode", "forward", case, base)
-    for case in ("d768 F24576 k32 B4096", "d2304 F65536 k64 B1024")
-    for base in ("dense-pytorch", "embedding_bag")
-] + [
-    ("sparse_decode", "forward+backward", case, "embedding_bag")
-    for case in ("d768 F24576 k32 B4096", "d2304 F65536 k64 B1024")
-] + [("train_step", "step", case, "dense-pytorch") for case in ("d768 F24576 k32 B4096", "d2304 F65536 k64 B1024")]
+SAE_CPU_ROWS = (
+    [  # (op, mode, case fragment, baseline)
+        (op, "forward", case, "dense-pytorch")
+        for op in ("topk_encode", "batch_topk_encode", "feature_choice_encode")
+        for case in ("d768 F24576 k32 B4096", "d2304 F65536 k64 B1024")
+    ]
+    + [
+        ("sparse_decode", "forward", case, base)
+        for case in ("d768 F24576 k32 B4096", "d2304 F65536 k64 B1024")
+        for base in ("dense-pytorch", "embedding_bag")
+    ]
+    + [
+        ("sparse_decode", "forward+backward", case, "embedding_bag")
+        for case in ("d768 F24576 k32 B4096", "d2304 F65536 k64 B1024")
+    ]
+    + [("train_step", "step", case, "dense-pytorch") for case in ("d768 F24576 k32 B4096", "d2304 F65536 k64 B1024")]
+)
 
 
 def test_cpu_file_has_every_sae_row():

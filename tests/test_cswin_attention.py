@@ -4,9 +4,9 @@ interpreted on the CPU otherwise)."""
 
 import pytest
 import torch
+from conftest import TOLERANCES
 from sae_cases import HAS_CUDA, HAS_TRITON
 
-from conftest import TOLERANCES
 from prismkit.ops import cswin as ops
 from prismkit.reference import cswin as ref
 
@@ -26,6 +26,7 @@ def attention(impl):
     if impl == "cpu":
         return P.cswin_attention
     if HAS_CUDA:
+
         def on_gpu(qkv, *args):
             args = [a.cuda() if isinstance(a, torch.Tensor) else a for a in args]
             return P.cswin_attention(qkv.cuda(), *args).cpu()
@@ -80,8 +81,8 @@ def test_padding_modes_agree_when_stripes_divide_the_map():
     a = P.cswin_attention(qkv, 14, 14, 7, 2, weight, bias, 0.25, "cross", "mask")
     b = P.cswin_attention(qkv, 14, 14, 7, 2, weight, bias, 0.25, "cross", "zeros")
     assert torch.equal(a, b)
-    c = P.cswin_attention(qkv[:, :13 * 14], 13, 14, 7, 2, weight, bias, 0.25, "cross", "mask")
-    d = P.cswin_attention(qkv[:, :13 * 14], 13, 14, 7, 2, weight, bias, 0.25, "cross", "zeros")
+    c = P.cswin_attention(qkv[:, : 13 * 14], 13, 14, 7, 2, weight, bias, 0.25, "cross", "mask")
+    d = P.cswin_attention(qkv[:, : 13 * 14], 13, 14, 7, 2, weight, bias, 0.25, "cross", "zeros")
     assert not torch.allclose(c, d)  # padded keys stay in the softmax only with "zeros"
 
 
@@ -95,7 +96,9 @@ def test_backward_matches_reference_autograd(impl):
             scale = (C // heads) ** -0.5
             grad = torch.randn(B, H * W, C, dtype=dtype)
             if impl == "cpu" or HAS_CUDA:
-                got = torch.autograd.grad(fn(qkv, H, W, sw, heads, weight, bias, scale, mode, padding), (qkv, weight, bias), grad)
+                got = torch.autograd.grad(
+                    fn(qkv, H, W, sw, heads, weight, bias, scale, mode, padding), (qkv, weight, bias), grad
+                )
             else:
                 from prismkit.triton_kernels import cswin as triton_cswin
 

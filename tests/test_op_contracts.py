@@ -81,7 +81,7 @@ def cuda_implementations(name, reads_data):
 
 
 def argument_named(message: str) -> str:
-    """"prismkit::op: 'x' must ..." -> "prismkit::op: 'x'"."""
+    """ "prismkit::op: 'x' must ..." -> "prismkit::op: 'x'"."""
     return message.split(" must ")[0]
 
 

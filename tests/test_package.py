@@ -26,7 +26,10 @@ def test_build_info_matches_the_running_torch():
 
 def test_torch_version_guard():
     prismkit._check_torch_version("2.14.1+cu130", "2.14.1+cu130")
-    with pytest.raises(ImportError, match=r"built against torch 2\.14\.1\+cu130, but torch 2\.13\.0\+cpu is installed.*install torch==2\.14\.1"):
+    with pytest.raises(
+        ImportError,
+        match=r"built against torch 2\.14\.1\+cu130, but torch 2\.13\.0\+cpu is installed.*install torch==2\.14\.1",
+    ):
         prismkit._check_torch_version("2.14.1+cu130", "2.13.0+cpu")
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sae_cases import HAS_TRITON, assert_code_equal
 
-from conftest import TOLERANCES
 from prismkit.reference import cswin as cswin_ref
 from prismkit.reference import sae as ref
 

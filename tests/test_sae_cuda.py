@@ -5,9 +5,8 @@ the same low precision."""
 
 import pytest
 import torch
-from sae_cases import continuous, equal_capacity, fixed_k_code, grid, ops, ref, row_compressed_code, zipf_capacity
-
 from conftest import TOLERANCES
+from sae_cases import continuous, equal_capacity, fixed_k_code, grid, ref, row_compressed_code, zipf_capacity
 
 pytestmark = pytest.mark.gpu
 P = torch.ops.prismkit
@@ -56,7 +55,10 @@ def test_weight_gradient_is_deterministic_on_gpu():
     grad_out = torch.randn(500, 96, device="cuda")
     first = P.sparse_decode_grad_weight(grad_out, values, indices, offsets, 64)
     for _ in range(3):
-        assert all(torch.equal(a, b) for a, b in zip(P.sparse_decode_grad_weight(grad_out, values, indices, offsets, 64), first, strict=True))
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(P.sparse_decode_grad_weight(grad_out, values, indices, offsets, 64), first, strict=True)
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, *LOW])
@@ -108,13 +110,21 @@ def test_encoders_match_cpu_on_exact_inputs():
 
 def test_opcheck_on_gpu():
     x, W, b = (t.cuda() for t in continuous(20, 16, 64, torch.float32))
-    for op, arg in [(P.topk_encode, 4), (P.batch_topk_encode, 4), (P.feature_choice_encode, equal_capacity(64, 4, 20).cuda())]:
+    for op, arg in [
+        (P.topk_encode, 4),
+        (P.batch_topk_encode, 4),
+        (P.feature_choice_encode, equal_capacity(64, 4, 20).cuda()),
+    ]:
         torch.library.opcheck(op, (x, W, b, arg))
-    values, indices, offsets = (t.cuda() if t is not None else None for t in row_compressed_code(10, 64, 5, torch.float32))
+    values, indices, offsets = (
+        t.cuda() if t is not None else None for t in row_compressed_code(10, 64, 5, torch.float32)
+    )
     Wd = torch.randn(64, 16, device="cuda", requires_grad=True)
     torch.library.opcheck(P.sparse_decode, (values.requires_grad_(), indices, offsets, Wd, None))
     torch.library.opcheck(P.sparse_decode_grad_values, (torch.randn(10, 16, device="cuda"), indices, offsets, Wd))
-    torch.library.opcheck(P.sparse_decode_grad_weight, (torch.randn(10, 16, device="cuda"), values, indices, offsets, 64))
+    torch.library.opcheck(
+        P.sparse_decode_grad_weight, (torch.randn(10, 16, device="cuda"), values, indices, offsets, 64)
+    )
 
 
 def test_bad_inputs_on_gpu_raise_without_crashing():

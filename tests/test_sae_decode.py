@@ -3,9 +3,8 @@ SparseCode. The CUDA kernels of the same ops are tested in test_sae_cuda.py."""
 
 import pytest
 import torch
-from sae_cases import continuous, equal_capacity, fixed_k_code, ops, ref, row_compressed_code
-
 from conftest import TOLERANCES
+from sae_cases import continuous, equal_capacity, fixed_k_code, ops, ref, row_compressed_code
 
 P = torch.ops.prismkit
 
@@ -124,7 +123,11 @@ def test_decode_gradcheck_and_gradgradcheck(layout):
 @pytest.mark.parametrize("layout", ["fixed_k", "row_compressed"])
 def test_decode_opcheck(layout):
     for requires_grad in (False, True):
-        values, indices, offsets = fixed_k_code(6, 3, 10, torch.float32) if layout == "fixed_k" else row_compressed_code(6, 10, 4, torch.float32)
+        values, indices, offsets = (
+            fixed_k_code(6, 3, 10, torch.float32)
+            if layout == "fixed_k"
+            else row_compressed_code(6, 10, 4, torch.float32)
+        )
         W = torch.randn(10, 7, requires_grad=requires_grad)
         b = torch.randn(7, requires_grad=requires_grad)
         values.requires_grad_(requires_grad)

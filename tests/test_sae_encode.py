@@ -6,6 +6,7 @@ GPU, interpreted on the CPU otherwise; interpreted runs use fewer and smaller sh
 
 import pytest
 import torch
+from conftest import TOLERANCES
 from sae_cases import (
     HAS_CUDA,
     HAS_TRITON,
@@ -15,12 +16,9 @@ from sae_cases import (
     encoders,
     equal_capacity,
     grid,
-    ops,
     ref,
     zipf_capacity,
 )
-
-from conftest import TOLERANCES
 
 INTERPRETED = not HAS_CUDA
 

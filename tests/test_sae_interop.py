@@ -11,6 +11,7 @@ import torch
 pytest.importorskip("safetensors")
 pytest.importorskip("tqdm")
 from safetensors.torch import load_file  # noqa: E402
+
 from prismkit.sae import (
     BatchTopKSAE,
     FeatureChoiceSAE,
@@ -67,13 +68,20 @@ def test_saelens_and_sparsify_round_trips(tmp_path):
     back = load_saelens(str(tmp_path / "lens_j"))
     assert same_state(back, jump) and not back.subtract_b_dec_from_input
     save_sparsify(topk, str(tmp_path / "sp"))
-    assert set(load_file(str(tmp_path / "sp" / "sae.safetensors"))) == {"encoder.weight", "encoder.bias", "W_dec", "b_dec"}
+    assert set(load_file(str(tmp_path / "sp" / "sae.safetensors"))) == {
+        "encoder.weight",
+        "encoder.bias",
+        "W_dec",
+        "b_dec",
+    }
     assert same_state(load_sparsify(str(tmp_path / "sp")), topk)
     batch = randomized(BatchTopKSAE(12, 40, k=3))
     batch.threshold.fill_(0.2)
     save_saelens(batch, str(tmp_path / "lens_b"))  # exported as JumpReLU with the inference threshold
     x = torch.randn(30, 12)
-    torch.testing.assert_close(load_saelens(str(tmp_path / "lens_b")).encode(x).to_dense(), batch.eval().encode(x).to_dense())
+    torch.testing.assert_close(
+        load_saelens(str(tmp_path / "lens_b")).encode(x).to_dense(), batch.eval().encode(x).to_dense()
+    )
     with pytest.raises(ValueError, match="SAELens has no architecture for FeatureChoiceSAE"):
         save_saelens(FeatureChoiceSAE(12, 40, k=3), str(tmp_path / "x"))
     with pytest.raises(ValueError, match="sparsify stores TopK SAEs"):

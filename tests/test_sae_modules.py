@@ -9,7 +9,6 @@ import torch.nn.functional as F
 # lack them, and its kernel tests should still run.
 pytest.importorskip("safetensors")
 pytest.importorskip("tqdm")
-from prismkit.ops import sae as ops
 from prismkit.sae import (
     BatchTopKSAE,
     FeatureChoiceSAE,
@@ -32,7 +31,9 @@ def make(cls, d=12, F_=40, seed=0, **kw):
     with torch.no_grad():
         sae.b_enc.normal_(0, 0.2, generator=torch.Generator().manual_seed(seed + 1))
         sae.b_dec.normal_(0, 0.5, generator=torch.Generator().manual_seed(seed + 2))
-        sae.W_enc.add_(0.3 * torch.randn(sae.W_enc.shape, generator=torch.Generator().manual_seed(seed + 3), dtype=torch.float64))
+        sae.W_enc.add_(
+            0.3 * torch.randn(sae.W_enc.shape, generator=torch.Generator().manual_seed(seed + 3), dtype=torch.float64)
+        )
     return sae
 
 
@@ -155,7 +156,10 @@ def test_aux_k_loss_matches_dense_reference_and_reaches_encoder():
     loss = aux_k_loss(x - sae.b_dec, residual, sae.W_enc, sae.b_enc, sae.W_dec, few, 4)
     z = F.linear(x - sae.b_dec, sae.W_enc, sae.b_enc)[:, [2, 3]].relu()
     torch.testing.assert_close(loss, 0.5 * fvu(residual, z @ sae.W_dec[[2, 3]]))
-    assert float(aux_k_loss(x, residual, sae.W_enc, sae.b_enc, sae.W_dec, torch.zeros(40, dtype=torch.bool), 4).detach()) == 0
+    assert (
+        float(aux_k_loss(x, residual, sae.W_enc, sae.b_enc, sae.W_dec, torch.zeros(40, dtype=torch.bool), 4).detach())
+        == 0
+    )
 
 
 def test_zipf_underused_flags_the_tail_below_the_fit():
@@ -192,7 +196,9 @@ def test_decoder_norm_upkeep():
     sae.remove_parallel_decoder_grad()
     w = sae.W_dec.detach()
     assert (sae.W_dec.grad * w).sum(1).abs().max() < 1e-12  # tangential to every row
-    assert (sae.W_dec.grad - g).norm(dim=1).sub((g * w).sum(1).abs() / w.norm(dim=1)).abs().max() < 1e-12  # only that removed
+    assert (sae.W_dec.grad - g).norm(dim=1).sub(
+        (g * w).sum(1).abs() / w.norm(dim=1)
+    ).abs().max() < 1e-12  # only that removed
     with torch.no_grad():
         sae.W_dec.mul_(3.0)
     sae.normalize_decoder()

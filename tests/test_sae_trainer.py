@@ -16,8 +16,17 @@ import torch
 pytest.importorskip("safetensors")
 pytest.importorskip("tqdm")
 from safetensors.torch import load_file  # noqa: E402
+
 from prismkit.sae import (  # noqa: E402
-    GBAConfig, HookSource, LatentTracker, MemmapSource, ShuffleBuffer, TensorSource, TrainConfig, Trainer, evaluate,
+    GBAConfig,
+    HookSource,
+    LatentTracker,
+    MemmapSource,
+    ShuffleBuffer,
+    TensorSource,
+    TrainConfig,
+    Trainer,
+    evaluate,
     load_sae,
 )  # fmt: skip
 from prismkit.sae.__main__ import synthetic_activations  # noqa: E402
@@ -84,7 +93,9 @@ def test_dead_latent_tracking_and_aux_loss(acts):
     tracker.update(torch.tensor([0, 0, 2, 0]), 60)
     assert tracker.tokens_since_fired.tolist() == [60, 120, 0, 60]
     assert tracker.dead().tolist() == [False, True, False, False]
-    torch.testing.assert_close(tracker.frequency, torch.tensor([0.6 * 0.4 * 3 / 60, 0, 0.6 * 2 / 60, 0.6 * 0.4 / 60], dtype=torch.float64))
+    torch.testing.assert_close(
+        tracker.frequency, torch.tensor([0.6 * 0.4 * 3 / 60, 0, 0.6 * 2 / 60, 0.6 * 0.4 / 60], dtype=torch.float64)
+    )
     trainer = Trainer(small_config(dead_tokens=256, total_tokens=128 * 4), TensorSource(acts))
     m = trainer.train_step()
     assert m["aux_loss"] == 0  # nothing is dead yet
@@ -171,7 +182,26 @@ def test_memmap_source_and_cli(acts, tmp_path):
     assert bad.returncode != 0 and "aux must be 'auxk', 'aux_zipf' or 'none'" in bad.stderr
 
 
-@pytest.mark.parametrize("loss_flags", [["--aux", "none"], ["--aux", "auxk", "--dead-tokens", "256", "--multi-topk", "true", "--expansion", "16", "--k", "2", "--log-every", "1"]])
+@pytest.mark.parametrize(
+    "loss_flags",
+    [
+        ["--aux", "none"],
+        [
+            "--aux",
+            "auxk",
+            "--dead-tokens",
+            "256",
+            "--multi-topk",
+            "true",
+            "--expansion",
+            "16",
+            "--k",
+            "2",
+            "--log-every",
+            "1",
+        ],
+    ],
+)
 def test_two_process_torchrun_matches_one_process(acts, tmp_path, loss_flags):
     """torchrun --nproc_per_node=2 (gloo) on the same global batches gives the single-process
     result within float tolerance, with the auxiliary losses too (their normalization is global)."""

@@ -28,7 +28,6 @@ from prismkit.triton_kernels.launch import input_precision, on_device
 __all__ = ["cswin_attention", "cswin_attention_backward"]
 
 
-
 @triton.jit
 def _window_positions(p, L_pad, wy, wx, win_h, win_w, top, left, H, W):
     """Token index and validity of window positions p (padded window, row-major)."""
@@ -238,7 +237,9 @@ def _branches(H, W, C, heads, split_size, mode):
                 win_h = split_size
         pad_h, pad_w = (win_h - H % win_h) % win_h, (win_w - W % win_w) % win_w
         n_heads = heads if mode == "full" else heads // 2
-        out.append((br * n_heads, n_heads, win_h, win_w, pad_h // 2, pad_w // 2, (H + pad_h) // win_h, (W + pad_w) // win_w))
+        out.append(
+            (br * n_heads, n_heads, win_h, win_w, pad_h // 2, pad_w // 2, (H + pad_h) // win_h, (W + pad_w) // win_w)
+        )
     return out
 
 
@@ -248,7 +249,6 @@ def _config(qkv, head_dim, L_pad):
     block = 64 if on_gpu else 16
     block = min(block, max(16, triton.next_power_of_2(L_pad)))
     return dict(HD=HD, BLOCK_M=block, BLOCK_N=block, INPUT_PRECISION=input_precision(qkv))
-
 
 
 def _run_forward(qkv, H, W, split_size, num_heads, w, b, scale, mode, padding, lse=None):
@@ -337,6 +337,10 @@ def _lepe_only(qkv, H, W, split_size, num_heads, w, b, mode, padding):
         c = vb.shape[1]
         win = vb.view(B, c, n_wy, win_h, n_wx, win_w).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, win_h, win_w)
         conv = torch.nn.functional.conv2d(win, w[ch].float(), b[ch].float(), padding=1, groups=c)
-        conv = conv.view(B, n_wy, n_wx, c, win_h, win_w).permute(0, 3, 1, 4, 2, 5).reshape(B, c, n_wy * win_h, n_wx * win_w)
+        conv = (
+            conv.view(B, n_wy, n_wx, c, win_h, win_w)
+            .permute(0, 3, 1, 4, 2, 5)
+            .reshape(B, c, n_wy * win_h, n_wx * win_w)
+        )
         out[:, ch] = conv[:, :, top : top + H, left : left + W]
     return out.permute(0, 2, 3, 1).reshape(B, H * W, C)

@@ -31,14 +31,14 @@ const char* dtype_name(c10::ScalarType t) {
 std::string describe(const at::Tensor& t) {
   if (!t.defined()) return "an undefined tensor";
   std::ostringstream s;
-  s << "a " << t.dim() << "-D " << dtype_name(t.scalar_type()) << " tensor of shape " << t.sizes()
-    << " on " << t.device();
+  s << "a " << t.dim() << "-D " << dtype_name(t.scalar_type()) << " tensor of shape " << t.sizes() << " on "
+    << t.device();
   return s.str();
 }
 
 void check_rank(const char* op, const char* name, const at::Tensor& t, int64_t rank, const char* layout) {
-  TORCH_CHECK_VALUE(t.defined() && t.dim() == rank, "prismkit::", op, ": '", name, "' must be a ", rank,
-                    "-D tensor ", layout, ", got ", describe(t));
+  TORCH_CHECK_VALUE(t.defined() && t.dim() == rank, "prismkit::", op, ": '", name, "' must be a ", rank, "-D tensor ",
+                    layout, ", got ", describe(t));
 }
 
 void check_dtype(const char* op, const char* name, const at::Tensor& t,
@@ -51,8 +51,8 @@ void check_dtype(const char* op, const char* name, const at::Tensor& t,
     want << sep << dtype_name(dtype);
     sep = " or ";
   }
-  TORCH_CHECK_TYPE(false, "prismkit::", op, ": '", name, "' must have dtype ", want.str(), " on ",
-                   t.device().type(), ", got ", describe(t));
+  TORCH_CHECK_TYPE(false, "prismkit::", op, ": '", name, "' must have dtype ", want.str(), " on ", t.device().type(),
+                   ", got ", describe(t));
 }
 
 void check_float_dtype(const char* op, const char* name, const at::Tensor& t, bool cuda_float64) {
@@ -66,21 +66,20 @@ void check_float_dtype(const char* op, const char* name, const at::Tensor& t, bo
 
 void check_same_dtype(const char* op, const char* name, const at::Tensor& t, const char* ref_name,
                       const at::Tensor& ref) {
-  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), "prismkit::", op, ": '", name,
-                   "' must have the dtype of '", ref_name, "' (", dtype_name(ref.scalar_type()), "), got ",
-                   describe(t));
+  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), "prismkit::", op, ": '", name, "' must have the dtype of '",
+                   ref_name, "' (", dtype_name(ref.scalar_type()), "), got ", describe(t));
 }
 
 void check_same_device(const char* op, const char* name, const at::Tensor& t, const char* ref_name,
                        const at::Tensor& ref) {
-  TORCH_CHECK_VALUE(t.device() == ref.device(), "prismkit::", op, ": '", name, "' must be on the device of '",
-                    ref_name, "' (", ref.device(), "), got ", describe(t));
+  TORCH_CHECK_VALUE(t.device() == ref.device(), "prismkit::", op, ": '", name, "' must be on the device of '", ref_name,
+                    "' (", ref.device(), "), got ", describe(t));
 }
 
 void check_size(const char* op, const char* name, const at::Tensor& t, int64_t dim, int64_t expected,
                 const char* what) {
-  TORCH_CHECK_VALUE(t.size(dim) == expected, "prismkit::", op, ": '", name, "' must have size ", expected,
-                    " in dim ", dim, " (", what, "), got ", describe(t));
+  TORCH_CHECK_VALUE(t.size(dim) == expected, "prismkit::", op, ": '", name, "' must have size ", expected, " in dim ",
+                    dim, " (", what, "), got ", describe(t));
 }
 
 }  // namespace prismkit

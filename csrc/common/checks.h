@@ -20,8 +20,7 @@ std::string describe(const at::Tensor& t);
 void check_rank(const char* op, const char* name, const at::Tensor& t, int64_t rank, const char* layout);
 
 // 'name' must have one of the listed dtypes.
-void check_dtype(const char* op, const char* name, const at::Tensor& t,
-                 std::initializer_list<c10::ScalarType> allowed);
+void check_dtype(const char* op, const char* name, const at::Tensor& t, std::initializer_list<c10::ScalarType> allowed);
 
 // Floating dtypes an op takes on t's device: float32 and float64 on CPU; float32, float16 and
 // bfloat16 on CUDA, and float64 there too with cuda_float64 (ops whose CUDA kernel is CUDA C++
@@ -35,7 +34,6 @@ void check_same_device(const char* op, const char* name, const at::Tensor& t, co
                        const at::Tensor& ref);
 
 // t.size(dim) must equal expected; what says where the expected size comes from ("d of x").
-void check_size(const char* op, const char* name, const at::Tensor& t, int64_t dim, int64_t expected,
-                const char* what);
+void check_size(const char* op, const char* name, const at::Tensor& t, int64_t dim, int64_t expected, const char* what);
 
 }  // namespace prismkit

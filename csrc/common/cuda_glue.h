@@ -23,8 +23,8 @@ inline cuda::DType cuda_dtype(c10::ScalarType t) {
 // The decode kernels put column chunks of 128 threads on the grid's y axis (at most 65535).
 inline void check_cuda_feature_size(const char* op, int64_t d) {
   constexpr int64_t kMax = 65535 * 128;
-  TORCH_CHECK_VALUE(d <= kMax, "prismkit::", op, ": the CUDA kernel takes a feature size d of at most ", kMax,
-                    ", got ", d);
+  TORCH_CHECK_VALUE(d <= kMax, "prismkit::", op, ": the CUDA kernel takes a feature size d of at most ", kMax, ", got ",
+                    d);
 }
 
 inline const int64_t* optional_long_ptr(const at::Tensor& t) {

@@ -52,8 +52,8 @@ constexpr int64_t kPrefetchAhead = 16;
 // The work is a sequence of (column chunk, entry) items: all entries of chunk 0, then of chunk
 // 1, ...; then the caller's next rows. The item kPrefetchAhead steps ahead is requested early.
 template <typename T>
-PRISMKIT_INLINE void prefetch_ahead(const T* rows, int64_t d, const int64_t* idx, int64_t n,
-                                                          int64_t n_valid, int64_t c0, int64_t p, int64_t chunk) {
+PRISMKIT_INLINE void prefetch_ahead(const T* rows, int64_t d, const int64_t* idx, int64_t n, int64_t n_valid,
+                                    int64_t c0, int64_t p, int64_t chunk) {
   int64_t q = p + kPrefetchAhead, c = c0;
   if (q >= n) {
     if (c0 + chunk < d) {
@@ -71,10 +71,9 @@ PRISMKIT_INLINE void prefetch_ahead(const T* rows, int64_t d, const int64_t* idx
 // with AVX-512; the compiler splits them otherwise), so out is written once per chunk and,
 // without kAccumulate, never read.
 template <typename T, bool kAccumulate, bool kDots>
-PRISMKIT_INLINE void gather_impl(const T* __restrict rows, int64_t d,
-                                                       const int64_t* __restrict idx, const T* __restrict vals,
-                                                       int64_t n, int64_t n_valid, const T* __restrict w,
-                                                       T* __restrict dots, T* __restrict out) {
+PRISMKIT_INLINE void gather_impl(const T* __restrict rows, int64_t d, const int64_t* __restrict idx,
+                                 const T* __restrict vals, int64_t n, int64_t n_valid, const T* __restrict w,
+                                 T* __restrict dots, T* __restrict out) {
   typedef T V __attribute__((vector_size(64)));
   constexpr int64_t kLanes = 64 / sizeof(T), kVecs = 8, kChunk = kLanes * kVecs;
   if constexpr (kDots)

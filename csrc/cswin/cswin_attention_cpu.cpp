@@ -18,9 +18,9 @@ namespace prismkit::cswin {
 at::Tensor cswin_attention_cpu(const at::Tensor& qkv, int64_t H, int64_t W, int64_t split_size, int64_t num_heads,
                                const at::Tensor& lepe_weight, const at::Tensor& lepe_bias, double scale,
                                c10::string_view mode, c10::string_view padding) {
-  const CSWinArgs a = check_cswin_args("cswin_attention", qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias,
-                                       std::string_view(mode.data(), mode.size()),
-                                       std::string_view(padding.data(), padding.size()));
+  const CSWinArgs a =
+      check_cswin_args("cswin_attention", qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias,
+                       std::string_view(mode.data(), mode.size()), std::string_view(padding.data(), padding.size()));
   at::Tensor out = empty_for_large_output({a.B, a.H * a.W, a.C}, qkv.options());
   if (a.B == 0) return out;
   const at::Tensor x = qkv.contiguous(), w = lepe_weight.contiguous(), bias = lepe_bias.contiguous();

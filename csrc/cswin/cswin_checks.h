@@ -23,9 +23,9 @@ CSWinArgs check_cswin_args(const char* op, const at::Tensor& qkv, int64_t H, int
                            std::string_view mode, std::string_view padding);
 
 // The forward's arguments, and grad_out [B, H*W, C] of qkv's dtype and device.
-CSWinArgs check_cswin_attention_backward_args(const at::Tensor& grad_out, const at::Tensor& qkv, int64_t H,
-                                              int64_t W, int64_t split_size, int64_t num_heads,
-                                              const at::Tensor& lepe_weight, const at::Tensor& lepe_bias,
-                                              std::string_view mode, std::string_view padding);
+CSWinArgs check_cswin_attention_backward_args(const at::Tensor& grad_out, const at::Tensor& qkv, int64_t H, int64_t W,
+                                              int64_t split_size, int64_t num_heads, const at::Tensor& lepe_weight,
+                                              const at::Tensor& lepe_bias, std::string_view mode,
+                                              std::string_view padding);
 
 }  // namespace prismkit::cswin

@@ -55,8 +55,8 @@ PRISMKIT_INLINE void gemm_tile(const T* __restrict A, int64_t a_row, int64_t a_k
 // Narrow outputs take taller tiles, so each loaded B vector feeds more FMAs; R x NV accumulators
 // plus NV loaded vectors stay within the 32 vector registers of AVX-512.
 template <typename T, int NV>
-PRISMKIT_INLINE void gemm_columns(const T* A, int64_t a_row, int64_t a_k, const T* B, int64_t ldb, int64_t M,
-                                  int64_t K, T* C, int64_t ldc, bool accumulate) {
+PRISMKIT_INLINE void gemm_columns(const T* A, int64_t a_row, int64_t a_k, const T* B, int64_t ldb, int64_t M, int64_t K,
+                                  T* C, int64_t ldc, bool accumulate) {
   constexpr int R = NV <= 3 ? 8 : 6;
   int64_t m = 0;
   for (; m + R <= M; m += R) gemm_tile<T, R, NV>(A + m * a_row, a_row, a_k, B, ldb, K, C + m * ldc, ldc, accumulate);
@@ -107,10 +107,18 @@ PRISMKIT_INLINE Vec16 exp16(Vec16 x) {
 // Horizontal max and sum of a vector in log2(16) shuffle steps (a lane-by-lane loop compiles to
 // a long scalar chain, and these run once per row).
 PRISMKIT_INLINE float hmax(Vec16 v) {
-  v = v > __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7) ? v : __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
-  v = v > __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11) ? v : __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
-  v = v > __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13) ? v : __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-  v = v > __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14) ? v : __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+  v = v > __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7)
+          ? v
+          : __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+  v = v > __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11)
+          ? v
+          : __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+  v = v > __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13)
+          ? v
+          : __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  v = v > __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14)
+          ? v
+          : __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
   return v[0];
 }
 
@@ -176,11 +184,11 @@ template <typename T>
 struct Buffers {
   int64_t L, hd, hdp, Lp;
   T *qs, *k, *v, *dout, *o, *dq, *dk, *dv;  // [Lp][hdp] (rows past L are zero where read)
-  T *kt, *vt;                                // [hdp][Lp]
-  T *s, *ds;                                 // [L][Lp]
-  T *w, *gw;                                 // LePE weights and their gradient by tap: [9][hdp]
-  T* inv;                                    // [L] 1 / softmax row sums (forward)
-  T* bias;                                   // [hdp] the head's LePE bias
+  T *kt, *vt;                               // [hdp][Lp]
+  T *s, *ds;                                // [L][Lp]
+  T *w, *gw;                                // LePE weights and their gradient by tap: [9][hdp]
+  T* inv;                                   // [L] 1 / softmax row sums (forward)
+  T* bias;                                  // [hdp] the head's LePE bias
 
   Buffers(T* at, int64_t L_, int64_t hd_) : L(L_), hd(hd_), hdp(round_up<T>(hd_)), Lp(round_up<T>(L_)) {
     for (T** b : {&qs, &k, &v, &dout, &o, &dq, &dk, &dv}) *b = at, at += Lp * hdp;
@@ -212,9 +220,13 @@ PRISMKIT_INLINE void copy_padded(const T* __restrict from, T* __restrict to, int
 // In-register transpose of a 16 x 16 float block: four rounds of two-source shuffles, each
 // swapping the off-diagonal blocks of size S between rows i and i + S (64 shuffles in all).
 template <int S>
-constexpr int lower_row_lane(int e) { return (e & S) ? 16 + e - S : e; }
+constexpr int lower_row_lane(int e) {
+  return (e & S) ? 16 + e - S : e;
+}
 template <int S>
-constexpr int upper_row_lane(int e) { return (e & S) ? 16 + e : e + S; }
+constexpr int upper_row_lane(int e) {
+  return (e & S) ? 16 + e : e + S;
+}
 
 template <int S, int... E>
 PRISMKIT_INLINE void swap_blocks(Vec16* r, std::integer_sequence<int, E...>) {
@@ -421,17 +433,17 @@ PRISMKIT_INLINE void backward_impl(const WindowTask<T>& t, T* scratch) {
   for (int64_t i = 0; i < t.L; ++i)
     for (int64_t j = 0; j < b.Lp; ++j) b.s[i * b.Lp + j] *= b.inv[i];
   const int64_t L = t.L, hd = t.head_dim, hdp = b.hdp, Lp = b.Lp;
-  gemm(b.s, Lp, int64_t(1), b.v, hdp, L, hdp, L, b.o, hdp, false);          // O = P V (attention part)
-  gemm(b.dout, hdp, int64_t(1), b.vt, Lp, L, Lp, hd, b.ds, Lp, false);      // dP = dO V^T
-  for (int64_t i = 0; i < L; ++i) {                                         // dS = P (dP - rowsum(dO O))
+  gemm(b.s, Lp, int64_t(1), b.v, hdp, L, hdp, L, b.o, hdp, false);      // O = P V (attention part)
+  gemm(b.dout, hdp, int64_t(1), b.vt, Lp, L, Lp, hd, b.ds, Lp, false);  // dP = dO V^T
+  for (int64_t i = 0; i < L; ++i) {                                     // dS = P (dP - rowsum(dO O))
     T D = 0;
     for (int64_t c = 0; c < hd; ++c) D += b.dout[i * hdp + c] * b.o[i * hdp + c];
     T *ds = b.ds + i * Lp, *p = b.s + i * Lp;
     for (int64_t j = 0; j < Lp; ++j) ds[j] = p[j] * (ds[j] - D);
   }
-  gemm(b.ds, Lp, int64_t(1), b.k, hdp, L, hdp, L, b.dq, hdp, false);        // dQs = dS K
-  gemm(b.ds, int64_t(1), Lp, b.qs, hdp, L, hdp, L, b.dk, hdp, false);       // dK = dS^T Qs
-  gemm(b.s, int64_t(1), Lp, b.dout, hdp, L, hdp, L, b.dv, hdp, false);      // dV = P^T dO
+  gemm(b.ds, Lp, int64_t(1), b.k, hdp, L, hdp, L, b.dq, hdp, false);    // dQs = dS K
+  gemm(b.ds, int64_t(1), Lp, b.qs, hdp, L, hdp, L, b.dk, hdp, false);   // dK = dS^T Qs
+  gemm(b.s, int64_t(1), Lp, b.dout, hdp, L, hdp, L, b.dv, hdp, false);  // dV = P^T dO
   // LePE: out_i += bias + sum over taps of w[tap] * V[neighbour]
   for (int64_t e = 0; e < 9 * hdp; ++e) b.gw[e] = 0;
   for (int64_t i = 0; i < L; ++i) {

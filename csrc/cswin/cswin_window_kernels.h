@@ -8,12 +8,12 @@ namespace prismkit::cswin {
 
 template <typename T>
 struct WindowTask {
-  const T* qkv;       // this batch item's [H*W, 3C] rows
-  T* out;             // forward: [H*W, C]
-  const T* grad_out;  // backward: [H*W, C]
-  T* grad_qkv;        // backward: [H*W, 3C]
-  T* grad_weight;     // backward: LePE weight gradient [C * 9], accumulated into
-  T* grad_bias;       // backward: LePE bias gradient [C], accumulated into
+  const T* qkv;                  // this batch item's [H*W, 3C] rows
+  T* out;                        // forward: [H*W, C]
+  const T* grad_out;             // backward: [H*W, C]
+  T* grad_qkv;                   // backward: [H*W, 3C]
+  T* grad_weight;                // backward: LePE weight gradient [C * 9], accumulated into
+  T* grad_bias;                  // backward: LePE bias gradient [C], accumulated into
   int64_t C, head_dim, channel;  // the head's channels are [channel, channel + head_dim)
   const int64_t* tokens;         // the window's real tokens (y * W + x)
   int64_t L;                     // how many
@@ -40,8 +40,10 @@ inline void prefetch_window(const WindowTask<T>& t, bool backward) {
       __builtin_prefetch(row + at);
       __builtin_prefetch(row + part + at);
       __builtin_prefetch(row + 2 * part + at);
-      if (backward) __builtin_prefetch(reinterpret_cast<const char*>(t.grad_out + t.tokens[i] * t.C + t.channel) + at);
-      else __builtin_prefetch(reinterpret_cast<const char*>(t.out + t.tokens[i] * t.C + t.channel) + at, 1);
+      if (backward)
+        __builtin_prefetch(reinterpret_cast<const char*>(t.grad_out + t.tokens[i] * t.C + t.channel) + at);
+      else
+        __builtin_prefetch(reinterpret_cast<const char*>(t.out + t.tokens[i] * t.C + t.channel) + at, 1);
     }
   }
 }

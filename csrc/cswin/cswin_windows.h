@@ -18,9 +18,9 @@
 namespace prismkit::cswin {
 
 struct WindowGrid {
-  int64_t win_h, win_w;   // window size in padded coordinates
-  int64_t top, left;      // padding before the image
-  int64_t n_wy, n_wx;     // windows down and across
+  int64_t win_h, win_w;  // window size in padded coordinates
+  int64_t top, left;     // padding before the image
+  int64_t n_wy, n_wx;    // windows down and across
   int64_t count() const { return n_wy * n_wx; }
   int64_t size() const { return win_h * win_w; }
 };

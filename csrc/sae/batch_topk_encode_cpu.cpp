@@ -110,8 +110,7 @@ std::vector<int64_t> select_counts(const TokenCandidates<T>& cand, int64_t F, in
 
 template <typename T>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_topk(const at::Tensor& x, const at::Tensor& W_enc,
-                                                          const at::Tensor& b_enc, int64_t k, int64_t B,
-                                                          int64_t F) {
+                                                          const at::Tensor& b_enc, int64_t k, int64_t B, int64_t F) {
   TokenCandidates<T> cand;
   compute_candidates<T>(x, W_enc, b_enc, {}, std::vector<int64_t>(B, std::min(F, 4 * k)), cand);
   std::vector<int64_t> counts;
@@ -141,8 +140,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_topk(const at::Tensor& x, c
       const int64_t src = cand.offsets[r], n = counts[r];
       order.resize(n);
       std::iota(order.begin(), order.end(), src);
-      std::sort(order.begin(), order.end(),
-                [&](int64_t a, int64_t b) { return cand.latents[a] < cand.latents[b]; });
+      std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return cand.latents[a] < cand.latents[b]; });
       for (int64_t i = 0; i < n; ++i) {
         v[off[r] + i] = cand.values[order[i]];
         idx[off[r] + i] = cand.latents[order[i]];

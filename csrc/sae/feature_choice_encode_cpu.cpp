@@ -58,16 +58,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> feature_choice(const at::Tensor& 
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> feature_choice_encode_cpu(const at::Tensor& x,
-                                                                         const at::Tensor& W_enc,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> feature_choice_encode_cpu(const at::Tensor& x, const at::Tensor& W_enc,
                                                                          const at::Tensor& b_enc,
                                                                          const at::Tensor& capacity) {
   const auto shape = check_encode_args("feature_choice_encode", x, W_enc, b_enc);
   const at::Tensor caps = check_capacity("feature_choice_encode", capacity, x, shape.F, shape.B);
   std::tuple<at::Tensor, at::Tensor, at::Tensor> result;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "feature_choice_encode_cpu", [&] {
-    result = feature_choice<scalar_t>(x, W_enc, b_enc, caps, shape.B, shape.F);
-  });
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "feature_choice_encode_cpu",
+                             [&] { result = feature_choice<scalar_t>(x, W_enc, b_enc, caps, shape.B, shape.F); });
   return result;
 }
 

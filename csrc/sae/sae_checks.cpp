@@ -11,8 +11,7 @@
 
 namespace prismkit::sae {
 
-EncodeShape check_encode_args(const char* op, const at::Tensor& x, const at::Tensor& W_enc,
-                              const at::Tensor& b_enc) {
+EncodeShape check_encode_args(const char* op, const at::Tensor& x, const at::Tensor& W_enc, const at::Tensor& b_enc) {
   check_rank(op, "x", x, 2, "[B, d]");
   check_rank(op, "W_enc", W_enc, 2, "[F, d] (an nn.Linear(d, F).weight)");
   check_rank(op, "b_enc", b_enc, 1, "[F]");
@@ -31,8 +30,7 @@ void check_k(const char* op, int64_t k, int64_t F) {
                     "] (F is the number of latents), got ", k);
 }
 
-at::Tensor check_capacity(const char* op, const at::Tensor& capacity, const at::Tensor& x, int64_t F,
-                          int64_t B) {
+at::Tensor check_capacity(const char* op, const at::Tensor& capacity, const at::Tensor& x, int64_t F, int64_t B) {
   check_rank(op, "capacity", capacity, 1, "[F]");
   check_dtype(op, "capacity", capacity, {at::kLong});
   check_same_device(op, "capacity", capacity, "x", x);
@@ -92,9 +90,8 @@ void check_layout_data(const char* op, const at::Tensor& indices, const std::opt
 
 }  // namespace
 
-SparseLayout check_sparse_layout(const char* op, const at::Tensor& indices,
-                                 const std::optional<at::Tensor>& offsets, int64_t num_latents,
-                                 const at::Tensor& device_ref, const char* device_ref_name) {
+SparseLayout check_sparse_layout(const char* op, const at::Tensor& indices, const std::optional<at::Tensor>& offsets,
+                                 int64_t num_latents, const at::Tensor& device_ref, const char* device_ref_name) {
   SparseLayout layout{};
   check_dtype(op, "indices", indices, {at::kLong});
   check_same_device(op, "indices", indices, device_ref_name, device_ref);
@@ -197,8 +194,8 @@ SparseLayout check_sparse_decode_grad_weight_args(const at::Tensor& grad_out, co
 }
 
 SparseLayout check_sparse_decode_backward_args(const at::Tensor& grad_out, const at::Tensor& values,
-                                              const at::Tensor& indices, const std::optional<at::Tensor>& offsets,
-                                              const at::Tensor& W_dec) {
+                                               const at::Tensor& indices, const std::optional<at::Tensor>& offsets,
+                                               const at::Tensor& W_dec) {
   const char* op = "sparse_decode_backward";
   const SparseLayout layout = check_code_and_weight(op, values, indices, offsets, W_dec);
   check_grad_out(op, grad_out, layout, values);

@@ -16,10 +16,10 @@ at::Tensor sparse_decode_grad_values_cuda(const at::Tensor& grad_out, const at::
   at::Tensor grad_values = at::empty(indices.sizes(), grad_out.options());
   const at::Tensor g = grad_out.contiguous(), idx = indices.contiguous(), W = W_dec.contiguous();
   const at::Tensor off = offsets.has_value() ? offsets->contiguous() : at::Tensor();
-  C10_CUDA_CHECK(cuda::launch_sparse_decode_grad_values(
-      cuda_dtype(grad_out.scalar_type()), g.const_data_ptr(), idx.const_data_ptr<int64_t>(), optional_long_ptr(off),
-      layout.k, W.const_data_ptr(), grad_values.data_ptr(), layout.B, W_dec.size(1),
-      c10::cuda::getCurrentCUDAStream()));
+  C10_CUDA_CHECK(cuda::launch_sparse_decode_grad_values(cuda_dtype(grad_out.scalar_type()), g.const_data_ptr(),
+                                                        idx.const_data_ptr<int64_t>(), optional_long_ptr(off), layout.k,
+                                                        W.const_data_ptr(), grad_values.data_ptr(), layout.B,
+                                                        W_dec.size(1), c10::cuda::getCurrentCUDAStream()));
   return grad_values;
 }
 

@@ -15,13 +15,11 @@
 
 namespace prismkit::sae {
 
-std::tuple<at::Tensor, at::Tensor> sparse_decode_grad_weight_cpu(const at::Tensor& grad_out,
-                                                                 const at::Tensor& values,
+std::tuple<at::Tensor, at::Tensor> sparse_decode_grad_weight_cpu(const at::Tensor& grad_out, const at::Tensor& values,
                                                                  const at::Tensor& indices,
                                                                  const std::optional<at::Tensor>& offsets,
                                                                  int64_t num_latents) {
-  const SparseLayout layout =
-      check_sparse_decode_grad_weight_args(grad_out, values, indices, offsets, num_latents);
+  const SparseLayout layout = check_sparse_decode_grad_weight_args(grad_out, values, indices, offsets, num_latents);
   const int64_t d = grad_out.size(1), F = num_latents, nnz = layout.nnz;
   at::Tensor grad_weight = empty_for_large_output({F, d}, grad_out.options());
   at::Tensor value_sum = at::empty({F}, grad_out.options());

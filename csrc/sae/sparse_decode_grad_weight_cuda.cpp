@@ -12,13 +12,11 @@
 
 namespace prismkit::sae {
 
-std::tuple<at::Tensor, at::Tensor> sparse_decode_grad_weight_cuda(const at::Tensor& grad_out,
-                                                                  const at::Tensor& values,
+std::tuple<at::Tensor, at::Tensor> sparse_decode_grad_weight_cuda(const at::Tensor& grad_out, const at::Tensor& values,
                                                                   const at::Tensor& indices,
                                                                   const std::optional<at::Tensor>& offsets,
                                                                   int64_t num_latents) {
-  const SparseLayout layout =
-      check_sparse_decode_grad_weight_args(grad_out, values, indices, offsets, num_latents);
+  const SparseLayout layout = check_sparse_decode_grad_weight_args(grad_out, values, indices, offsets, num_latents);
   constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
   TORCH_CHECK_VALUE(layout.nnz < kMax && num_latents < kMax, "prismkit::sparse_decode_grad_weight: the CUDA kernel ",
                     "needs fewer than 2^31 entries and latents, got ", layout.nnz, " entries and ", num_latents,

@@ -35,8 +35,7 @@ struct EntriesByLatent {
   std::vector<int64_t> start, order, rows;
   std::vector<T> values;
 
-  EntriesByLatent(const SparseRows& layout, int64_t B, int64_t nnz, const int64_t* indices, const T* vals,
-                  int64_t F)
+  EntriesByLatent(const SparseRows& layout, int64_t B, int64_t nnz, const int64_t* indices, const T* vals, int64_t F)
       : start(F + 1, 0), order(nnz), rows(nnz), values(nnz) {
     for (int64_t p = 0; p < nnz; ++p) ++start[indices[p] + 1];
     for (int64_t f = 0; f < F; ++f) start[f + 1] += start[f];
@@ -57,9 +56,9 @@ struct EntriesByLatent {
 // given). With W given, also grad_values[p] = grad_out[row(p)] . W[f] in the same pass, so each
 // grad_out row is gathered once for both. Threads own whole latents and write each row once.
 template <typename T>
-void weight_grad_by_latent(const SparseRows& layout, int64_t B, int64_t nnz, const int64_t* indices,
-                           const T* values, const T* grad_out, int64_t d, int64_t F, T* grad_weight, T* value_sum,
-                           const T* W = nullptr, T* grad_values = nullptr) {
+void weight_grad_by_latent(const SparseRows& layout, int64_t B, int64_t nnz, const int64_t* indices, const T* values,
+                           const T* grad_out, int64_t d, int64_t F, T* grad_weight, T* value_sum, const T* W = nullptr,
+                           T* grad_values = nullptr) {
   const EntriesByLatent<T> by_latent(layout, B, nnz, indices, values, F);
   std::vector<T> dots(W ? nnz : 0);
   at::parallel_for(0, F, 64, [&](int64_t f0, int64_t f1) {

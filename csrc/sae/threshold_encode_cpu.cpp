@@ -61,9 +61,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> threshold_encode_cpu(const at::Te
   check_threshold("threshold_encode", threshold_, x, shape.F);
   const at::Tensor thr = threshold_.contiguous();
   std::tuple<at::Tensor, at::Tensor, at::Tensor> result;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "threshold_encode_cpu", [&] {
-    result = threshold<scalar_t>(x, W_enc, b_enc, thr, shape.B);
-  });
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "threshold_encode_cpu",
+                             [&] { result = threshold<scalar_t>(x, W_enc, b_enc, thr, shape.B); });
   return result;
 }
 

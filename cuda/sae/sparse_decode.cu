@@ -38,9 +38,9 @@ template <typename T, int VEC>
 void launch(const void* values, const int64_t* indices, const int64_t* offsets, int64_t k, const void* W,
             const void* bias, void* out, int64_t B, int64_t d, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(B), static_cast<unsigned>((d + kThreads * VEC - 1) / (kThreads * VEC)));
-  sparse_decode_kernel<T, VEC><<<grid, kThreads, 0, stream>>>(
-      static_cast<const T*>(values), indices, offsets, k, static_cast<const T*>(W), static_cast<const T*>(bias),
-      static_cast<T*>(out), d);
+  sparse_decode_kernel<T, VEC><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(values), indices, offsets, k,
+                                                              static_cast<const T*>(W), static_cast<const T*>(bias),
+                                                              static_cast<T*>(out), d);
 }
 
 }  // namespace

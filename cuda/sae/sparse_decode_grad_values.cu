@@ -46,7 +46,8 @@ cudaError_t launch_sparse_decode_grad_values(DType dtype, const void* grad_out, 
     const auto* w = static_cast<const T*>(W);
     auto* out = static_cast<T*>(grad_values);
     if (vector_width<T>(d, grad_out, W) == kWide)
-      grad_values_kernel<T, kWide><<<static_cast<unsigned>(B), kWarps * 32, 0, stream>>>(g, indices, offsets, k, w, out, d);
+      grad_values_kernel<T, kWide>
+          <<<static_cast<unsigned>(B), kWarps * 32, 0, stream>>>(g, indices, offsets, k, w, out, d);
     else
       grad_values_kernel<T, 1><<<static_cast<unsigned>(B), kWarps * 32, 0, stream>>>(g, indices, offsets, k, w, out, d);
     return 0;

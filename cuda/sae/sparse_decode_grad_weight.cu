@@ -26,8 +26,8 @@ int bits_for(int64_t F) {
 size_t sort_temp_bytes(int64_t nnz, int64_t F) {
   size_t bytes = 0;
   cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const int*>(nullptr), static_cast<int*>(nullptr),
-                                  static_cast<const int*>(nullptr), static_cast<int*>(nullptr), static_cast<int>(nnz), 0,
-                                  bits_for(F));
+                                  static_cast<const int*>(nullptr), static_cast<int*>(nullptr), static_cast<int>(nnz),
+                                  0, bits_for(F));
   return bytes;
 }
 
@@ -50,7 +50,10 @@ __global__ void latent_start_kernel(const int* __restrict__ sorted_keys, int64_t
     int64_t lo = 0, hi = nnz;  // first position with key >= f
     while (lo < hi) {
       const int64_t mid = (lo + hi) / 2;
-      if (sorted_keys[mid] < f) lo = mid + 1; else hi = mid;
+      if (sorted_keys[mid] < f)
+        lo = mid + 1;
+      else
+        hi = mid;
     }
     start[f] = static_cast<int>(lo);
   }
@@ -95,7 +98,11 @@ struct Workspace {
 Workspace carve(void* base, int64_t nnz, int64_t F, bool has_offsets) {
   char* p = static_cast<char*>(base);
   Workspace w{};
-  auto take = [&](size_t bytes) { char* at = p; p += align_up(bytes); return at; };
+  auto take = [&](size_t bytes) {
+    char* at = p;
+    p += align_up(bytes);
+    return at;
+  };
   const size_t n = static_cast<size_t>(nnz) * sizeof(int);
   w.keys = reinterpret_cast<int*>(take(n));
   w.sorted_keys = reinterpret_cast<int*>(take(n));
@@ -144,11 +151,13 @@ cudaError_t launch_sparse_decode_grad_weight(DType dtype, const void* grad_out, 
     const int64_t chunks_wide = (d + kThreads * kWide - 1) / (kThreads * kWide);
     const int64_t chunks = (d + kThreads - 1) / kThreads;
     if (vector_width<T>(d, grad_out, grad_weight) == kWide)
-      accumulate_kernel<T, kWide><<<dim3(static_cast<unsigned>(F), static_cast<unsigned>(chunks_wide > 0 ? chunks_wide : 1)),
-                                    kThreads, 0, stream>>>(g, v, w.sorted_ids, w.start, w.rows, k, d, gw, vs);
+      accumulate_kernel<T, kWide>
+          <<<dim3(static_cast<unsigned>(F), static_cast<unsigned>(chunks_wide > 0 ? chunks_wide : 1)), kThreads, 0,
+             stream>>>(g, v, w.sorted_ids, w.start, w.rows, k, d, gw, vs);
     else
-      accumulate_kernel<T, 1><<<dim3(static_cast<unsigned>(F), static_cast<unsigned>(chunks > 0 ? chunks : 1)),
-                                kThreads, 0, stream>>>(g, v, w.sorted_ids, w.start, w.rows, k, d, gw, vs);
+      accumulate_kernel<T, 1>
+          <<<dim3(static_cast<unsigned>(F), static_cast<unsigned>(chunks > 0 ? chunks : 1)), kThreads, 0, stream>>>(
+              g, v, w.sorted_ids, w.start, w.rows, k, d, gw, vs);
     return 0;
   });
   return cudaGetLastError();

@@ -24,8 +24,11 @@ import torch  # noqa: E402  (loads libtorch, which the compiled library links ag
 
 _check_torch_version(_build_info.TORCH_VERSION, torch.__version__)
 
-from . import _C  # noqa: E402, F401  (registers the ops with the dispatcher)
-from . import ops, reference  # noqa: E402
+from . import (  # noqa: E402
+    _C,  # noqa: E402, F401  (registers the ops with the dispatcher)
+    ops,
+    reference,
+)
 from .ops.sae import SparseCode  # noqa: E402
 
 __version__ = _build_info.VERSION

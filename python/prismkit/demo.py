@@ -14,7 +14,9 @@ from .sae.capacity import equal_capacity
 
 def _table(rows, header):
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))  # noqa: E731
+    line = lambda r: "  ".join(
+        str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+    )  # noqa: E731
     print(line(header))
     for r in rows:
         print(line(r))

@@ -145,7 +145,9 @@ class CSWinTransformer(nn.Module):
                  attn_padding: str = "zeros", features_only: bool = False, use_checkpoint: bool = False):  # fmt: skip
         super().__init__()
         self.features_only, self.use_checkpoint = features_only, use_checkpoint
-        self.stage1_conv_embed = nn.Sequential(nn.Conv2d(in_chans, embed_dim, 7, 4, 2), _ToTokens(), nn.LayerNorm(embed_dim))
+        self.stage1_conv_embed = nn.Sequential(
+            nn.Conv2d(in_chans, embed_dim, 7, 4, 2), _ToTokens(), nn.LayerNorm(embed_dim)
+        )
         n = sum(depth)
         rates = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # stochastic depth grows linearly
         dim, first = embed_dim, 0

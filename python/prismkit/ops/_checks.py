@@ -52,8 +52,7 @@ def check_float_dtype(op: str, name: str, t: torch.Tensor, cuda_float64: bool = 
 def check_same_dtype(op: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
     if t.dtype != ref.dtype:
         raise TypeError(
-            f"prismkit::{op}: '{name}' must have the dtype of '{ref_name}' ({dtype_name(ref.dtype)}), "
-            f"got {describe(t)}"
+            f"prismkit::{op}: '{name}' must have the dtype of '{ref_name}' ({dtype_name(ref.dtype)}), got {describe(t)}"
         )
 
 
@@ -66,6 +65,4 @@ def check_same_device(op: str, name: str, t: torch.Tensor, ref_name: str, ref: t
 
 def check_size(op: str, name: str, t: torch.Tensor, dim: int, expected, what: str) -> None:
     if t.shape[dim] != expected:
-        raise ValueError(
-            f"prismkit::{op}: '{name}' must have size {expected} in dim {dim} ({what}), got {describe(t)}"
-        )
+        raise ValueError(f"prismkit::{op}: '{name}' must have size {expected} in dim {dim} ({what}), got {describe(t)}")

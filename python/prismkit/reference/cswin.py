@@ -54,7 +54,9 @@ def lepe_attention(
 
     attn = q @ k.transpose(-2, -1)
     if padding == "mask" and (pad_h or pad_w):
-        real = F.pad(torch.ones(1, 1, H, W, dtype=torch.bool, device=qkv.device), (left, pad_w - left, top, pad_h - top))
+        real = F.pad(
+            torch.ones(1, 1, H, W, dtype=torch.bool, device=qkv.device), (left, pad_w - left, top, pad_h - top)
+        )
         real = img2windows(real.expand(B, 1, Hp, Wp).to(q.dtype), H_sp, W_sp)[..., 0] > 0  # [B*windows, L]
         attn = attn.masked_fill(~real[:, None, None, :], float("-inf"))
     attn = F.softmax(attn, dim=-1, dtype=attn.dtype)

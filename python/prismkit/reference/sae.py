@@ -49,9 +49,7 @@ def batch_topk_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int) -> tuple[
     return _row_compressed(acts, selected.view(B, num_latents) & _positive(acts))
 
 
-def feature_choice_encode(
-    x: Tensor, W_enc: Tensor, b_enc: Tensor, capacity: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
+def feature_choice_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, capacity: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     acts = pre_activations(x, W_enc, b_enc)
     B = acts.shape[0]
     order = torch.sort(acts, dim=0, descending=True, stable=True).indices  # tokens by rank, per latent
@@ -60,16 +58,12 @@ def feature_choice_encode(
     return _row_compressed(acts, selected)
 
 
-def threshold_encode(
-    x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
+def threshold_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     z = F.linear(x, W_enc, b_enc)
     return _row_compressed(z, ~(z <= threshold[None, :]) & _positive(z))
 
 
-def latent_stats(
-    x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Optional[Tensor] = None
-) -> tuple[Tensor, Tensor]:
+def latent_stats(x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     z = F.linear(x, W_enc, b_enc)
     t = torch.zeros_like(b_enc) if threshold is None else threshold
     if z.shape[0] == 0:

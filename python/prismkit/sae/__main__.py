@@ -122,7 +122,9 @@ def main(argv=None) -> int:
         print(json.dumps(evaluate(sae, source, min(args.tokens, len(source)), args.batch_size), indent=2))
         return 0
     if args.resume:
-        overrides = {k: v for k, v in vars(args).items() if v is not None and k in {f.name for f in fields(TrainConfig)}}
+        overrides = {
+            k: v for k, v in vars(args).items() if v is not None and k in {f.name for f in fields(TrainConfig)}
+        }
         trainer = Trainer.resume(args.resume, source, **overrides)
     else:
         trainer = Trainer(config, source)

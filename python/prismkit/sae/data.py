@@ -20,7 +20,8 @@ sees exactly the batches an uninterrupted one would.
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -149,11 +150,13 @@ class HookSource:
                 continue
             take = self._chunk[:want]
             parts.append(take)
-            self._chunk, self._pos, want = self._chunk[take.shape[0]:], self._pos + take.shape[0], want - take.shape[0]
+            self._chunk, self._pos, want = self._chunk[take.shape[0] :], self._pos + take.shape[0], want - take.shape[0]
         return torch.cat(parts) if parts else torch.empty(0, self.d_in)
 
 
-def cache_activations(source, num_tokens: int, path: str, chunk_tokens: int = 65_536, progress: bool = True) -> "MemmapSource":
+def cache_activations(
+    source, num_tokens: int, path: str, chunk_tokens: int = 65_536, progress: bool = True
+) -> MemmapSource:
     """Write ``num_tokens`` tokens of a source to a ``.npy`` file (float32), once, and return a
     ``MemmapSource`` over it."""
     import numpy as np
@@ -179,7 +182,9 @@ class ShuffleBuffer:
     def __init__(self, source, batch_size: int, buffer_tokens: int = 65_536, seed: int = 0,
                  rank: int = 0, world_size: int = 1):  # fmt: skip
         if batch_size < 1 or batch_size % world_size:
-            raise ValueError(f"ShuffleBuffer: batch_size {batch_size} must be >= 1 and divisible by the world size {world_size}")
+            raise ValueError(
+                f"ShuffleBuffer: batch_size {batch_size} must be >= 1 and divisible by the world size {world_size}"
+            )
         self.source, self.batch_size, self.seed = source, batch_size, seed
         self.buffer_tokens = max(buffer_tokens, batch_size)
         self.rank, self.world_size = rank, world_size

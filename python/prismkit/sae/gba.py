@@ -48,7 +48,9 @@ class GBAConfig:
 
     def __post_init__(self):
         if self.num_groups < 1 or self.buffer_tokens < 1:
-            raise ValueError(f"GBA: num_groups and buffer_tokens must be >= 1, got {self.num_groups}, {self.buffer_tokens}")
+            raise ValueError(
+                f"GBA: num_groups and buffer_tokens must be >= 1, got {self.num_groups}, {self.buffer_tokens}"
+            )
         if not 0 < self.lowest_target_frequency <= self.highest_target_frequency <= 1:
             raise ValueError(
                 "GBA: need 0 < lowest_target_frequency <= highest_target_frequency <= 1, got "
@@ -83,7 +85,11 @@ class GroupBiasAdaptation:
         self.fire_count += count
         self.max_pre = torch.maximum(self.max_pre, maximum.double())
         self.tokens += x_in.shape[0]
-        world = torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
+        world = (
+            torch.distributed.get_world_size()
+            if torch.distributed.is_available() and torch.distributed.is_initialized()
+            else 1
+        )
         if self.tokens * world < self.config.buffer_tokens:  # every rank sees the same number of tokens
             return False
         self.adapt(b_enc)

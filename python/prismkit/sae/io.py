@@ -113,8 +113,10 @@ def load_saelens(directory: str, device=None) -> SparseAutoencoder:
     if cfg.get("normalize_activations", "none") not in ("none", None):
         raise ValueError(f"load_saelens: normalize_activations={cfg['normalize_activations']!r} is not supported")
     if cfg.get("rescale_acts_by_decoder_norm", False):
-        raise ValueError("load_saelens: rescale_acts_by_decoder_norm=True checkpoints are not supported (SAELens folds "
-                         "the decoder norm into the weights when it saves a trained SAE; load that file)")
+        raise ValueError(
+            "load_saelens: rescale_acts_by_decoder_norm=True checkpoints are not supported (SAELens folds "
+            "the decoder norm into the weights when it saves a trained SAE; load that file)"
+        )
     dtype = getattr(torch, str(cfg.get("dtype", "float32")).replace("torch.", ""))
     common = dict(subtract_b_dec_from_input=bool(cfg.get("apply_b_dec_to_input", True)), dtype=dtype, device=device)
     d_in, F = tensors["W_enc"].shape
@@ -124,7 +126,12 @@ def load_saelens(directory: str, device=None) -> SparseAutoencoder:
         sae = JumpReLUSAE(d_in, F, **common)
     else:
         raise ValueError(f"load_saelens: unsupported SAELens architecture {arch!r} (supported: topk, jumprelu)")
-    state = {"W_enc": tensors["W_enc"].t(), "b_enc": tensors["b_enc"], "W_dec": tensors["W_dec"], "b_dec": tensors["b_dec"]}
+    state = {
+        "W_enc": tensors["W_enc"].t(),
+        "b_enc": tensors["b_enc"],
+        "W_dec": tensors["W_dec"],
+        "b_dec": tensors["b_dec"],
+    }
     if isinstance(sae, JumpReLUSAE):
         state["threshold"] = tensors["threshold"]
     return _load_tensors(sae, state)

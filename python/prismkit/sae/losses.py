@@ -58,7 +58,13 @@ def normalized_mse(x: Tensor, x_hat: Tensor) -> Tensor:
 
 
 def aux_k_loss(
-    x_in: Tensor, residual: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, eligible: Tensor, k_aux: int,
+    x_in: Tensor,
+    residual: Tensor,
+    W_enc: Tensor,
+    b_enc: Tensor,
+    W_dec: Tensor,
+    eligible: Tensor,
+    k_aux: int,
     denominator: Optional[Tensor] = None,
 ) -> Tensor:
     """AuxK over the ``eligible`` latents ([F] bool). ``x_in`` is the encoder input (x - b_dec,

@@ -31,7 +31,8 @@ eligible latents, Multi-TopK for TopK SAEs when enabled). Decoder rows stay at u
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -201,7 +202,9 @@ class SparseAutoencoder(nn.Module):
     # ---- initialization from data --------------------------------------------------------
 
     @torch.no_grad()
-    def init_from_data(self, sample: Tensor, b_dec: str = "geometric_median", encoder_scale: Optional[float] = None) -> None:
+    def init_from_data(
+        self, sample: Tensor, b_dec: str = "geometric_median", encoder_scale: Optional[float] = None
+    ) -> None:
         """b_dec at the geometric median (or ``"mean"``, or ``"zeros"``) of ``sample`` [n, d]; then
         the encoder is the decoder's transpose (``W_enc = W_dec`` in this [F, d] layout) times
         ``encoder_scale``, or, when that is None, scaled as the TopK paper's code does
@@ -314,7 +317,7 @@ class BatchTopKSAE(SparseAutoencoder):
             m = self.threshold_momentum
             self.threshold.mul_(1 - m).add_(m * smallest)
 
-    def to_jumprelu(self) -> "JumpReLUSAE":
+    def to_jumprelu(self) -> JumpReLUSAE:
         """A JumpReLUSAE with the same weights and the running threshold for every latent (SAELens
         and dictionary_learning ship BatchTopK SAEs this way)."""
         if float(self.threshold) < 0:

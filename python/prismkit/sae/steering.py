@@ -24,7 +24,7 @@ shape and dtype.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -68,7 +68,9 @@ class SAESteering:
             raise ValueError(f"SAESteering: tier must be one of {TIERS}, got {tier!r}")
         latents = torch.as_tensor(list(latents), dtype=torch.long)
         if latents.numel() == 0 or int(latents.min()) < 0 or int(latents.max()) >= sae.num_latents:
-            raise ValueError(f"SAESteering: latents must be a non-empty list in [0, {sae.num_latents}), got {latents.tolist()}")
+            raise ValueError(
+                f"SAESteering: latents must be a non-empty list in [0, {sae.num_latents}), got {latents.tolist()}"
+            )
         self.module = model.get_submodule(module_path)
         self.sae, self.tier, self.alpha, self.clamp_value = sae, tier, alpha, clamp_value
         self.latents = latents.to(sae.W_dec.device)
@@ -86,7 +88,7 @@ class SAESteering:
     def _edit(self, h: Tensor) -> Tensor:
         return steer_activations(h, self.sae, self.latents, self.tier, self.alpha, self.clamp_value)
 
-    def __enter__(self) -> "SAESteering":
+    def __enter__(self) -> SAESteering:
         self._handle = self.module.register_forward_hook(self._hook)
         return self
 

@@ -99,7 +99,7 @@ class TrainConfig:
             raise ValueError("TrainConfig: batch_size, total_tokens and log_every must be positive")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -262,7 +262,12 @@ class Trainer:
             dist.all_reduce(stats)
         self.tracker.update(fired, c.batch_size)
         self.step += 1
-        return {"fvu": float(stats[0]), "aux_loss": float(stats[1]), "l0": l0, "l0_mean": float(stats[2]) / c.batch_size}
+        return {
+            "fvu": float(stats[0]),
+            "aux_loss": float(stats[1]),
+            "l0": l0,
+            "l0_mean": float(stats[2]) / c.batch_size,
+        }
 
     def fit(self, max_steps: Optional[int] = None, progress: bool = True) -> SparseAutoencoder:
         """Train until ``total_tokens`` (or ``max_steps`` more steps). Returns the SAE."""
@@ -343,7 +348,7 @@ class Trainer:
             dist.barrier()
 
     @classmethod
-    def resume(cls, directory: str, source, **overrides) -> "Trainer":
+    def resume(cls, directory: str, source, **overrides) -> Trainer:
         """A trainer in the state saved in ``directory`` (``overrides`` change config fields such
         as ``total_tokens`` or ``out_dir``)."""
         with open(os.path.join(directory, "train_config.json")) as f:
@@ -359,10 +364,14 @@ class Trainer:
                 _, i, key = name.split(".", 2)
                 opt_state["state"].setdefault(int(i), {})[key] = value.to(trainer.device) if key != "step" else value
         trainer.optimizer.load_state_dict(opt_state)
-        trainer.tracker.load_state_dict({k[len("tracker."):]: v.to(trainer.device) for k, v in tensors.items() if k.startswith("tracker.")})
+        trainer.tracker.load_state_dict(
+            {k[len("tracker.") :]: v.to(trainer.device) for k, v in tensors.items() if k.startswith("tracker.")}
+        )
         trainer.buffer.load_state_dict({**meta["buffer"], "leftover": tensors["buffer.leftover"]})
         if trainer.gba is not None:
-            trainer.gba.load_state_dict({k[len("gba."):]: v.to(trainer.device) for k, v in tensors.items() if k.startswith("gba.")})
+            trainer.gba.load_state_dict(
+                {k[len("gba.") :]: v.to(trainer.device) for k, v in tensors.items() if k.startswith("gba.")}
+            )
         trainer.step = int(meta["step"])
         trainer._initialized = bool(meta["initialized"])
         return trainer

@@ -11,9 +11,11 @@ def check_cswin_args(op, qkv, H, W, split_size, num_heads, lepe_weight, lepe_bia
     """qkv [B, H*W, 3C]; C divisible by num_heads (and num_heads even in "cross" mode); lepe_weight
     [C, 1, 3, 3] and lepe_bias [C] of qkv's dtype and device; split_size >= 1. Returns C."""
     if mode not in ("cross", "full"):
-        raise ValueError(f"prismkit::{op}: 'mode' must be \"cross\" (two stripe branches) or \"full\" (the last stage), got \"{mode}\"")
+        raise ValueError(
+            f'prismkit::{op}: \'mode\' must be "cross" (two stripe branches) or "full" (the last stage), got "{mode}"'
+        )
     if padding not in ("mask", "zeros"):
-        raise ValueError(f"prismkit::{op}: 'padding' must be \"mask\" or \"zeros\", got \"{padding}\"")
+        raise ValueError(f'prismkit::{op}: \'padding\' must be "mask" or "zeros", got "{padding}"')
     check_rank(op, "qkv", qkv, 3, "[B, H*W, 3C] (the qkv Linear's output)")
     check_float_dtype(op, "qkv", qkv)
     if H < 1 or W < 1 or qkv.shape[1] != H * W:

@@ -9,8 +9,12 @@ from . import checks
 
 
 @torch.library.register_fake("prismkit::cswin_attention")
-def _cswin_attention_fake(qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, scale, mode="cross", padding="mask"):
-    C = checks.check_cswin_args("cswin_attention", qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, mode, padding)
+def _cswin_attention_fake(
+    qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, scale, mode="cross", padding="mask"
+):
+    C = checks.check_cswin_args(
+        "cswin_attention", qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, mode, padding
+    )
     return qkv.new_empty(qkv.shape[0], H * W, C)
 
 

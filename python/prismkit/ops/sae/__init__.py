@@ -173,9 +173,7 @@ def threshold_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Tensor)
     return SparseCode(values, indices, offsets, W_enc.shape[0])
 
 
-def latent_stats(
-    x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Optional[Tensor] = None
-) -> tuple[Tensor, Tensor]:
+def latent_stats(x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """Per-latent statistics of the batch's pre-activations ``z = x @ W_enc.T + b_enc`` without
     the [B, F] matrix: ``(fire_count, max_pre)``, ``fire_count[j]`` = #tokens with
     ``z[:, j] > threshold[j]`` (threshold 0 when None) as int64, ``max_pre[j]`` = max over tokens

@@ -29,9 +29,7 @@ def _encode_backward(ctx, grad_values, *_unused_grads):
 
 
 for _name in ("topk_encode", "batch_topk_encode", "feature_choice_encode", "threshold_encode"):
-    torch.library.register_autograd(
-        f"prismkit::{_name}", _encode_backward, setup_context=_encode_setup_context
-    )
+    torch.library.register_autograd(f"prismkit::{_name}", _encode_backward, setup_context=_encode_setup_context)
 
 
 def _decode_setup_context(ctx, inputs, output):

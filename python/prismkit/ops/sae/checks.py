@@ -14,7 +14,15 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._checks import check_dtype, check_float_dtype, check_rank, check_same_device, check_same_dtype, check_size, describe
+from .._checks import (
+    check_dtype,
+    check_float_dtype,
+    check_rank,
+    check_same_device,
+    check_same_dtype,
+    check_size,
+    describe,
+)
 
 # ---- encoders (CUDA: Triton kernels, so no float64 there) -------------------------------------
 
