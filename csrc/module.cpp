@@ -3,7 +3,11 @@
 // itself only reports how the library was built; ops are called through torch.ops.prismkit.
 #include <pybind11/pybind11.h>
 
+#include <c10/util/Exception.h>
+
 #include <string>
+
+#include "common/cpu_dispatch.h"
 
 namespace py = pybind11;
 
@@ -25,5 +29,20 @@ PYBIND11_MODULE(_C, m) {
     info["openmp"] = false;
 #endif
     return info;
+  });
+  m.def("cpu_capability", [] {
+    py::dict cpu;
+    cpu["path"] = prismkit::cpu_isa_name(prismkit::cpu_isa());
+    cpu["best"] = prismkit::cpu_isa_name(prismkit::best_cpu_isa());
+    cpu["requested"] = prismkit::cpu_isa_requested();  // PRISMKIT_CPU_CAPABILITY, "" when unset
+    return cpu;
+  });
+  // For the tests, which run every path the CPU supports in one process.
+  m.def("_set_cpu_capability", [](const std::string& name) {
+    try {
+      prismkit::set_cpu_isa(name);
+    } catch (const c10::Error& e) {
+      throw py::value_error(e.what_without_backtrace());
+    }
   });
 }

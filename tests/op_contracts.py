@@ -109,8 +109,7 @@ def _encoder_rows() -> list[Bad]:
             Bad(op, "b rank", call(x, W, b[None]), ValueError, "'b_enc' must be a 1-D tensor [F]"),
             Bad(op, "d mismatch", call(x, W[:, :2], b), ValueError, "'W_enc' must have size 3 in dim 1 (d, the feature size of x)"),
             Bad(op, "F mismatch", call(x, W, b[:5]), ValueError, "'b_enc' must have size 6 in dim 0 (F, the number of latents"),
-            Bad(op, "int dtype", call(x.long(), W.long(), b.long()), TypeError, "'x' must have dtype float32 or float64 on cpu, got a 2-D int64"),
-            Bad(op, "half on cpu", call(x.half(), W.half(), b.half()), TypeError, "'x' must have dtype float32 or float64 on cpu", device="cpu"),
+            Bad(op, "int dtype", call(x.long(), W.long(), b.long()), TypeError, "'x' must have dtype float32 or float64 or float16 or bfloat16 on cpu, got a 2-D int64"),
             Bad(op, "float64 on cuda", call(x.double(), W.double(), b.double()), TypeError, "'x' must have dtype float32 or float16 or bfloat16 on cuda", device="cuda"),
             Bad(op, "mixed dtype", call(x, W.double(), b), TypeError, "'W_enc' must have the dtype of 'x' (float32), got a 2-D float64"),
             Bad(op, "mixed device", call(x, W.to("meta"), b), ValueError, "'W_enc' must be on the device of 'x' (cpu), got a 2-D float32 tensor of shape [6, 3] on meta"),
@@ -154,8 +153,7 @@ def _decode_rows() -> list[Bad]:
         Bad(op, "b rank", lambda: (values, indices, None, W, b[None]), ValueError, "'b_dec' must be a 1-D tensor [d]"),
         Bad(op, "b dtype", lambda: (values, indices, None, W, b.double()), TypeError, "'b_dec' must have the dtype of 'values' (float32)"),
         Bad(op, "W rank", lambda: (values, indices, None, W[0], b), ValueError, "'W_dec' must be a 2-D tensor [F, d]"),
-        Bad(op, "values dtype", lambda: (values.long(), indices, None, W, b), TypeError, "'values' must have dtype float32 or float64 on cpu"),
-        Bad(op, "half on cpu", lambda: (values.half(), indices, None, W.half(), b.half()), TypeError, "'W_dec' must have dtype float32 or float64 on cpu", device="cpu"),
+        Bad(op, "values dtype", lambda: (values.long(), indices, None, W, b), TypeError, "'values' must have dtype float32 or float64 or float16 or bfloat16 on cpu"),
         Bad(op, "values int on cuda", lambda: (values.int(), indices, None, W.int(), b.int()), TypeError, "'W_dec' must have dtype float32 or float64 or float16 or bfloat16 on cuda", device="cuda"),
         Bad(op, "W device", lambda: (values, indices, None, W.to("meta"), b), ValueError, "'W_dec' must be on the device of 'values' (cpu)"),
         Bad(op, "offsets end", lambda: (csr_values, csr_indices, offsets[:-1], W, b), ValueError, "'offsets' must start at 0 and end at nnz = 5 (the length of indices), got 0 and 2", reads_data=True),
@@ -176,7 +174,7 @@ def _decode_rows() -> list[Bad]:
         Bad(op, "W dtype", lambda: (grad, indices, None, W.double()), TypeError, "'W_dec' must have the dtype of 'grad_out' (float32)"),
         Bad(op, "W device", lambda: (grad, indices, None, W.to("meta")), ValueError, "'W_dec' must be on the device of 'grad_out' (cpu)"),
         Bad(op, "index too large", lambda: (grad, indices + 6, None, W), IndexError, "'indices' must lie in [0, F) = [0, 6)", reads_data=True),
-        Bad(op, "grad_out dtype", lambda: (grad.long(), indices, None, W.long()), TypeError, "'W_dec' must have dtype float32 or float64 on cpu"),
+        Bad(op, "grad_out dtype", lambda: (grad.long(), indices, None, W.long()), TypeError, "'W_dec' must have dtype float32 or float64 or float16 or bfloat16 on cpu"),
     ]  # fmt: skip
     op = "sparse_decode_grad_weight"
     rows += [
@@ -212,8 +210,7 @@ def _cswin_rows() -> list[Bad]:
             Bad(op, "lepe_weight rank", lambda build=build: build(lepe_weight=w[0]), ValueError, "'lepe_weight' must be a 4-D tensor [C, 1, 3, 3]"),
             Bad(op, "lepe_bias size", lambda build=build: build(lepe_bias=b[:3]), ValueError, "'lepe_bias' must have size 16 in dim 0"),
             Bad(op, "lepe_weight dtype", lambda build=build: build(lepe_weight=w.double()), TypeError, "'lepe_weight' must have the dtype of 'qkv' (float32)"),
-            Bad(op, "qkv dtype", lambda build=build: build(qkv=qkv.long()), TypeError, "'qkv' must have dtype float32 or float64 on cpu"),
-            Bad(op, "qkv half on cpu", lambda build=build: build(qkv=qkv.half(), lepe_weight=w.half(), lepe_bias=b.half()), TypeError, "'qkv' must have dtype float32 or float64 on cpu", device="cpu"),
+            Bad(op, "qkv dtype", lambda build=build: build(qkv=qkv.long()), TypeError, "'qkv' must have dtype float32 or float64 or float16 or bfloat16 on cpu"),
             Bad(op, "qkv float64 on cuda", lambda build=build: build(qkv=qkv.double(), lepe_weight=w.double(), lepe_bias=b.double()), TypeError, "'qkv' must have dtype float32 or float16 or bfloat16 on cuda", device="cuda"),
             Bad(op, "lepe_weight device", lambda build=build: build(lepe_weight=w.to("meta")), ValueError, "'lepe_weight' must be on the device of 'qkv' (cpu)"),
             Bad(op, "qkv rank", lambda build=build: build(qkv=qkv[0]), ValueError, "'qkv' must be a 3-D tensor [B, H*W, 3C]"),

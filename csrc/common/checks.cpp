@@ -56,9 +56,7 @@ void check_dtype(const char* op, const char* name, const at::Tensor& t,
 }
 
 void check_float_dtype(const char* op, const char* name, const at::Tensor& t, bool cuda_float64) {
-  if (t.is_cpu())
-    check_dtype(op, name, t, {at::kFloat, at::kDouble});
-  else if (cuda_float64)
+  if (t.is_cpu() || cuda_float64)
     check_dtype(op, name, t, {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16});
   else
     check_dtype(op, name, t, {at::kFloat, at::kHalf, at::kBFloat16});

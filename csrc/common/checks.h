@@ -22,9 +22,10 @@ void check_rank(const char* op, const char* name, const at::Tensor& t, int64_t r
 // 'name' must have one of the listed dtypes.
 void check_dtype(const char* op, const char* name, const at::Tensor& t, std::initializer_list<c10::ScalarType> allowed);
 
-// Floating dtypes an op takes on t's device: float32 and float64 on CPU; float32, float16 and
-// bfloat16 on CUDA, and float64 there too with cuda_float64 (ops whose CUDA kernel is CUDA C++
-// with a float64 instantiation; the Triton kernels have none).
+// Floating dtypes an op takes on t's device: float32, float64, float16 and bfloat16 on the CPU
+// (the last two computed in float32, common/float32_compute.h); float32, float16 and bfloat16 on
+// CUDA, and float64 there too with cuda_float64 (ops whose CUDA kernel is CUDA C++ with a float64
+// instantiation; the Triton kernels have none).
 void check_float_dtype(const char* op, const char* name, const at::Tensor& t, bool cuda_float64);
 
 // 'name' must have the same dtype and device as 'ref_name'.

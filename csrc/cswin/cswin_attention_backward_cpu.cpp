@@ -4,6 +4,7 @@
 // write them without conflicts; LePE gradients are summed per thread, then across threads in
 // thread order (deterministic for a given thread count).
 #include "common/cpu_alloc.h"
+#include "common/float32_compute.h"
 #include "cswin/cswin_checks.h"
 #include "cswin/cswin_work.h"
 
@@ -24,6 +25,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cswin_attention_backward_cpu(
   const CSWinArgs a = check_cswin_attention_backward_args(grad_out, qkv, H, W, split_size, num_heads, lepe_weight,
                                                           lepe_bias, std::string_view(mode.data(), mode.size()),
                                                           std::string_view(padding.data(), padding.size()));
+  if (is_reduced_float(qkv))
+    return in_float32(&cswin_attention_backward_cpu, grad_out, qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias,
+                      scale, mode, padding);
   at::Tensor grad_qkv = empty_for_large_output(qkv.sizes(), qkv.options());
   const int threads = at::get_num_threads();
   at::Tensor partial_w = at::zeros({threads, a.C * 9}, qkv.options());

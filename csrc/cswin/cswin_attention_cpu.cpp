@@ -3,6 +3,7 @@
 // place, no permute copies, no cat). Threads take (branch, window, batch, head) items; each
 // item's scores stay in cache and its LePE runs in the same pass (cswin_window_kernels.cpp).
 #include "common/cpu_alloc.h"
+#include "common/float32_compute.h"
 #include "cswin/cswin_checks.h"
 #include "cswin/cswin_work.h"
 
@@ -21,6 +22,9 @@ at::Tensor cswin_attention_cpu(const at::Tensor& qkv, int64_t H, int64_t W, int6
   const CSWinArgs a =
       check_cswin_args("cswin_attention", qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias,
                        std::string_view(mode.data(), mode.size()), std::string_view(padding.data(), padding.size()));
+  if (is_reduced_float(qkv))
+    return in_float32(&cswin_attention_cpu, qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, scale, mode,
+                      padding);
   at::Tensor out = empty_for_large_output({a.B, a.H * a.W, a.C}, qkv.options());
   if (a.B == 0) return out;
   const at::Tensor x = qkv.contiguous(), w = lepe_weight.contiguous(), bias = lepe_bias.contiguous();

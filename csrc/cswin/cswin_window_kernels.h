@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "common/cpu_dispatch.h"
+
 namespace prismkit::cswin {
 
 template <typename T>
@@ -23,9 +25,6 @@ struct WindowTask {
   const T* lepe_weight;  // [C * 9]
   const T* lepe_bias;    // [C]
 };
-
-// Scratch elements (of float, or of double) a window of L tokens needs.
-int64_t window_scratch_size(int64_t L, int64_t head_dim, bool is_double);
 
 // Requests the rows a window task reads (its head's q, k, v and, backward, dO) and writes, so a
 // thread can fetch the next window while it computes this one: a stripe's tokens lie a whole image
@@ -48,13 +47,27 @@ inline void prefetch_window(const WindowTask<T>& t, bool backward) {
   }
 }
 
-// out[token, channel:channel+head_dim] = softmax(scale q k^T) v + LePE(v), for the window's tokens.
-void window_forward(const WindowTask<float>& task, float* scratch);
-void window_forward(const WindowTask<double>& task, double* scratch);
+// The per-window kernels, compiled once per instruction set (cswin_window_kernels_isa.cpp).
+struct WindowKernels {
+  // Scratch elements (of float, or of double) a window of L tokens needs.
+  int64_t (*scratch_size)(int64_t L, int64_t head_dim, bool is_double);
+  // out[token, channel:channel+head_dim] = softmax(scale q k^T) v + LePE(v), for the window's tokens.
+  void (*forward_f)(const WindowTask<float>& task, float* scratch);
+  void (*forward_d)(const WindowTask<double>& task, double* scratch);
+  // Recomputes the window's softmax and writes grad_qkv for its tokens and the head's channels;
+  // accumulates the LePE weight and bias gradients.
+  void (*backward_f)(const WindowTask<float>& task, float* scratch);
+  void (*backward_d)(const WindowTask<double>& task, double* scratch);
+};
 
-// Recomputes the window's softmax and writes grad_qkv for its tokens and the head's channels;
-// accumulates the LePE weight and bias gradients.
-void window_backward(const WindowTask<float>& task, float* scratch);
-void window_backward(const WindowTask<double>& task, double* scratch);
+PRISMKIT_ISA_DISPATCH(WindowKernels, window_kernels)
+
+inline int64_t window_scratch_size(int64_t L, int64_t head_dim, bool is_double) {
+  return window_kernels().scratch_size(L, head_dim, is_double);
+}
+inline void window_forward(const WindowTask<float>& t, float* scratch) { window_kernels().forward_f(t, scratch); }
+inline void window_forward(const WindowTask<double>& t, double* scratch) { window_kernels().forward_d(t, scratch); }
+inline void window_backward(const WindowTask<float>& t, float* scratch) { window_kernels().backward_f(t, scratch); }
+inline void window_backward(const WindowTask<double>& t, double* scratch) { window_kernels().backward_d(t, scratch); }
 
 }  // namespace prismkit::cswin

@@ -10,6 +10,7 @@
 // belonged to the answer, all its candidates (which rank above e) would too, and they would
 // all have been selected.
 #include "sae/row_topk_cpu.h"
+#include "common/float32_compute.h"
 #include "sae/sae_checks.h"
 
 #include <ATen/Dispatch.h>
@@ -156,6 +157,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_topk_encode_cpu(const at::T
                                                                      const at::Tensor& b_enc, int64_t k) {
   const auto shape = check_encode_args("batch_topk_encode", x, W_enc, b_enc);
   check_k("batch_topk_encode", k, shape.F);
+  if (is_reduced_float(x)) return in_float32(&batch_topk_encode_cpu, x, W_enc, b_enc, k);
   if (shape.B == 0)
     return {at::empty({0}, x.options()), at::empty({0}, x.options().dtype(at::kLong)),
             at::zeros({1}, x.options().dtype(at::kLong))};

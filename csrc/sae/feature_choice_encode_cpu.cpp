@@ -4,6 +4,7 @@
 // problem: rows are latents (A = W_enc, bias per row), columns are tokens (Bm = x). The
 // per-latent lists are then regrouped by token into the row-compressed layout.
 #include "sae/row_topk_cpu.h"
+#include "common/float32_compute.h"
 #include "sae/sae_checks.h"
 
 #include <ATen/Dispatch.h>
@@ -63,6 +64,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> feature_choice_encode_cpu(const a
                                                                          const at::Tensor& capacity) {
   const auto shape = check_encode_args("feature_choice_encode", x, W_enc, b_enc);
   const at::Tensor caps = check_capacity("feature_choice_encode", capacity, x, shape.F, shape.B);
+  if (is_reduced_float(x)) return in_float32(&feature_choice_encode_cpu, x, W_enc, b_enc, capacity);
   std::tuple<at::Tensor, at::Tensor, at::Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "feature_choice_encode_cpu",
                              [&] { result = feature_choice<scalar_t>(x, W_enc, b_enc, caps, shape.B, shape.F); });

@@ -4,6 +4,7 @@
 // problem (rows = latents, columns = tokens), so each latent's counters belong to one thread:
 // no atomics, no [B, F] matrix, and the result is bit-deterministic.
 #include "sae/preact_tiles_cpu.h"
+#include "common/float32_compute.h"
 #include "sae/sae_checks.h"
 
 #include <ATen/Dispatch.h>
@@ -49,6 +50,7 @@ std::tuple<at::Tensor, at::Tensor> latent_stats_cpu(const at::Tensor& x, const a
     check_threshold("latent_stats", *threshold_, x, shape.F);
     thr = threshold_->contiguous();
   }
+  if (is_reduced_float(x)) return in_float32(&latent_stats_cpu, x, W_enc, b_enc, threshold_);
   at::Tensor count = at::zeros({shape.F}, x.options().dtype(at::kLong));
   at::Tensor maximum = at::full({shape.F}, -std::numeric_limits<double>::infinity(), x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "latent_stats_cpu", [&] {

@@ -6,6 +6,7 @@
 // two gradients gather a W_dec row per entry and a grad_out row per entry; fused, only the
 // grad_out rows (a [B, d] matrix, far smaller than W_dec) are gathered. Bit-deterministic.
 #include "common/cpu_alloc.h"
+#include "common/float32_compute.h"
 #include "sae/sae_checks.h"
 #include "sae/sparse_rows_cpu.h"
 
@@ -20,6 +21,8 @@ std::tuple<at::Tensor, at::Tensor> sparse_decode_backward_cpu(const at::Tensor& 
                                                               const std::optional<at::Tensor>& offsets,
                                                               const at::Tensor& W_dec) {
   const SparseLayout layout = check_sparse_decode_backward_args(grad_out, values, indices, offsets, W_dec);
+  if (is_reduced_float(grad_out))
+    return in_float32(&sparse_decode_backward_cpu, grad_out, values, indices, offsets, W_dec);
   const int64_t d = W_dec.size(1), F = W_dec.size(0), nnz = layout.nnz;
   at::Tensor grad_values = at::empty(indices.sizes(), grad_out.options());
   at::Tensor grad_weight = empty_for_large_output({F, d}, grad_out.options());

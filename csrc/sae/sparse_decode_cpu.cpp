@@ -3,6 +3,7 @@
 // row accumulates in its own output row, in the input dtype (float32 or float64).
 #include "common/cpu_alloc.h"
 #include "common/vector_math.h"
+#include "common/float32_compute.h"
 #include "sae/sae_checks.h"
 #include "sae/sparse_rows_cpu.h"
 
@@ -19,6 +20,7 @@ at::Tensor sparse_decode_cpu(const at::Tensor& values, const at::Tensor& indices
                              const std::optional<at::Tensor>& offsets, const at::Tensor& W_dec,
                              const std::optional<at::Tensor>& b_dec) {
   const SparseLayout layout = check_sparse_decode_args(values, indices, offsets, W_dec, b_dec);
+  if (is_reduced_float(values)) return in_float32(&sparse_decode_cpu, values, indices, offsets, W_dec, b_dec);
   const int64_t d = W_dec.size(1);
   at::Tensor out = empty_for_large_output({layout.B, d}, W_dec.options());
   if (layout.B == 0 || d == 0) return out;

@@ -2,6 +2,7 @@
 // W_dec[indices[p]], the gradient of sparse_decode with respect to its values (a sampled
 // dense-dense product: only the B*k selected entries of grad_out @ W_dec.T are computed).
 #include "common/vector_math.h"
+#include "common/float32_compute.h"
 #include "sae/sae_checks.h"
 #include "sae/sparse_rows_cpu.h"
 
@@ -15,6 +16,7 @@ namespace prismkit::sae {
 at::Tensor sparse_decode_grad_values_cpu(const at::Tensor& grad_out, const at::Tensor& indices,
                                          const std::optional<at::Tensor>& offsets, const at::Tensor& W_dec) {
   const SparseLayout layout = check_sparse_decode_grad_values_args(grad_out, indices, offsets, W_dec);
+  if (is_reduced_float(grad_out)) return in_float32(&sparse_decode_grad_values_cpu, grad_out, indices, offsets, W_dec);
   at::Tensor grad_values = at::empty(indices.sizes(), grad_out.options());
   if (layout.nnz == 0) return grad_values;
   const int64_t d = W_dec.size(1);

@@ -6,6 +6,7 @@
 // whole latents and writes their rows once: no atomics, and the summation order is fixed,
 // so the result is bit-deterministic.
 #include "common/cpu_alloc.h"
+#include "common/float32_compute.h"
 #include "sae/sae_checks.h"
 #include "sae/sparse_rows_cpu.h"
 
@@ -20,6 +21,8 @@ std::tuple<at::Tensor, at::Tensor> sparse_decode_grad_weight_cpu(const at::Tenso
                                                                  const std::optional<at::Tensor>& offsets,
                                                                  int64_t num_latents) {
   const SparseLayout layout = check_sparse_decode_grad_weight_args(grad_out, values, indices, offsets, num_latents);
+  if (is_reduced_float(grad_out))
+    return in_float32(&sparse_decode_grad_weight_cpu, grad_out, values, indices, offsets, num_latents);
   const int64_t d = grad_out.size(1), F = num_latents, nnz = layout.nnz;
   at::Tensor grad_weight = empty_for_large_output({F, d}, grad_out.options());
   at::Tensor value_sum = at::empty({F}, grad_out.options());

@@ -4,6 +4,7 @@
 // value is z. Tiles of z are swept once (preact_tiles_cpu.h) into per-token lists, which are
 // then packed into the row-compressed layout.
 #include "sae/preact_tiles_cpu.h"
+#include "common/float32_compute.h"
 #include "sae/sae_checks.h"
 
 #include <ATen/Dispatch.h>
@@ -59,6 +60,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> threshold_encode_cpu(const at::Te
                                                                     const at::Tensor& threshold_) {
   const auto shape = check_encode_args("threshold_encode", x, W_enc, b_enc);
   check_threshold("threshold_encode", threshold_, x, shape.F);
+  if (is_reduced_float(x)) return in_float32(&threshold_encode_cpu, x, W_enc, b_enc, threshold_);
   const at::Tensor thr = threshold_.contiguous();
   std::tuple<at::Tensor, at::Tensor, at::Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "threshold_encode_cpu",

@@ -1,6 +1,7 @@
 // prismkit::topk_encode on the CPU: per token, the k largest of relu(x @ W_enc.T + b_enc),
 // computed tile by tile (see row_topk_cpu.h) without the dense [B, F] matrix.
 #include "sae/row_topk_cpu.h"
+#include "common/float32_compute.h"
 #include "sae/sae_checks.h"
 
 #include <ATen/Dispatch.h>
@@ -12,6 +13,7 @@ std::tuple<at::Tensor, at::Tensor> topk_encode_cpu(const at::Tensor& x, const at
                                                    const at::Tensor& b_enc, int64_t k) {
   const auto shape = check_encode_args("topk_encode", x, W_enc, b_enc);
   check_k("topk_encode", k, shape.F);
+  if (is_reduced_float(x)) return in_float32(&topk_encode_cpu, x, W_enc, b_enc, k);
   at::Tensor values = at::empty({shape.B, k}, x.options());
   at::Tensor indices = at::empty({shape.B, k}, x.options().dtype(at::kLong));
   if (shape.B == 0) return {values, indices};

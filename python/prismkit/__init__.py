@@ -24,12 +24,11 @@ import torch  # noqa: E402  (loads libtorch, which the compiled library links ag
 
 _check_torch_version(_build_info.TORCH_VERSION, torch.__version__)
 
-from . import (  # noqa: E402
-    _C,  # noqa: E402, F401  (registers the ops with the dispatcher)
-    ops,
-    reference,
-)
+from . import _C  # noqa: E402, F401, I001  (loads the library: registers the ops with the dispatcher)
+from . import _cpu, ops, reference  # noqa: E402
 from .ops.sae import SparseCode  # noqa: E402
+
+_cpu.warn_if_request_ignored()
 
 __version__ = _build_info.VERSION
 __all__ = ["ops", "reference", "SparseCode", "__version__"]

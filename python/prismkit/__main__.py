@@ -10,7 +10,7 @@ def info() -> None:
     import torch
 
     import prismkit
-    from prismkit import _build_info
+    from prismkit import _build_info, _cpu
     from prismkit.ops import registry
 
     build = prismkit._C.build_info()
@@ -30,6 +30,7 @@ def info() -> None:
     except ImportError:
         print("Triton: not installed (the encoders cannot run on CUDA tensors)")
         triton_ok = False
+    print(f"CPU: {_cpu.processor()}; kernel path: {_cpu.describe()}")
     print(f"CPU threads: {torch.get_num_threads()} (OpenMP: {'yes' if build['openmp'] else 'no'})")
 
     has = torch._C._dispatch_has_kernel_for_dispatch_key

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-CPU_FLOATS = (torch.float32, torch.float64)
+# CPU: float16 and bfloat16 are computed in float32 (csrc/common/float32_compute.h).
+CPU_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 # CUDA: the Triton kernels take float32, float16 and bfloat16; the CUDA C++ kernels also float64.
 CUDA_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 CUDA_FLOATS_WITH_FLOAT64 = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -24,7 +25,8 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def describe(t) -> str:
     if not isinstance(t, torch.Tensor):
-        return f"{type(t).__name__} {t!r}"
+        r = repr(t)
+        return f"{type(t).__name__} {r if len(r) <= 60 else r[:57] + '...'}"
     return f"a {t.dim()}-D {dtype_name(t.dtype)} tensor of shape {list(t.shape)} on {t.device}"
 
 
@@ -66,3 +68,45 @@ def check_same_device(op: str, name: str, t: torch.Tensor, ref_name: str, ref: t
 def check_size(op: str, name: str, t: torch.Tensor, dim: int, expected, what: str) -> None:
     if t.shape[dim] != expected:
         raise ValueError(f"prismkit::{op}: '{name}' must have size {expected} in dim {dim} ({what}), got {describe(t)}")
+
+
+# ---- Python argument types, checked by the public wrappers before the dispatcher sees them ----
+
+
+def check_tensor_args(op: str, *, optional: bool = False, **tensors) -> None:
+    """Each argument is a tensor (or None when optional)."""
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor) and not (optional and t is None):
+            want = "a tensor or None" if optional else "a tensor"
+            raise TypeError(f"prismkit::{op}: '{name}' must be {want}, got {describe(t)}")
+
+
+def check_int_args(op: str, **values) -> None:
+    """Each argument is an integer (a Python or NumPy int, not a bool or a float)."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not _is_integer(v):
+            raise TypeError(f"prismkit::{op}: '{name}' must be an int, got {describe(v)}")
+
+
+def check_float_args(op: str, **values) -> None:
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float, torch.SymFloat, torch.SymInt)):
+            raise TypeError(f"prismkit::{op}: '{name}' must be a float, got {describe(v)}")
+
+
+def check_str_args(op: str, **values) -> None:
+    for name, v in values.items():
+        if not isinstance(v, str):
+            raise TypeError(f"prismkit::{op}: '{name}' must be a str, got {describe(v)}")
+
+
+def _is_integer(v) -> bool:
+    if isinstance(v, (int, torch.SymInt)):
+        return True
+    try:
+        import operator
+
+        operator.index(v)  # NumPy integers
+        return not isinstance(v, torch.Tensor)
+    except TypeError:
+        return False

@@ -15,6 +15,12 @@ What ``register_core`` does for CUDA tensors, per op:
   build has no CUDA kernels (torch has CUDA but no nvcc was found at build time), a kernel that
   raises an error saying so, and how to rebuild, is registered instead of leaving the dispatcher's
   "could not run ... with arguments from the 'CUDA' backend".
+
+And for autocast (``torch.autocast``), every op runs in its best supported precision: on the CPU
+in float32 (the CPU kernels compute in float32 whatever comes in), with float32 outputs as for
+autocast's float32 ops; on CUDA in autocast's dtype (bfloat16 or float16; the kernels accumulate in
+float32), as for autocast's lower-precision ops. float64 tensors and integer tensors are left as
+they are.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class Core:
 
 
 _CORES: dict[str, Core] = {}
+_AUTOCAST = torch.library.Library("prismkit", "IMPL")
+_AUTOCAST_KEYS = {"cpu": "AutocastCPU", "cuda": "AutocastCUDA"}
 
 
 def register_core(name: str, cuda_kernels: dict[str, str]) -> Core:
@@ -59,6 +67,8 @@ def register_core(name: str, cuda_kernels: dict[str, str]) -> Core:
             torch.library.register_kernel(f"prismkit::{op.name}", "cuda", _triton_kernel(op))
         elif needs_cuda_fallback():
             torch.library.register_kernel(f"prismkit::{op.name}", "cuda", missing_cuda_kernel(op.name))
+        for device_type in ("cpu", "cuda"):
+            _AUTOCAST.impl(op.name, _autocast_kernel(op.name, device_type), _AUTOCAST_KEYS[device_type])
     _CORES[name] = core
     return core
 
@@ -101,4 +111,25 @@ def _triton_kernel(op: Op):
         return getattr(module, op.name)(*args)
 
     kernel.__name__ = f"{op.name}_cuda_triton"
+    return kernel
+
+
+def autocast_dtype(device_type: str) -> torch.dtype:
+    """The precision an op runs in under autocast on this device type (see the module docstring)."""
+    return torch.float32 if device_type == "cpu" else torch.get_autocast_dtype(device_type)
+
+
+def _autocast_kernel(name: str, device_type: str):
+    key = getattr(torch._C.DispatchKey, _AUTOCAST_KEYS[device_type])
+
+    def cast(a, dtype):
+        eligible = isinstance(a, torch.Tensor) and a.is_floating_point() and a.dtype != torch.float64
+        return a.to(dtype) if eligible and a.device.type == device_type else a
+
+    def kernel(*args):
+        dtype = autocast_dtype(device_type)
+        with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(key)):
+            return getattr(torch.ops.prismkit, name).default(*(cast(a, dtype) for a in args))
+
+    kernel.__name__ = f"{name}_autocast_{device_type}"
     return kernel

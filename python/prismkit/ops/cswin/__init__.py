@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from .. import registry
+from .._checks import check_float_args, check_int_args, check_str_args, check_tensor_args
 from . import autograd, fake  # noqa: F401  (register the fake implementations and autograd)
 
 __all__ = ["cswin_attention"]
@@ -50,8 +51,14 @@ def cswin_attention(
     """Cross-shaped window self-attention with LePE: qkv [B, H*W, 3C] -> [B, H*W, C], ready for the
     output projection. ``scale`` defaults to ``head_dim ** -0.5`` (head_dim = C / num_heads). See the
     module docstring for the branches, padding and dtypes."""
-    if scale is None:
-        scale = (qkv.shape[-1] // 3 // num_heads) ** -0.5
+    op = "cswin_attention"
+    check_tensor_args(op, qkv=qkv, lepe_weight=lepe_weight, lepe_bias=lepe_bias)
+    check_int_args(op, H=H, W=W, split_size=split_size, num_heads=num_heads)
+    check_str_args(op, mode=mode, padding=padding)
+    if scale is None:  # head_dim ** -0.5; a head count that does not divide C is the op's error to raise
+        head_dim = qkv.shape[-1] // 3 // num_heads if num_heads > 0 else 0
+        scale = head_dim**-0.5 if head_dim > 0 else 1.0
+    check_float_args(op, scale=scale)
     return _ops.cswin_attention(qkv, H, W, split_size, num_heads, lepe_weight, lepe_bias, scale, mode, padding)
 
 

@@ -62,6 +62,7 @@ import torch
 from torch import Tensor
 
 from .. import registry
+from .._checks import check_int_args, check_tensor_args
 from . import autograd, fake  # noqa: F401  (register the fake implementations and autograd)
 
 __all__ = [
@@ -141,7 +142,9 @@ def topk_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int) -> SparseCode:
     reduced to a running top-k). Returns a fixed-k ``SparseCode`` (values [B, k] descending,
     indices [B, k] int64). See the module docstring for ties, NaN and gradients.
     """
-    values, indices = _ops.topk_encode(x, W_enc, b_enc, k)
+    check_tensor_args("topk_encode", x=x, W_enc=W_enc, b_enc=b_enc)
+    check_int_args("topk_encode", k=k)
+    values, indices = _ops.topk_encode(x, W_enc, b_enc, int(k))
     return SparseCode(values, indices, None, W_enc.shape[0])
 
 
@@ -149,7 +152,9 @@ def batch_topk_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, k: int) -> Sparse
     """BatchTopK (= Mutual Choice) encoding: the k*B largest positive entries of the whole batch's
     ``relu(x @ W_enc.T + b_enc)``; tokens get different counts. Returns a row-compressed
     ``SparseCode`` with nnz <= k*B. Fused: only bounded per-token candidate lists are kept."""
-    values, indices, offsets = _ops.batch_topk_encode(x, W_enc, b_enc, k)
+    check_tensor_args("batch_topk_encode", x=x, W_enc=W_enc, b_enc=b_enc)
+    check_int_args("batch_topk_encode", k=k)
+    values, indices, offsets = _ops.batch_topk_encode(x, W_enc, b_enc, int(k))
     return SparseCode(values, indices, offsets, W_enc.shape[0])
 
 
@@ -157,6 +162,7 @@ def feature_choice_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, capacity: Ten
     """Feature Choice encoding: latent j keeps its ``capacity[j]`` highest activating tokens of the
     batch (positive entries only; ties to the lower token). ``capacity`` is [F] int64 on x's device;
     build it with ``prismkit.sae.equal_capacity`` or ``prismkit.sae.zipf_capacity``. Returns a row-compressed ``SparseCode``."""
+    check_tensor_args("feature_choice_encode", x=x, W_enc=W_enc, b_enc=b_enc, capacity=capacity)
     values, indices, offsets = _ops.feature_choice_encode(x, W_enc, b_enc, capacity)
     return SparseCode(values, indices, offsets, W_enc.shape[0])
 
@@ -169,6 +175,7 @@ def threshold_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Tensor)
     ``SparseCode`` (latents ascending per token). Gradients reach x, W_enc and b_enc through the kept
     entries; ``threshold`` gets none (this op serves inference and loading, not JumpReLU training,
     whose threshold gradient needs a straight-through estimator)."""
+    check_tensor_args("threshold_encode", x=x, W_enc=W_enc, b_enc=b_enc, threshold=threshold)
     values, indices, offsets = _ops.threshold_encode(x, W_enc, b_enc, threshold)
     return SparseCode(values, indices, offsets, W_enc.shape[0])
 
@@ -179,6 +186,8 @@ def latent_stats(x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Optional[Te
     ``z[:, j] > threshold[j]`` (threshold 0 when None) as int64, ``max_pre[j]`` = max over tokens
     of ``z[:, j]`` (-inf for an empty batch, NaN if any is NaN). Not differentiable (its outputs
     never require grad). Deterministic on the CPU."""
+    check_tensor_args("latent_stats", x=x, W_enc=W_enc, b_enc=b_enc)
+    check_tensor_args("latent_stats", optional=True, threshold=threshold)
     return _ops.latent_stats(x, W_enc, b_enc, threshold)
 
 
@@ -190,12 +199,16 @@ def sparse_decode(
     ``W_dec`` is [F, d]; ``offsets=None`` selects the fixed-k layout ([B, k] values/indices),
     otherwise ``offsets`` [B+1] gives the row-compressed one. Indices outside [0, F) are an error.
     """
+    check_tensor_args("sparse_decode", values=values, indices=indices, W_dec=W_dec)
+    check_tensor_args("sparse_decode", optional=True, offsets=offsets, b_dec=b_dec)
     return _ops.sparse_decode(values, indices, offsets, W_dec, b_dec)
 
 
 def sparse_decode_grad_values(grad_out: Tensor, indices: Tensor, offsets: Optional[Tensor], W_dec: Tensor) -> Tensor:
     """``grad_values[p] = grad_out[row(p)] . W_dec[indices[p]]``: the selected entries of
     ``grad_out @ W_dec.T`` only (shaped like ``indices``)."""
+    check_tensor_args("sparse_decode_grad_values", grad_out=grad_out, indices=indices, W_dec=W_dec)
+    check_tensor_args("sparse_decode_grad_values", optional=True, offsets=offsets)
     return _ops.sparse_decode_grad_values(grad_out, indices, offsets, W_dec)
 
 
@@ -206,7 +219,10 @@ def sparse_decode_grad_weight(
     grad_out[row(p)]`` and ``grad_value_sum[f] = sum of values[p]`` over the entries p of latent f.
     With ``grad_out`` = the decoder's output gradient this is W_dec's gradient; with ``grad_out = x``
     it is the encoder's weight and bias gradient. Deterministic (entries are sorted by latent)."""
-    return _ops.sparse_decode_grad_weight(grad_out, values, indices, offsets, num_latents)
+    check_tensor_args("sparse_decode_grad_weight", grad_out=grad_out, values=values, indices=indices)
+    check_tensor_args("sparse_decode_grad_weight", optional=True, offsets=offsets)
+    check_int_args("sparse_decode_grad_weight", num_latents=num_latents)
+    return _ops.sparse_decode_grad_weight(grad_out, values, indices, offsets, int(num_latents))
 
 
 def sparse_decode_backward(
@@ -216,6 +232,8 @@ def sparse_decode_backward(
     ``sparse_decode_grad_values(grad_out, indices, offsets, W_dec)`` and
     ``sparse_decode_grad_weight(grad_out, values, indices, offsets, F)[0]``. On the CPU one pass
     over the entries grouped by latent gathers each grad_out row once for both."""
+    check_tensor_args("sparse_decode_backward", grad_out=grad_out, values=values, indices=indices, W_dec=W_dec)
+    check_tensor_args("sparse_decode_backward", optional=True, offsets=offsets)
     return _ops.sparse_decode_backward(grad_out, values, indices, offsets, W_dec)
 
 

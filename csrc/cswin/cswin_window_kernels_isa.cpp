@@ -1,76 +1,92 @@
-#include "cswin/cswin_window_kernels.h"
-
-#include <algorithm>
+// The per-window kernels of cswin_window_kernels.h for one instruction set (common/isa_config.h):
+// vectors of the path's width (16 floats with AVX-512, 8 with AVX2, 4 with SSE2 or NEON) and
+// register tiles sized so that the accumulators and the vectors they read fit its register file
+// (32 registers with AVX-512 and NEON, 16 with AVX2 and SSE2).
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <type_traits>
 #include <utility>
 
-#include "common/clones.h"
+#include "common/isa_config.h"
+#include "cswin/cswin_window_kernels.h"
 
 namespace prismkit::cswin {
 namespace {
 
-// Elements in one 64-byte vector: 16 floats or 8 doubles.
-template <typename T>
-constexpr int64_t kLanes = 64 / sizeof(T);
+using isa::kLanes;
+using isa::kVectorBytes;
+using isa::kVectorRegisters;
+using isa::load;
+using isa::store;
+using isa::VecF;
 
 template <typename T>
 PRISMKIT_INLINE int64_t round_up(int64_t n) {
   return (n + kLanes<T> - 1) / kLanes<T> * kLanes<T>;
 }
 
+template <typename T>
+PRISMKIT_INLINE T min_of(T a, T b) {
+  return b < a ? b : a;
+}
+
+// Accumulator rows of a register tile NV vectors wide: R x NV accumulators, the NV vectors of
+// the row they read and the broadcast multiplier must fit the register file (at most 8 rows).
+template <int NV>
+constexpr int kTileRows = (kVectorRegisters - 1 - NV) / NV < 8 ? (kVectorRegisters - 1 - NV) / NV : 8;
+// Widest GEMM column block in vectors: 4 (64 floats) with 32 registers, 2 (16 floats) with 16, so
+// that the tile keeps at least 6 rows.
+constexpr int kMaxGemmVectors = kVectorRegisters >= 32 ? 4 : 2;
+
 // The one matrix kernel everything here uses, a register-blocked GEMM tile:
 //   C[r][0:NV vectors] (+)= sum over k < K of A(r, k) * B[k][0:NV vectors],   r < R
 // with A(r, k) = A[r * a_row + k * a_k] (so A can be read transposed) and rows of B and C
-// ldb / ldc elements apart. The R x NV accumulators (at most 16) stay in registers.
+// ldb / ldc elements apart. The R x NV accumulators stay in registers.
 template <typename T, int R, int NV>
 PRISMKIT_INLINE void gemm_tile(const T* __restrict A, int64_t a_row, int64_t a_k, const T* __restrict B, int64_t ldb,
                                int64_t K, T* __restrict C, int64_t ldc, bool accumulate) {
-  // One 64-byte vector (a zmm register with AVX-512; split by the compiler on narrower ISAs).
-  // Declared here: GCC drops vector_size on a dependent type in an alias template.
-  typedef T Vec __attribute__((vector_size(64)));
+  using Vec = isa::Vec<T>;
   constexpr int64_t L = kLanes<T>;
   Vec acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) {
       if (accumulate)
-        std::memcpy(&acc[r][v], C + r * ldc + v * L, 64);
+        acc[r][v] = load(C + r * ldc + v * L);
       else
         acc[r][v] = Vec{};
     }
   for (int64_t k = 0; k < K; ++k) {
     Vec bv[NV];
-    for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], B + k * ldb + v * L, 64);
+    for (int v = 0; v < NV; ++v) bv[v] = load(B + k * ldb + v * L);
     for (int r = 0; r < R; ++r) {
       const T a = A[r * a_row + k * a_k];
       for (int v = 0; v < NV; ++v) acc[r][v] += a * bv[v];
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) std::memcpy(C + r * ldc + v * L, &acc[r][v], 64);
+    for (int v = 0; v < NV; ++v) store(C + r * ldc + v * L, acc[r][v]);
 }
 
-// Narrow outputs take taller tiles, so each loaded B vector feeds more FMAs; R x NV accumulators
-// plus NV loaded vectors stay within the 32 vector registers of AVX-512.
+// Rows in tiles as tall as the register file allows, then pairs, then single rows.
 template <typename T, int NV>
 PRISMKIT_INLINE void gemm_columns(const T* A, int64_t a_row, int64_t a_k, const T* B, int64_t ldb, int64_t M, int64_t K,
                                   T* C, int64_t ldc, bool accumulate) {
-  constexpr int R = NV <= 3 ? 8 : 6;
+  constexpr int R = kTileRows<NV>;
   int64_t m = 0;
   for (; m + R <= M; m += R) gemm_tile<T, R, NV>(A + m * a_row, a_row, a_k, B, ldb, K, C + m * ldc, ldc, accumulate);
   for (; m + 2 <= M; m += 2) gemm_tile<T, 2, NV>(A + m * a_row, a_row, a_k, B, ldb, K, C + m * ldc, ldc, accumulate);
   for (; m < M; ++m) gemm_tile<T, 1, NV>(A + m * a_row, a_row, a_k, B, ldb, K, C + m * ldc, ldc, accumulate);
 }
 
-// C [M][N] (+)= A [M][K] * B [K][N], N a multiple of the vector width, in column blocks of <= 4 vectors.
+// C [M][N] (+)= A [M][K] * B [K][N], N a multiple of the vector width, in column blocks of at most
+// kMaxGemmVectors vectors.
 template <typename T>
 PRISMKIT_INLINE void gemm(const T* A, int64_t a_row, int64_t a_k, const T* B, int64_t ldb, int64_t M, int64_t N,
                           int64_t K, T* C, int64_t ldc, bool accumulate) {
   constexpr int64_t L = kLanes<T>;
-  for (int64_t n0 = 0; n0 < N; n0 += 4 * L) {
-    switch (std::min<int64_t>(4, (N - n0) / L)) {
+  for (int64_t n0 = 0; n0 < N; n0 += kMaxGemmVectors * L) {
+    switch (min_of<int64_t>(kMaxGemmVectors, (N - n0) / L)) {
       case 4: gemm_columns<T, 4>(A, a_row, a_k, B + n0, ldb, M, K, C + n0, ldc, accumulate); break;
       case 3: gemm_columns<T, 3>(A, a_row, a_k, B + n0, ldb, M, K, C + n0, ldc, accumulate); break;
       case 2: gemm_columns<T, 2>(A, a_row, a_k, B + n0, ldb, M, K, C + n0, ldc, accumulate); break;
@@ -79,56 +95,67 @@ PRISMKIT_INLINE void gemm(const T* A, int64_t a_row, int64_t a_k, const T* B, in
   }
 }
 
-// Each row p[0:L] of scores becomes its softmax (p[L:Lp] = 0). Phantom keys (zero padding) have
-// score 0 and stay in the denominator.
-// exp over a vector of 16 floats, written with GCC vector extensions so every instruction set
-// clone gets SIMD code: exp(x) = 2^n * exp(r), n = round(x / ln 2), a degree-6 polynomial for exp(r)
-// (Cephes expf, about 1 ulp). Below -87 the result is 0 (true exp is denormal there); NaN stays NaN.
-typedef float Vec16 __attribute__((vector_size(64)));
-typedef int32_t IVec16 __attribute__((vector_size(64)));
+// Vectors of floats (isa::VecF), and of 32-bit ints, at the path's width.
+constexpr int kFloatLanes = static_cast<int>(kLanes<float>);
+typedef int32_t VecI __attribute__((vector_size(kVectorBytes)));
 
-PRISMKIT_INLINE Vec16 exp16(Vec16 x) {
-  const Vec16 xc = x < -87.0f ? Vec16{} - 87.0f : x;
-  const Vec16 n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
-  const Vec16 r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-  Vec16 p = Vec16{} + 1.9875691500e-4f;
+// exp over a vector of floats, written with GCC vector extensions so every path gets SIMD code:
+// exp(x) = 2^n * exp(r), n = round(x / ln 2), a degree-6 polynomial for exp(r) (Cephes expf, about
+// 1 ulp). Below -87 the result is 0 (true exp is denormal there); NaN stays NaN.
+PRISMKIT_INLINE VecF exp_vec(VecF x) {
+  const VecF xc = x < -87.0f ? VecF{} - 87.0f : x;
+  const VecF n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  const VecF r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+  VecF p = VecF{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const IVec16 bits = (__builtin_convertvector(n, IVec16) + 127) << 23;
-  Vec16 e = p * reinterpret_cast<const Vec16&>(bits);
-  e = x < -87.0f ? Vec16{} : e;
+  const VecI bits = (__builtin_convertvector(n, VecI) + 127) << 23;
+  VecF e = p * reinterpret_cast<const VecF&>(bits);
+  e = x < -87.0f ? VecF{} : e;
   return x != x ? x : e;
 }
 
-// Horizontal max and sum of a vector in log2(16) shuffle steps (a lane-by-lane loop compiles to
-// a long scalar chain, and these run once per row).
-PRISMKIT_INLINE float hmax(Vec16 v) {
-  v = v > __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7)
-          ? v
-          : __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
-  v = v > __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11)
-          ? v
-          : __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
-  v = v > __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13)
-          ? v
-          : __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-  v = v > __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14)
-          ? v
-          : __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-  return v[0];
+// Horizontal max and sum of a vector: halves folded onto each other (the upper half of a zmm or
+// ymm extracted, then shuffles within 4 lanes); these run once per row.
+typedef float Vec4F __attribute__((vector_size(16)));
+typedef float Vec8F __attribute__((vector_size(32)));
+
+template <bool kMax>
+PRISMKIT_INLINE Vec4F fold(Vec4F a, Vec4F b) {
+  if constexpr (kMax)
+    return a > b ? a : b;
+  else
+    return a + b;
 }
 
-PRISMKIT_INLINE float hsum(Vec16 v) {
-  v += __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
-  v += __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
-  v += __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-  v += __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-  return v[0];
+// V is a template parameter so that only the branch of this path's width is instantiated.
+template <bool kMax, typename V>
+PRISMKIT_INLINE float reduce(V v) {
+  constexpr int N = sizeof(V) / sizeof(float);
+  Vec4F q;
+  if constexpr (N == 16) {
+    const Vec8F lo = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
+    const Vec8F hi = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    const Vec8F h = kMax ? (lo > hi ? lo : hi) : lo + hi;
+    q = fold<kMax>(__builtin_shufflevector(h, h, 0, 1, 2, 3), __builtin_shufflevector(h, h, 4, 5, 6, 7));
+  } else if constexpr (N == 8) {
+    q = fold<kMax>(__builtin_shufflevector(v, v, 0, 1, 2, 3), __builtin_shufflevector(v, v, 4, 5, 6, 7));
+  } else {
+    q = v;
+  }
+  q = fold<kMax>(q, __builtin_shufflevector(q, q, 2, 3, 0, 1));
+  q = fold<kMax>(q, __builtin_shufflevector(q, q, 1, 0, 3, 2));
+  return q[0];
 }
+
+PRISMKIT_INLINE float hmax(VecF v) { return reduce<true>(v); }
+PRISMKIT_INLINE float hsum(VecF v) { return reduce<false>(v); }
+
+PRISMKIT_INLINE float exp_scalar(float x) { return exp_vec(VecF{} + x)[0]; }
 
 // Each row p[0:L] of scores ([M][Lp]) becomes its softmax, and p[L:Lp] = 0. Phantom keys (zero
 // padding) have score 0 and stay in the denominator. With inv given, rows are left unnormalized
@@ -138,22 +165,19 @@ PRISMKIT_INLINE void softmax_rows(float* __restrict S, int64_t M, int64_t L, int
   for (int64_t i = 0; i < M; ++i) {
     float* __restrict p = S + i * Lp;
     for (int64_t j = L; j < Lp; ++j) p[j] = -std::numeric_limits<float>::infinity();
-    Vec16 mv = Vec16{} + (phantoms > 0 ? 0.0f : -std::numeric_limits<float>::infinity());
-    for (int64_t j = 0; j < Lp; j += 16) {
-      Vec16 x;
-      std::memcpy(&x, p + j, 64);
+    VecF mv = VecF{} + (phantoms > 0 ? 0.0f : -std::numeric_limits<float>::infinity());
+    for (int64_t j = 0; j < Lp; j += kFloatLanes) {
+      const VecF x = load(p + j);
       mv = x > mv ? x : mv;
     }
     const float m = hmax(mv);
-    Vec16 sv{};
-    for (int64_t j = 0; j < Lp; j += 16) {
-      Vec16 x;
-      std::memcpy(&x, p + j, 64);
-      x = exp16(x - m);
+    VecF sv{};
+    for (int64_t j = 0; j < Lp; j += kFloatLanes) {
+      const VecF x = exp_vec(load(p + j) - m);
       sv += x;
-      std::memcpy(p + j, &x, 64);
+      store(p + j, x);
     }
-    const float sum = hsum(sv) + (phantoms > 0 ? static_cast<float>(phantoms) * exp16(Vec16{} - m)[0] : 0.0f);
+    const float sum = hsum(sv) + (phantoms > 0 ? static_cast<float>(phantoms) * exp_scalar(-m) : 0.0f);
     const float inv = 1.0f / sum;
     if (inv_sum)
       inv_sum[i] = inv;
@@ -205,7 +229,6 @@ struct Buffers {
   }
 };
 
-// Gathers the window's q (scaled), k, v (and with grad, dO) and the head's LePE weights by tap.
 template <typename T>
 PRISMKIT_INLINE void copy(const T* __restrict from, T* __restrict to, int64_t n) {
   for (int64_t i = 0; i < n; ++i) to[i] = from[i];  // inlined: these rows are too short for memcpy calls
@@ -217,45 +240,49 @@ PRISMKIT_INLINE void copy_padded(const T* __restrict from, T* __restrict to, int
   for (int64_t i = n; i < n_padded; ++i) to[i] = 0;
 }
 
-// In-register transpose of a 16 x 16 float block: four rounds of two-source shuffles, each
-// swapping the off-diagonal blocks of size S between rows i and i + S (64 shuffles in all).
+// In-register transpose of an N x N float block (N = kFloatLanes): log2(N) rounds of two-source
+// shuffles, each swapping the off-diagonal blocks of size S between rows i and i + S.
 template <int S>
 constexpr int lower_row_lane(int e) {
-  return (e & S) ? 16 + e - S : e;
+  return (e & S) ? kFloatLanes + e - S : e;
 }
 template <int S>
 constexpr int upper_row_lane(int e) {
-  return (e & S) ? 16 + e : e + S;
+  return (e & S) ? kFloatLanes + e : e + S;
 }
 
 template <int S, int... E>
-PRISMKIT_INLINE void swap_blocks(Vec16* r, std::integer_sequence<int, E...>) {
-  for (int i = 0; i < 16; ++i) {
+PRISMKIT_INLINE void swap_blocks(VecF* r, std::integer_sequence<int, E...>) {
+  for (int i = 0; i < kFloatLanes; ++i) {
     if (i & S) continue;
-    const Vec16 a = r[i], b = r[i + S];
+    const VecF a = r[i], b = r[i + S];
     r[i] = __builtin_shufflevector(a, b, lower_row_lane<S>(E)...);
     r[i + S] = __builtin_shufflevector(a, b, upper_row_lane<S>(E)...);
   }
 }
 
-// to[c][i] = from[i][c] for i < rows, c < cols (both multiples of 16; from rows ld_from apart).
+template <int S>
+PRISMKIT_INLINE void swap_rounds(VecF* r) {
+  if constexpr (S < kFloatLanes) {
+    swap_blocks<S>(r, std::make_integer_sequence<int, kFloatLanes>{});
+    swap_rounds<2 * S>(r);
+  }
+}
+
+// to[c][i] = from[i][c] for i < rows, c < cols (both multiples of N; from rows ld_from apart).
 PRISMKIT_INLINE void transpose(const float* from, int64_t ld_from, float* to, int64_t ld_to, int64_t rows,
                                int64_t cols) {
-  using Lanes = std::make_integer_sequence<int, 16>;
-  for (int64_t i0 = 0; i0 < rows; i0 += 16) {
-    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
-      Vec16 r[16];
-      for (int i = 0; i < 16; ++i) std::memcpy(&r[i], from + (i0 + i) * ld_from + c0, 64);
-      swap_blocks<1>(r, Lanes{});
-      swap_blocks<2>(r, Lanes{});
-      swap_blocks<4>(r, Lanes{});
-      swap_blocks<8>(r, Lanes{});
-      for (int c = 0; c < 16; ++c) std::memcpy(to + (c0 + c) * ld_to + i0, &r[c], 64);
+  for (int64_t i0 = 0; i0 < rows; i0 += kFloatLanes) {
+    for (int64_t c0 = 0; c0 < cols; c0 += kFloatLanes) {
+      VecF r[kFloatLanes];
+      for (int i = 0; i < kFloatLanes; ++i) r[i] = load(from + (i0 + i) * ld_from + c0);
+      swap_rounds<1>(r);
+      for (int c = 0; c < kFloatLanes; ++c) store(to + (c0 + c) * ld_to + i0, r[c]);
     }
   }
 }
 
-// rows_t[c][i] = rows[i][c]: by 16 x 16 blocks for float, element by element for double.
+// rows_t[c][i] = rows[i][c]: by N x N blocks for float, element by element for double.
 template <typename T>
 PRISMKIT_INLINE void transpose_rows(const T* rows, T* rows_t, int64_t Lp, int64_t hdp) {
   if constexpr (std::is_same_v<T, float>) {
@@ -289,47 +316,47 @@ PRISMKIT_INLINE void gather(const WindowTask<T>& t, Buffers<T>& b, bool backward
   copy_padded(t.lepe_bias + t.channel, b.bias, hd, hdp);
 }
 
-// Scores and softmax of R query rows in registers, for windows whose Lp = NV * 16 keys fit one
-// tile: the exp(s - max) rows go to S, 1 / row sum to inv_sum.
+// Scores and softmax of R query rows in registers, for windows whose Lp = NV vectors of keys fit
+// one tile: the exp(s - max) rows go to S, 1 / row sum to inv_sum.
 template <int R, int NV>
 PRISMKIT_INLINE void scores_softmax_tile(const float* __restrict qs, int64_t hdp, const float* __restrict kt,
                                          int64_t Lp, int64_t hd, int64_t L, int64_t phantoms, float* __restrict S,
                                          float* __restrict inv_sum) {
-  Vec16 acc[R][NV];
+  VecF acc[R][NV];
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = Vec16{};
+    for (int v = 0; v < NV; ++v) acc[r][v] = VecF{};
   for (int64_t c = 0; c < hd; ++c) {
-    Vec16 kv[NV];
-    for (int v = 0; v < NV; ++v) std::memcpy(&kv[v], kt + c * Lp + v * 16, 64);
+    VecF kv[NV];
+    for (int v = 0; v < NV; ++v) kv[v] = load(kt + c * Lp + v * kFloatLanes);
     for (int r = 0; r < R; ++r) {
       const float a = qs[r * hdp + c];
       for (int v = 0; v < NV; ++v) acc[r][v] += a * kv[v];
     }
   }
   // lanes past the last real key leave the softmax
-  IVec16 lane;
-  for (int l = 0; l < 16; ++l) lane[l] = l;
-  const IVec16 real_last = lane < static_cast<int32_t>(L - 16 * (NV - 1));
-  const Vec16 minus_inf = Vec16{} - std::numeric_limits<float>::infinity();
+  VecI lane;
+  for (int l = 0; l < kFloatLanes; ++l) lane[l] = l;
+  const VecI real_last = lane < static_cast<int32_t>(L - kFloatLanes * (NV - 1));
+  const VecF minus_inf = VecF{} - std::numeric_limits<float>::infinity();
   for (int r = 0; r < R; ++r) {
     acc[r][NV - 1] = real_last ? acc[r][NV - 1] : minus_inf;
-    Vec16 mv = acc[r][0];
+    VecF mv = acc[r][0];
     for (int v = 1; v < NV; ++v) mv = acc[r][v] > mv ? acc[r][v] : mv;
     float m = hmax(mv);
     if (phantoms > 0 && m < 0.0f) m = 0.0f;
-    Vec16 sv{};
+    VecF sv{};
     for (int v = 0; v < NV; ++v) {
-      const Vec16 e = exp16(acc[r][v] - m);
+      const VecF e = exp_vec(acc[r][v] - m);
       sv += e;
-      std::memcpy(S + r * Lp + v * 16, &e, 64);
+      store(S + r * Lp + v * kFloatLanes, e);
     }
-    inv_sum[r] = 1.0f / (hsum(sv) + (phantoms > 0 ? static_cast<float>(phantoms) * exp16(Vec16{} - m)[0] : 0.0f));
+    inv_sum[r] = 1.0f / (hsum(sv) + (phantoms > 0 ? static_cast<float>(phantoms) * exp_scalar(-m) : 0.0f));
   }
 }
 
 template <int NV>
 PRISMKIT_INLINE void scores_softmax_rows(const Buffers<float>& b, int64_t L, int64_t phantoms, float* inv_sum) {
-  constexpr int R = NV <= 3 ? 8 : (NV == 4 ? 6 : (NV <= 6 ? 4 : (NV == 7 ? 3 : 2)));  // R x NV + NV <= 32
+  constexpr int R = kTileRows<NV>;
   int64_t i = 0;
   for (; i + R <= L; i += R)
     scores_softmax_tile<R, NV>(b.qs + i * b.hdp, b.hdp, b.kt, b.Lp, b.hd, L, phantoms, b.s + i * b.Lp, inv_sum + i);
@@ -337,25 +364,32 @@ PRISMKIT_INLINE void scores_softmax_rows(const Buffers<float>& b, int64_t L, int
     scores_softmax_tile<1, NV>(b.qs + i * b.hdp, b.hdp, b.kt, b.Lp, b.hd, L, phantoms, b.s + i * b.Lp, inv_sum + i);
 }
 
+// Key rows (in vectors) short enough for the fused register tiles: at most 8 vectors (128 floats
+// with AVX-512), and enough accumulator rows left to reuse each loaded key vector: 2 with 32
+// registers, 4 with 16 (with AVX2 a 56-key window would get one row per tile, slower than the GEMM
+// and a separate softmax pass).
+template <int NV>
+constexpr bool kFusedFits = NV <= 8 && kTileRows<NV> >= (kVectorRegisters >= 32 ? 2 : 4);
+
+template <int NV>
+PRISMKIT_INLINE bool fused_scores_softmax(const Buffers<float>& b, int64_t L, int64_t phantoms, float* inv_sum) {
+  if constexpr (kFusedFits<NV>) {
+    if (b.Lp == NV * kFloatLanes) {
+      scores_softmax_rows<NV>(b, L, phantoms, inv_sum);
+      return true;
+    }
+    return fused_scores_softmax<NV + 1>(b, L, phantoms, inv_sum);
+  }
+  return false;
+}
+
 // S = softmax(Qs K^T) over the window ([L][Lp]): unnormalized with 1 / row sums in inv_sum, or
-// normalized in place without. Windows of up to 128 keys (every CSWin stage at 224) take the
-// fused register tiles; larger ones a GEMM and a separate softmax pass.
+// normalized in place without. Windows whose keys fit the fused register tiles (kFusedFits: every
+// CSWin stage at 224 with AVX-512) take them; larger ones a GEMM and a separate softmax pass.
 template <typename T>
 PRISMKIT_INLINE void attention_probabilities(const WindowTask<T>& t, Buffers<T>& b, T* inv_sum) {
   if constexpr (std::is_same_v<T, float>) {
-    if (b.Lp <= 128) {
-      switch (b.Lp / 16) {
-        case 1: scores_softmax_rows<1>(b, t.L, t.phantoms, inv_sum); break;
-        case 2: scores_softmax_rows<2>(b, t.L, t.phantoms, inv_sum); break;
-        case 3: scores_softmax_rows<3>(b, t.L, t.phantoms, inv_sum); break;
-        case 4: scores_softmax_rows<4>(b, t.L, t.phantoms, inv_sum); break;
-        case 5: scores_softmax_rows<5>(b, t.L, t.phantoms, inv_sum); break;
-        case 6: scores_softmax_rows<6>(b, t.L, t.phantoms, inv_sum); break;
-        case 7: scores_softmax_rows<7>(b, t.L, t.phantoms, inv_sum); break;
-        default: scores_softmax_rows<8>(b, t.L, t.phantoms, inv_sum); break;
-      }
-      return;
-    }
+    if (fused_scores_softmax<1>(b, t.L, t.phantoms, inv_sum)) return;
   }
   gemm(b.qs, b.hdp, int64_t(1), b.kt, b.Lp, t.L, b.Lp, t.head_dim, b.s, b.Lp, false);
   softmax_rows(b.s, t.L, t.L, b.Lp, t.phantoms, inv_sum);
@@ -365,40 +399,33 @@ PRISMKIT_INLINE void attention_probabilities(const WindowTask<T>& t, Buffers<T>&
 // registers (NV vectors per row); o holds the unnormalized exp(S) V.
 template <typename T, int NV>
 PRISMKIT_INLINE void lepe_and_store(const WindowTask<T>& t, const Buffers<T>& b) {
-  typedef T Vec __attribute__((vector_size(64)));
+  using Vec = isa::Vec<T>;
   constexpr int64_t L = kLanes<T>;
   const int64_t hd = t.head_dim, hdp = b.hdp;
   Vec bias[NV];
-  for (int v = 0; v < NV; ++v) std::memcpy(&bias[v], b.bias + v * L, 64);
+  for (int v = 0; v < NV; ++v) bias[v] = load(b.bias + v * L);
   for (int64_t i = 0; i < t.L; ++i) {
     Vec acc[NV];
-    for (int v = 0; v < NV; ++v) {
-      std::memcpy(&acc[v], b.o + i * hdp + v * L, 64);
-      acc[v] = acc[v] * b.inv[i] + bias[v];
-    }
+    const T inv = b.inv[i];
+    for (int v = 0; v < NV; ++v) acc[v] = load(b.o + i * hdp + v * L) * inv + bias[v];
     for (int tap = 0; tap < 9; ++tap) {
       const int32_t n = t.neighbour[i * 9 + tap];
       if (n < 0) continue;
-      for (int v = 0; v < NV; ++v) {
-        Vec w, x;
-        std::memcpy(&w, b.w + tap * hdp + v * L, 64);
-        std::memcpy(&x, b.v + n * hdp + v * L, 64);
-        acc[v] += w * x;
-      }
+      for (int v = 0; v < NV; ++v) acc[v] += load(b.w + tap * hdp + v * L) * load(b.v + n * hdp + v * L);
     }
     T* out = t.out + t.tokens[i] * t.C + t.channel;
     if (hd == hdp) {
-      for (int v = 0; v < NV; ++v) std::memcpy(out + v * L, &acc[v], 64);
+      for (int v = 0; v < NV; ++v) store(out + v * L, acc[v]);
     } else {
       T row[NV * L];
-      for (int v = 0; v < NV; ++v) std::memcpy(row + v * L, &acc[v], 64);
+      for (int v = 0; v < NV; ++v) store(row + v * L, acc[v]);
       copy(row, out, hd);
     }
   }
 }
 
 template <typename T>
-PRISMKIT_INLINE void forward_impl(const WindowTask<T>& t, T* scratch) {
+void forward_impl(const WindowTask<T>& t, T* scratch) {
   Buffers<T> b(scratch, t.L, t.head_dim);
   gather(t, b, false);
   attention_probabilities(t, b, b.inv);
@@ -409,7 +436,7 @@ PRISMKIT_INLINE void forward_impl(const WindowTask<T>& t, T* scratch) {
     case 2: lepe_and_store<T, 2>(t, b); break;
     case 3: lepe_and_store<T, 3>(t, b); break;
     case 4: lepe_and_store<T, 4>(t, b); break;
-    default:  // wide heads (over 64 floats or 32 doubles): the same sums, through memory
+    default:  // wide heads (over 4 vectors): the same sums, through memory
       for (int64_t i = 0; i < L; ++i) {
         T* __restrict o = b.o + i * hdp;
         for (int64_t c = 0; c < hdp; ++c) o[c] = o[c] * b.inv[i] + b.bias[c];
@@ -426,7 +453,7 @@ PRISMKIT_INLINE void forward_impl(const WindowTask<T>& t, T* scratch) {
 }
 
 template <typename T>
-PRISMKIT_INLINE void backward_impl(const WindowTask<T>& t, T* scratch) {
+void backward_impl(const WindowTask<T>& t, T* scratch) {
   Buffers<T> b(scratch, t.L, t.head_dim);
   gather(t, b, true);
   attention_probabilities(t, b, b.inv);
@@ -471,15 +498,15 @@ PRISMKIT_INLINE void backward_impl(const WindowTask<T>& t, T* scratch) {
   }
 }
 
-}  // namespace
-
-int64_t window_scratch_size(int64_t L, int64_t head_dim, bool is_double) {
+int64_t scratch_size(int64_t L, int64_t head_dim, bool is_double) {
   return is_double ? Buffers<double>::size(L, head_dim) : Buffers<float>::size(L, head_dim);
 }
 
-PRISMKIT_CLONES void window_forward(const WindowTask<float>& task, float* scratch) { forward_impl(task, scratch); }
-PRISMKIT_CLONES void window_forward(const WindowTask<double>& task, double* scratch) { forward_impl(task, scratch); }
-PRISMKIT_CLONES void window_backward(const WindowTask<float>& task, float* scratch) { backward_impl(task, scratch); }
-PRISMKIT_CLONES void window_backward(const WindowTask<double>& task, double* scratch) { backward_impl(task, scratch); }
+const WindowKernels kTable = {scratch_size, forward_impl<float>, forward_impl<double>, backward_impl<float>,
+                              backward_impl<double>};
+
+}  // namespace
+
+const WindowKernels& PRISMKIT_ISA_TABLE(window_kernels)() { return kTable; }
 
 }  // namespace prismkit::cswin

@@ -1,0 +1,127 @@
+"""Every CPU instruction-set path this machine supports (baseline SSE2, AVX2+FMA, AVX-512 on x86-64;
+NEON on aarch64) against the references, so a path that only some machines take cannot rot: the
+vector kernels (csrc/common/vector_math_isa.cpp, used by the SAE ops) and the CSWin window kernels
+(csrc/cswin/cswin_window_kernels_isa.cpp), at sizes on both sides of each path's vector width,
+register tiles and fused-softmax limit. The other op tests run the best path; this file switches
+paths in process, and one test checks that PRISMKIT_CPU_CAPABILITY selects a path at load time.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import TOLERANCES
+from sae_cases import assert_code_equal, continuous, fixed_k_code, row_compressed_code
+
+from prismkit import _cpu
+from prismkit.reference import cswin as cswin_ref
+from prismkit.reference import sae as ref
+
+P = torch.ops.prismkit
+PATHS = _cpu.supported_paths()
+
+
+@pytest.fixture(params=PATHS)
+def cpu_path(request):
+    before = _cpu.capability()["path"]
+    _cpu.set_path(request.param)
+    assert _cpu.capability()["path"] == request.param
+    yield request.param
+    _cpu.set_path(before)
+
+
+# feature sizes across every path's column chunk (16 to 128 floats) and their tails
+WIDTHS = [1, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 257]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_decode_kernels(cpu_path, dtype):
+    for d in WIDTHS:
+        W = torch.randn(40, d, dtype=dtype)
+        grad_out = torch.randn(9, d, dtype=dtype)
+        for values, indices, offsets in (fixed_k_code(9, 5, 40, dtype), row_compressed_code(9, 40, 7, dtype)):
+            torch.testing.assert_close(P.sparse_decode(values, indices, offsets, W, None),
+                                       ref.sparse_decode(values, indices, offsets, W, None), **TOLERANCES[dtype])  # fmt: skip
+            torch.testing.assert_close(P.sparse_decode_grad_values(grad_out, indices, offsets, W),
+                                       ref.sparse_decode_grad_values(grad_out, indices, offsets, W), **TOLERANCES[dtype])  # fmt: skip
+            got = P.sparse_decode_grad_weight(grad_out, values, indices, offsets, 40) + P.sparse_decode_backward(
+                grad_out, values, indices, offsets, W
+            )
+            want = ref.sparse_decode_grad_weight(grad_out, values, indices, offsets, 40) + ref.sparse_decode_backward(
+                grad_out, values, indices, offsets, W
+            )
+            for g, w in zip(got, want, strict=True):
+                torch.testing.assert_close(g, w, **TOLERANCES[dtype])
+
+
+def test_encoders(cpu_path):
+    """The encoders' tile scan (first_not_at_most) on every path, past its two-vector chunks."""
+    for B, d, F, k in [(5, 3, 7, 7), (37, 24, 70, 5), (20, 8, 2053, 40)]:
+        x, W, b = continuous(B, d, F, torch.float64)
+        assert_code_equal(P.topk_encode(x, W, b, k), ref.topk_encode(x, W, b, k), torch.float64)
+        assert_code_equal(P.batch_topk_encode(x, W, b, k), ref.batch_topk_encode(x, W, b, k), torch.float64)
+
+
+# (B, H, W, C, heads, split, mode): windows of 4 to 98 keys, so both the fused register tiles and
+# the GEMM path run on every path; head_dim 8, 12, 32 and 48 (narrow and wide heads).
+CSWIN_CASES = [
+    (1, 6, 8, 32, 2, 2, "cross"),
+    (2, 14, 14, 64, 2, 7, "cross"),
+    (1, 16, 16, 32, 2, 1, "cross"),
+    (1, 7, 9, 48, 4, 4, "cross"),
+    (1, 7, 7, 96, 2, 7, "full"),
+    (1, 9, 11, 24, 2, 3, "cross"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("padding", ["mask", "zeros"])
+def test_cswin_window_kernels(cpu_path, dtype, padding):
+    for B, H, W, C, heads, split, mode in CSWIN_CASES:
+        qkv = torch.randn(B, H * W, 3 * C, dtype=dtype, requires_grad=True)
+        weight = (torch.randn(C, 1, 3, 3, dtype=dtype) * 0.3).requires_grad_()
+        bias = (torch.randn(C, dtype=dtype) * 0.1).requires_grad_()
+        scale = (C // heads) ** -0.5
+        out = P.cswin_attention(qkv, H, W, split, heads, weight, bias, scale, mode, padding)
+        want = cswin_ref.cswin_attention(qkv, H, W, split, heads, weight, bias, scale, mode, padding)
+        torch.testing.assert_close(out, want, **TOLERANCES[dtype])
+        grad = torch.randn_like(out)
+        got = torch.autograd.grad(out, (qkv, weight, bias), grad)
+        expected = torch.autograd.grad(want, (qkv, weight, bias), grad)
+        for g, e in zip(got, expected, strict=True):
+            torch.testing.assert_close(g, e, **TOLERANCES[dtype])
+
+
+def test_reduced_precision_on_every_path(cpu_path):
+    """bfloat16 and float16 run the float32 kernels of the path and come back in their dtype."""
+    x, W, b = continuous(12, 16, 50, torch.float32)
+    for dtype in (torch.bfloat16, torch.float16):
+        values, indices = P.topk_encode(x.to(dtype), W.to(dtype), b.to(dtype), 4)
+        assert values.dtype == dtype and indices.dtype == torch.long
+        want = ref.topk_encode(x.to(dtype).float(), W.to(dtype).float(), b.to(dtype).float(), 4)
+        torch.testing.assert_close(values, want[0].to(dtype))
+
+
+def test_the_environment_variable_selects_the_path():
+    code = "import prismkit; print(prismkit._cpu.capability()['path'])"
+    for path in PATHS:
+        env = {**os.environ, "PRISMKIT_CPU_CAPABILITY": path}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == path
+    # a path above the CPU's best falls back to the best; a name that is no path is ignored, with a warning
+    env = {**os.environ, "PRISMKIT_CPU_CAPABILITY": "avx512"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == PATHS[-1]
+    env = {**os.environ, "PRISMKIT_CPU_CAPABILITY": "sse9"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == PATHS[-1] and "'sse9' is not one of baseline, avx2, avx512: ignored" in out.stderr
+
+
+def test_switching_to_an_unknown_or_unsupported_path_is_an_error():
+    with pytest.raises(ValueError, match="CPU capability must be one of baseline, avx2, avx512, got 'sse9'"):
+        _cpu.set_path("sse9")
+    if PATHS[-1] != "avx512":
+        with pytest.raises(ValueError, match="this CPU cannot run the avx512 path"):
+            _cpu.set_path("avx512")
