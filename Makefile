@@ -5,8 +5,10 @@
 #   make test-compat   the tests on the GPU machine's torch 2.11.0 and Triton 3.6.0 (CI runs this too)
 #   make sanitize      the C++ CPU kernels built with AddressSanitizer + UBSan, running the op tests
 #   make lint          ruff (Python) and clang-format (C++/CUDA) over the tree, no changes made
+#   make check-aarch64 csrc/ cross-compiled for aarch64, the NEON kernels' unit test under qemu
 #   make test-nightly  the property sweeps with many more examples (minutes)
-#   make bench         benchmarks -> bench/results/cpu-<N>core.json
+#   make bench         benchmarks -> bench/results/cpu-<N>core-<path>.json (the best CPU path)
+#   make bench-avx2    the same with prismkit and torch held to AVX2 (on an AVX-512 machine)
 #   make wheel         a wheel in dist/ pinned to the torch it was built with
 #   make gpu-check     on a GPU machine: build, tests, sanitizer, GPU benchmarks; logs, summary.json
 #                      and <gpu>.json into $OUT
@@ -32,7 +34,7 @@ COMPAT_SPECS := "torch==2.11.0" "triton==3.6.0" "numpy<2.4"
 COMPAT_SKIP := --ignore=tests/test_sae_interop.py --ignore=tests/test_sae_trainer.py \
 	--ignore=tests/test_sae_example.py --ignore=tests/test_wheel.py
 
-.PHONY: build demo sae-example test test-compat test-nightly sanitize lint format bench wheel gpu-check clean
+.PHONY: check-aarch64 build demo sae-example test test-compat test-nightly sanitize lint format bench bench-avx2 wheel gpu-check clean
 
 $(RUNTIME): Makefile pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -82,7 +84,8 @@ test-compat: $(COMPAT_DEPS)
 SANITIZE_PRELOAD = $(shell $(CXX) -print-file-name=libasan.so) $(shell $(CXX) -print-file-name=libstdc++.so)
 sanitize: build $(DEV)
 	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e . --config-settings=build-dir=build/sanitize \
-		--config-settings=cmake.define.PRISMKIT_SANITIZE=ON --config-settings=cmake.build-type=RelWithDebInfo
+		--config-settings=cmake.define.PRISMKIT_SANITIZE=ON --config-settings=cmake.build-type=RelWithDebInfo \
+		--config-settings=cmake.define.PRISMKIT_WITH_CUDA=OFF --config-settings=cmake.define.PRISMKIT_CUDA_COMPILE_CHECK=OFF
 	LD_PRELOAD="$(SANITIZE_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(PY) -m pytest tests/test_sae_encode.py tests/test_sae_decode.py tests/test_sae_threshold.py \
@@ -90,18 +93,30 @@ sanitize: build $(DEV)
 		-n $(PYTEST_WORKERS) -p no:cacheprovider -q; \
 		status=$$?; $(MAKE) --no-print-directory build; exit $$status
 
+# Cross-compiles csrc/ for aarch64 and runs the NEON kernels' unit test under qemu (Debian's
+# crossbuild-essential-arm64 and qemu-user, installed here when missing).
+check-aarch64: $(RUNTIME)
+	command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq crossbuild-essential-arm64 qemu-user)
+	build_support/check_aarch64.sh $(PY)
+
 lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/clang-format --dry-run --Werror $$(git ls-files 'csrc/*.cpp' 'csrc/*.h' 'cuda/*.cu' 'cuda/*.cuh' 'cuda/*.h')
+	$(VENV)/bin/clang-format --dry-run --Werror $$(git ls-files 'csrc/*.cpp' 'csrc/*.h' 'cuda/*.cu' 'cuda/*.cuh' 'cuda/*.h' 'tests/cpp/*.cpp')
 
 format: $(DEV)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
-	$(VENV)/bin/clang-format -i $$(git ls-files 'csrc/*.cpp' 'csrc/*.h' 'cuda/*.cu' 'cuda/*.cuh' 'cuda/*.h')
+	$(VENV)/bin/clang-format -i $$(git ls-files 'csrc/*.cpp' 'csrc/*.h' 'cuda/*.cu' 'cuda/*.cuh' 'cuda/*.h' 'tests/cpp/*.cpp')
 
 bench: build $(DEV)
 	$(PY) bench/run.py
+
+# The AVX2 path on a machine with AVX-512: prismkit and torch's baselines both held to AVX2.
+bench-avx2: build $(DEV)
+	PRISMKIT_CPU_CAPABILITY=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+		$(PY) bench/run.py
 
 wheel: $(RUNTIME)
 	$(PY) -m pip wheel --no-build-isolation --no-deps --wheel-dir dist .

@@ -3,6 +3,9 @@
     python bench/run.py                      # CPU, all cases (paper sizes), ~10 minutes on 2 cores
     python bench/run.py --cases small        # seconds
     python bench/run.py --device cuda        # GPU rows (bf16), for make gpu-check
+    PRISMKIT_CPU_CAPABILITY=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+        MKL_ENABLE_INSTRUCTIONS=AVX2 python bench/run.py    # the AVX2 path on an AVX-512 machine
+                                                             # (make bench-avx2), both sides on AVX2
 
 Each result row pairs a prismkit measurement (pytest-benchmark median) with one baseline timed in
 the same rounds, interleaved with it (see bench/conftest.py). CPU peak memory is the rise of the process's
@@ -40,13 +43,28 @@ def suites() -> list[str]:
 
 
 def device_label(device: str) -> tuple[str, str]:
-    """(description stored in the file, file stem)."""
+    """(description stored in the file, file stem). CPU files are named after the instruction-set
+    path prismkit's kernels ran (cpu-2core-avx512.json, cpu-2core-avx2.json), and say which processor
+    ran them and which ISA torch's own kernels were held to (ATEN_CPU_CAPABILITY and friends), so
+    both sides of each ratio are known."""
     if device == "cuda":
         name = torch.cuda.get_device_name()
         stem = re.sub(r"[^a-z0-9]+", "-", name.lower().replace("nvidia", "")).strip("-").split("-")[0]
         return name, stem
-    threads = torch.get_num_threads()
-    return f"cpu ({threads} threads, {os.cpu_count()} logical cores)", f"cpu-{threads}core"
+    from prismkit import _cpu
+
+    threads, path = torch.get_num_threads(), _cpu.capability()["path"]
+    torch_isa = {k: os.environ[k] for k in TORCH_ISA_VARIABLES if k in os.environ}
+    torch_note = ", ".join(f"{k}={v}" for k, v in torch_isa.items()) or "torch's default ISA"
+    return (
+        f"{_cpu.processor()}, prismkit CPU path {_cpu.describe()}, {torch_note} "
+        f"({threads} threads, {os.cpu_count()} logical cores)",
+        f"cpu-{threads}core-{path}",
+    )
+
+
+# What holds torch's own CPU kernels (the baselines) to an instruction set, for same-ISA ratios.
+TORCH_ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def to_rows(entries, peaks):
@@ -85,18 +103,28 @@ def print_table(rows):
             print("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)))
 
 
-def markdown(path) -> str:
-    """The README's benchmark table for one result file."""
-    with open(path) as f:
-        data = json.load(f)
-    lines = [f"{data['device']}, torch {data['torch']}, {data['date']} (`{data.get('command', '')}`)", "",
-             "| op | mode | case | baseline | prismkit ms | baseline ms | speedup | prismkit MiB | baseline MiB |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for r in data["rows"]:
-        roof = f" (roofline {r['roofline_fraction']:.2f})" if "roofline_fraction" in r else ""
-        lines.append(f"| {r['op']} | {r['mode']} | {r['case']} | {r['baseline']} | {r['median_ms']:.2f} | "
-                     f"{r['baseline_median_ms']:.2f} | {r['speedup']:.2f}x{roof} | {r['peak_mem_mb']:.1f} | "
-                     f"{r['baseline_peak_mem_mb']:.1f} |")  # fmt: skip
+def markdown(paths) -> str:
+    """The README's benchmark table: the rows of one or more result files (one per CPU path) side
+    by side, each file's device, torch and date in a line above."""
+    files = []
+    for path in paths:
+        with open(path) as f:
+            files.append((os.path.basename(path), json.load(f)))
+    lines = [f"- `{name}`: {d['device']}, torch {d['torch']}, {d['date']}" for name, d in files] + [""]
+    head = "| op | mode | case | baseline |" + "".join(
+        f" {name.removesuffix('.json')}: ms / baseline ms / speedup | MiB / baseline MiB |" for name, _ in files
+    )
+    lines += [head, "|---|---|---|---|" + "---:|---:|" * len(files)]
+    key = lambda r: (r["core"], r["op"], r["mode"], r["case"], r["baseline"])  # noqa: E731
+    by_file = [{key(r): r for r in d["rows"]} for _, d in files]
+    for k in dict.fromkeys(key(r) for _, d in files for r in d["rows"]):
+        cells = []
+        for rows in by_file:
+            r = rows.get(k)
+            roof = f" (roofline {r['roofline_fraction']:.2f})" if r and "roofline_fraction" in r else ""
+            cells.append(f"{r['median_ms']:.2f} / {r['baseline_median_ms']:.2f} / **{r['speedup']:.2f}x**{roof} | "
+                         f"{r['peak_mem_mb']:.1f} / {r['baseline_peak_mem_mb']:.1f}" if r else "- | -")  # fmt: skip
+        lines.append(f"| {k[1]} | {k[2]} | {k[3]} | {k[4]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -107,7 +135,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="result file (default <out-dir>/<device>.json)")
     parser.add_argument("--out-dir", default=os.path.join(HERE, "results"), help="default bench/results")
     parser.add_argument("-k", dest="select", help="pytest -k expression to run a subset")
-    parser.add_argument("--markdown", metavar="FILE", help="only print FILE's rows as a markdown table")
+    parser.add_argument(
+        "--markdown", metavar="FILE", nargs="+", help="only print the files' rows as one markdown table"
+    )
     args = parser.parse_args(argv)
     if args.markdown:
         print(markdown(args.markdown))

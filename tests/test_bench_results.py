@@ -15,8 +15,18 @@ import check_results  # noqa: E402
 RESULTS = sorted(glob.glob(os.path.join(ROOT, "bench", "results", "*.json")))
 
 
-def test_there_is_a_cpu_result_file():
-    assert any(os.path.basename(p).startswith("cpu-") for p in RESULTS)
+CPU_FILES = {path: [p for p in RESULTS if os.path.basename(p).startswith("cpu-") and p.endswith(f"-{path}.json")]
+             for path in ("avx512", "avx2")}  # fmt: skip
+
+
+def test_there_is_a_cpu_result_file_per_x86_path():
+    """One file per instruction-set path (AVX-512 and AVX2), each naming the processor and the path."""
+    for path, files in CPU_FILES.items():
+        assert files, f"no bench/results/cpu-<N>core-{path}.json"
+        for f in files:
+            with open(f) as fh:
+                device = json.load(fh)["device"]
+            assert f"prismkit CPU path {path}" in device, device
 
 
 @pytest.mark.parametrize("path", RESULTS, ids=os.path.basename)
@@ -54,10 +64,18 @@ SAE_CPU_ROWS = (
 )
 
 
-def test_cpu_file_has_every_sae_row():
-    (path,) = [p for p in RESULTS if os.path.basename(p).startswith("cpu-")]
-    with open(path) as f:
-        rows = json.load(f)["rows"]
-    for op, mode, case, baseline in SAE_CPU_ROWS:
-        assert any(r["core"] == "sae" and r["op"] == op and r["mode"] == mode and case in r["case"]
-                   and r["baseline"] == baseline for r in rows), (op, mode, case, baseline)  # fmt: skip
+CSWIN_CPU_ROWS = [
+    ("cswin_attention", mode, f"cswin-t stage{s}", "official-pytorch") for mode in ("forward", "forward+backward")
+    for s in (1, 2, 3, 4)
+] + [("cswin_tiny_224", "end-to-end", "cswin-t 224x224", "official-pytorch")]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted(CPU_FILES))
+def test_cpu_files_have_every_row(path):
+    for f in CPU_FILES[path]:
+        with open(f) as fh:
+            rows = json.load(fh)["rows"]
+        for core, wanted in (("sae", SAE_CPU_ROWS), ("cswin", CSWIN_CPU_ROWS)):
+            for op, mode, case, baseline in wanted:
+                assert any(r["core"] == core and r["op"] == op and r["mode"] == mode and case in r["case"]
+                           and r["baseline"] == baseline for r in rows), (f, op, mode, case, baseline)  # fmt: skip

@@ -82,54 +82,66 @@ PRISMKIT_INLINE void prefetch_ahead(const T* rows, int64_t d, const int64_t* idx
 
 // out[0:d] (+)= sum over p < n of vals[p] * rows[idx[p]], and with kDots also
 // dots[p] = rows[idx[p]] . w. A column chunk of kVecs vectors is accumulated in registers, so out
-// is written once per chunk and, without kAccumulate, never read. The chunk's accumulators, the
-// loaded row and (kDots) w take 3 * kVecs registers: 8 zmm each with AVX-512's 32, 4 ymm each
-// with AVX2's 16.
+// is written once per chunk and, without kAccumulate, never read. The chunk is as wide as the
+// register file allows, so each gathered row is visited in as few passes as possible: with kDots
+// the accumulators, the loaded row and w take 3 * kVecs registers (8 zmm each with AVX-512's 32, 4
+// ymm each with AVX2's 16); without, the accumulators take half the registers and the row streams
+// through the rest. The dot products are summed per entry as vectors across the chunks (in an L1
+// buffer, for blocks of kBlock entries) and reduced to a number once per entry, not once per chunk.
 template <typename T, bool kAccumulate, bool kDots>
 PRISMKIT_INLINE void gather_impl(const T* __restrict rows, int64_t d, const int64_t* __restrict idx,
                                  const T* __restrict vals, int64_t n, int64_t n_valid, const T* __restrict w,
                                  T* __restrict dots, T* __restrict out) {
   using V = isa::Vec<T>;
-  constexpr int64_t kVecs = kVectorRegisters / 4, kChunk = kLanes<T> * kVecs;
-  if constexpr (kDots)
-    for (int64_t p = 0; p < n; ++p) dots[p] = 0;
-  int64_t c0 = 0;
-  for (; c0 + kChunk <= d; c0 += kChunk) {
-    V acc[kVecs], wv[kVecs];
-    for (int64_t i = 0; i < kVecs; ++i) {
-      if constexpr (kAccumulate)
-        acc[i] = load(out + c0 + i * kLanes<T>);
-      else
-        acc[i] = V{};
-      if constexpr (kDots) wv[i] = load(w + c0 + i * kLanes<T>);
-    }
-    for (int64_t p = 0; p < n; ++p) {
-      prefetch_ahead(rows, d, idx, n, n_valid, c0, p, kChunk);
-      const T* x = rows + idx[p] * d + c0;
-      const T v = vals[p];
-      V xv[kVecs];
+  constexpr int64_t kVecs = kDots ? kVectorRegisters / 4 : kVectorRegisters / 2, kChunk = kLanes<T> * kVecs;
+  constexpr int64_t kBlock = kDots ? 32 : int64_t(1) << 62;
+  for (int64_t p0 = 0; p0 < n || p0 == 0; p0 += kBlock) {
+    const int64_t nb = min_of(n - p0, kBlock);
+    const int64_t* bidx = idx + p0;
+    const T* bvals = vals + p0;
+    const bool read_out = kAccumulate || p0 > 0;
+    V dotv[kDots ? kBlock : 1];
+    if constexpr (kDots)
+      for (int64_t p = 0; p < nb; ++p) dotv[p] = V{};
+    int64_t c0 = 0;
+    for (; c0 + kChunk <= d; c0 += kChunk) {
+      V acc[kVecs], wv[kVecs];
       for (int64_t i = 0; i < kVecs; ++i) {
-        xv[i] = load(x + i * kLanes<T>);
-        acc[i] += v * xv[i];
+        acc[i] = read_out ? load(out + c0 + i * kLanes<T>) : V{};
+        if constexpr (kDots) wv[i] = load(w + c0 + i * kLanes<T>);
       }
-      if constexpr (kDots) {
-        V s = xv[0] * wv[0];
-        for (int64_t i = 1; i < kVecs; ++i) s += xv[i] * wv[i];
-        T t = 0;
-        for (int64_t l = 0; l < kLanes<T>; ++l) t += s[l];
-        dots[p] += t;
+      for (int64_t p = 0; p < nb; ++p) {
+        prefetch_ahead(rows, d, bidx, nb, n_valid - p0, c0, p, kChunk);
+        const T* x = rows + bidx[p] * d + c0;
+        const T v = bvals[p];
+        V xv[kVecs];
+        for (int64_t i = 0; i < kVecs; ++i) {
+          xv[i] = load(x + i * kLanes<T>);
+          acc[i] += v * xv[i];
+        }
+        if constexpr (kDots) {
+          V s = xv[0] * wv[0];
+          for (int64_t i = 1; i < kVecs; ++i) s += xv[i] * wv[i];
+          dotv[p] += s;
+        }
       }
+      for (int64_t i = 0; i < kVecs; ++i) store(out + c0 + i * kLanes<T>, acc[i]);
     }
-    for (int64_t i = 0; i < kVecs; ++i) store(out + c0 + i * kLanes<T>, acc[i]);
-  }
-  if (c0 < d) {  // the last columns (fewer than a chunk)
-    if constexpr (!kAccumulate)
-      for (int64_t c = c0; c < d; ++c) out[c] = T(0);
-    for (int64_t p = 0; p < n; ++p) {
-      prefetch_ahead(rows, d, idx, n, n_valid, c0, p, kChunk);
-      const T* x = rows + idx[p] * d + c0;
-      axpy(vals[p], x, out + c0, d - c0);
-      if constexpr (kDots) dots[p] += dot_impl(x, w + c0, d - c0);
+    if constexpr (kDots)
+      for (int64_t p = 0; p < nb; ++p) {
+        T t = 0;
+        for (int64_t l = 0; l < kLanes<T>; ++l) t += dotv[p][l];
+        dots[p0 + p] = t;
+      }
+    if (c0 < d) {  // the last columns (fewer than a chunk)
+      if (!read_out)
+        for (int64_t c = c0; c < d; ++c) out[c] = T(0);
+      for (int64_t p = 0; p < nb; ++p) {
+        prefetch_ahead(rows, d, bidx, nb, n_valid - p0, c0, p, kChunk);
+        const T* x = rows + bidx[p] * d + c0;
+        axpy(bvals[p], x, out + c0, d - c0);
+        if constexpr (kDots) dots[p0 + p] += dot_impl(x, w + c0, d - c0);
+      }
     }
   }
 }
