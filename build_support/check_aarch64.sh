@@ -8,19 +8,32 @@ PY=${1:-python3}
 CXX=aarch64-linux-gnu-g++
 OUT=build/aarch64
 mkdir -p "$OUT"
-TORCH_INC=$("$PY" -c "from torch.utils.cpp_extension import include_paths; print(' '.join('-isystem ' + p for p in include_paths()))")
-PY_INC=$("$PY" -c "import sysconfig; print('-isystem ' + sysconfig.get_paths()['include'])")
-PYBIND_INC=$("$PY" -m pybind11 --includes | sed 's/-I/-isystem /g')
+mapfile -t TORCH_INC < <("$PY" -c "from torch.utils.cpp_extension import include_paths; print('\n'.join(include_paths()))")
+PY_INC=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+PYBIND_INC=$("$PY" -c "import pybind11; print(pybind11.get_include())")
 ABI=$("$PY" -c "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))")
-FLAGS="-std=c++20 -O1 -fPIC -fopenmp -Wall -Wno-unused-function -Icsrc -I. -D_GLIBCXX_USE_CXX11_ABI=$ABI
-  -DPRISMKIT_VERSION=\"check\" -DPRISMKIT_TORCH_VERSION=\"check\" -DPRISMKIT_CUDA_ARCHS=\"\""
+FLAGS=(-std=c++20 -O1 -fPIC -fopenmp -Wall -Wno-unused-function -Icsrc -I. "-D_GLIBCXX_USE_CXX11_ABI=$ABI"
+       '-DPRISMKIT_VERSION="check"' '-DPRISMKIT_TORCH_VERSION="check"' '-DPRISMKIT_CUDA_ARCHS=""')
+for inc in "${TORCH_INC[@]}" "$PY_INC" "$PYBIND_INC"; do FLAGS+=(-isystem "$inc"); done
+
+compile() {  # one file; the per-instruction-set files as the aarch64 build compiles them
+  local extra=()
+  [[ $1 == *_isa.cpp ]] && extra=(-DPRISMKIT_ISA=baseline)
+  "$CXX" "${FLAGS[@]}" "${extra[@]}" -c "$1" -o "$OUT/$(echo "$1" | tr / _).o"
+}
+
 # CUDA glue (*_cuda.cpp) needs the CUDA toolkit's headers for aarch64, which this check does not have.
-files=$(git ls-files 'csrc/*.cpp' | grep -v '_cuda\.cpp$')
-echo "compiling $(echo "$files" | wc -l) files for aarch64 with $($CXX --version | head -1)"
-echo "$files" | xargs -P "$(nproc)" -I{} sh -c \
-  "$CXX $FLAGS $TORCH_INC $PY_INC $PYBIND_INC \$(case {} in *_isa.cpp) echo -DPRISMKIT_ISA=baseline;; esac) \
-   -c {} -o $OUT/\$(echo {} | tr / _).o || exit 255"
+mapfile -t files < <(git ls-files 'csrc/*.cpp' | grep -v '_cuda\.cpp$')
+echo "compiling ${#files[@]} files for aarch64 with $($CXX --version | head -1)"
+jobs_max=$(nproc)
+for f in "${files[@]}"; do
+  while (($(jobs -rp | wc -l) >= jobs_max)); do wait -n; done
+  compile "$f" &
+done
+status=0
+for job in $(jobs -p); do wait "$job" || status=1; done
+((status == 0)) || { echo "aarch64 compile check failed"; exit 1; }
 echo "NEON kernels under qemu-aarch64:"
-$CXX -std=c++20 -O2 -static -DPRISMKIT_ISA=baseline -Icsrc tests/cpp/isa_kernels_test.cpp \
+"$CXX" -std=c++20 -O2 -static -DPRISMKIT_ISA=baseline -Icsrc tests/cpp/isa_kernels_test.cpp \
   csrc/common/vector_math_isa.cpp csrc/cswin/cswin_window_kernels_isa.cpp -o "$OUT/isa_kernels_test"
 qemu-aarch64 "$OUT/isa_kernels_test"

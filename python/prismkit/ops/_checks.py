@@ -10,6 +10,8 @@ inputs through every implementation and asserts the same exception type and mess
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 # CPU: float16 and bfloat16 are computed in float32 (csrc/common/float32_compute.h).
@@ -104,8 +106,6 @@ def _is_integer(v) -> bool:
     if isinstance(v, (int, torch.SymInt)):
         return True
     try:
-        import operator
-
         operator.index(v)  # NumPy integers
         return not isinstance(v, torch.Tensor)
     except TypeError:
