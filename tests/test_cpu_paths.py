@@ -13,10 +13,10 @@ import sys
 import pytest
 import torch
 from conftest import TOLERANCES
+from cswin_cases import assert_forward_and_backward_match, make
 from sae_cases import assert_code_equal, continuous, fixed_k_code, row_compressed_code
 
 from prismkit import _cpu
-from prismkit.reference import cswin as cswin_ref
 from prismkit.reference import sae as ref
 
 P = torch.ops.prismkit
@@ -80,18 +80,8 @@ CSWIN_CASES = [
 @pytest.mark.parametrize("padding", ["mask", "zeros"])
 def test_cswin_window_kernels(cpu_path, dtype, padding):
     for B, H, W, C, heads, split, mode in CSWIN_CASES:
-        qkv = torch.randn(B, H * W, 3 * C, dtype=dtype, requires_grad=True)
-        weight = (torch.randn(C, 1, 3, 3, dtype=dtype) * 0.3).requires_grad_()
-        bias = (torch.randn(C, dtype=dtype) * 0.1).requires_grad_()
-        scale = (C // heads) ** -0.5
-        out = P.cswin_attention(qkv, H, W, split, heads, weight, bias, scale, mode, padding)
-        want = cswin_ref.cswin_attention(qkv, H, W, split, heads, weight, bias, scale, mode, padding)
-        torch.testing.assert_close(out, want, **TOLERANCES[dtype])
-        grad = torch.randn_like(out)
-        got = torch.autograd.grad(out, (qkv, weight, bias), grad)
-        expected = torch.autograd.grad(want, (qkv, weight, bias), grad)
-        for g, e in zip(got, expected, strict=True):
-            torch.testing.assert_close(g, e, **TOLERANCES[dtype])
+        qkv, weight, bias = make(B, H, W, C, dtype)
+        assert_forward_and_backward_match(qkv, H, W, split, heads, weight, bias, mode, padding)
 
 
 def test_reduced_precision_on_every_path(cpu_path):

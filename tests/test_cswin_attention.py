@@ -5,6 +5,7 @@ interpreted on the CPU otherwise)."""
 import pytest
 import torch
 from conftest import TOLERANCES
+from cswin_cases import make
 from sae_cases import HAS_CUDA, HAS_TRITON
 
 from prismkit.ops import cswin as ops
@@ -12,13 +13,6 @@ from prismkit.reference import cswin as ref
 
 P = torch.ops.prismkit
 IMPLS = ["cpu", "triton"] if HAS_TRITON else ["cpu"]
-
-
-def make(B, H, W, C, dtype=torch.float64, device="cpu"):
-    qkv = torch.randn(B, H * W, 3 * C, dtype=dtype, device=device)
-    weight = torch.randn(C, 1, 3, 3, dtype=dtype, device=device) * 0.3
-    bias = torch.randn(C, dtype=dtype, device=device) * 0.1
-    return qkv, weight, bias
 
 
 def attention(impl):

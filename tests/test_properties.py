@@ -16,11 +16,11 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import TOLERANCES
+from cswin_cases import assert_forward_and_backward_match, make
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sae_cases import HAS_TRITON, assert_code_equal
 
-from prismkit.reference import cswin as cswin_ref
 from prismkit.reference import sae as ref
 
 P = torch.ops.prismkit
@@ -184,19 +184,8 @@ def test_cswin_attention_and_backward(geometry, dtype, seed):
         heads *= 2
         C *= 2
     g = torch.Generator().manual_seed(seed)
-    qkv = torch.randn(B, H * W, 3 * C, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
-    w = (torch.randn(C, 1, 3, 3, generator=g, dtype=torch.float64) * 0.3).to(dtype).requires_grad_()
-    bias = (torch.randn(C, generator=g, dtype=torch.float64) * 0.1).to(dtype).requires_grad_()
-    scale = (C // heads) ** -0.5
-    args = (H, W, split, heads)
-    out = P.cswin_attention(qkv, *args, w, bias, scale, mode, padding)
-    want = cswin_ref.cswin_attention(qkv, *args, w, bias, scale, mode, padding)
-    torch.testing.assert_close(out, want, **TOLERANCES[dtype])
-    grad = torch.randn(out.shape, generator=g, dtype=torch.float64).to(dtype)
-    got = torch.autograd.grad(out, (qkv, w, bias), grad)
-    expected = torch.autograd.grad(want, (qkv, w, bias), grad)
-    for a, e in zip(got, expected, strict=True):
-        torch.testing.assert_close(a, e, **TOLERANCES[dtype])
+    qkv, w, bias = make(B, H, W, C, dtype, generator=g)
+    assert_forward_and_backward_match(qkv, H, W, split, heads, w, bias, mode, padding, generator=g)
 
 
 # ---- the Triton kernels (interpreted without a GPU: few, small examples) -----------------------

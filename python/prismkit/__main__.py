@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         "demo",
         help="fused ops vs plain PyTorch on synthetic data (time, memory, result check)",
         description="SAE encode+decode (TopK, BatchTopK, Feature Choice) at GPT-2-small sizes and a CSWin-T "
-        "forward, prismkit against the plain-PyTorch way, on built-in synthetic data. About 2 minutes on 2 CPU "
+        "forward, prismkit against the plain-PyTorch way, on built-in synthetic data. About a minute on 2 CPU "
         "cores; --small takes seconds but its shapes are too small to show speed (see the printed note).",
     )
     demo.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cpu (default) or cuda")

@@ -105,6 +105,9 @@ def run(device: str = "cpu", small: bool = False, repeat: int = 3) -> bool:
             "below say little; the default sizes show the real ones."
         )
     elif device == "cpu":
-        print("Two parts, about 2 minutes in all on 2 cores (the plain-PyTorch side is the slow one).")
+        print(
+            "Two parts, about a minute in all on 2 cores (up to a few minutes where torch's GEMM is slow; the "
+            "plain-PyTorch side takes most of it)."
+        )
     ok = sae_part(device, small, repeat)
     return cswin_part(device, small, repeat) and ok
