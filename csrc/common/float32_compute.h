@@ -1,9 +1,9 @@
 // float16 and bfloat16 on the CPU: the CPU kernels compute in float32 (their vector code is
-// float32 and float64 only), so an op called with reduced-precision tensors converts its floating
-// inputs to float32, runs, and converts its floating outputs back to the input dtype. Measured on
-// the 2-core machines, a native bfloat16 path would save only the conversions, which cost a few
-// percent of each op (README, "Dtypes"). The op checks its arguments before converting, so a mix of
-// dtypes is still an error.
+// float32 and float64 only; no reduced-precision kernel has been written or measured), so an op
+// called with reduced-precision tensors converts its floating inputs to float32, runs, and converts
+// its floating outputs back to the input dtype: one extra pass over inputs and outputs, and the
+// argument checks run again on the converted call. The op checks its arguments before converting,
+// so a mix of dtypes is still an error.
 //
 //   if (is_reduced_float(x)) return in_float32(&topk_encode_cpu, x, W_enc, b_enc, k);
 #pragma once

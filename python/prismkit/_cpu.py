@@ -46,22 +46,24 @@ def describe() -> str:
     if cap["best"] != cap["path"]:
         notes.append(f"best on this CPU: {cap['best']}")
     if cap["requested"]:
-        valid = cap["requested"] in (*PATHS, "default", "neon")
-        notes.append(
-            f"PRISMKIT_CPU_CAPABILITY={cap['requested']}"
-            + ("" if valid else " is not one of baseline, avx2, avx512: ignored")
-        )
+        ignored = " is not one of baseline, avx2, avx512: ignored" if _request_ignored(cap["requested"]) else ""
+        notes.append(f"PRISMKIT_CPU_CAPABILITY={cap['requested']}{ignored}")
     return cap["path"] + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _request_ignored(requested: str) -> bool:
+    """A value that names no path (the names csrc/common/cpu_dispatch.cpp accepts)."""
+    return bool(requested) and requested not in (*PATHS, "default", "neon")
 
 
 def warn_if_request_ignored() -> None:
     """At import: a PRISMKIT_CPU_CAPABILITY value that names no path is ignored, and says so."""
-    requested = capability()["requested"]
-    if requested and requested not in (*PATHS, "default", "neon"):
+    cap = capability()
+    if _request_ignored(cap["requested"]):
         import warnings
 
         warnings.warn(
-            f"PRISMKIT_CPU_CAPABILITY={requested!r} is not one of baseline, avx2, avx512: ignored "
-            f"(the CPU kernels run the {capability()['path']} path)",
+            f"PRISMKIT_CPU_CAPABILITY={cap['requested']!r} is not one of baseline, avx2, avx512: ignored "
+            f"(the CPU kernels run the {cap['path']} path)",
             stacklevel=3,
         )
