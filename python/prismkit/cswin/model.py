@@ -1,16 +1,29 @@
 """CSWin Transformer (Dong et al., CVPR 2022) with its attention on ``prismkit::cswin_attention``.
 
-Differences from the official ``models/cswin.py``, none of which changes the parameters:
-* any input resolution, non-square too, chosen at call time (the official model fixes it at
+Two layouts, each the official one, so the released checkpoints load strictly:
+* classifier (``features_only=False``): microsoft/CSWin-Transformer ``models/cswin.py``: a final
+  ``norm`` and a ``head`` on the mean token;
+* backbone (``features_only=True``): the official segmentation backbone
+  (``segmentation/backbone/cswin_transformer.py``): per-stage norms ``norm1`` ... ``norm4`` applied
+  to the four stage maps [B, C_i, H_i, W_i] (strides 4, 8, 16, 32), no ``norm``, no ``head``.
+
+Differences from the official code, none of which changes the parameters:
+* any input resolution, non-square too, chosen at call time (the official classifier fixes it at
   construction and needs it divisible by the stripe widths); maps the stripes do not divide are
   padded as the official segmentation backbone does (``attn_padding``, see prismkit/ops/cswin);
-* ``features_only=True`` returns the four stage maps [B, C_i, H_i, W_i] (strides 4, 8, 16, 32);
-* ``use_checkpoint=True`` recomputes each block in the backward (less memory for training);
-* the stages' attention mode comes from the architecture (stage 4 attends over the whole map), not
-  from the construction resolution.
+* ``torch.compile(model, dynamic=True)`` traces one graph for every input size;
+* ``use_chk=True`` (the official name) recomputes each block in the backward (less memory);
+* timm's conventions: ``num_features``, ``feature_info``, ``forward_features``, ``forward_head``,
+  ``reset_classifier``, ``set_grad_checkpointing``, ``pretrained_cfg`` (prismkit/cswin/timm.py
+  registers the builders with timm's model registry);
+* ``attn_drop_rate`` > 0 is refused: the fused kernel has no dropout on the attention weights (the
+  official configurations all use 0); the official ``proj_drop`` is built but never applied there,
+  so it is left out here.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -27,6 +40,21 @@ CONFIGS = {
     "cswin_base_384": (96, (2, 4, 32, 2), (1, 2, 12, 12), (4, 8, 16, 32)),
     "cswin_large_384": (144, (2, 4, 32, 2), (1, 2, 12, 12), (6, 12, 24, 24)),
 }
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class FeatureInfo(list):
+    """timm's ``feature_info``: a list of ``{"num_chs", "reduction", "module"}`` dicts, one per
+    returned map, with timm's ``FeatureInfo`` accessors."""
+
+    def channels(self) -> list[int]:
+        return [f["num_chs"] for f in self]
+
+    def reduction(self) -> list[int]:
+        return [f["reduction"] for f in self]
+
+    def module_name(self) -> list[str]:
+        return [f["module"] for f in self]
 
 
 class LePE(nn.Module):
@@ -42,6 +70,10 @@ class CSWinAttention(nn.Module):
     the output projection. ``full=True`` is the last stage's attention over the whole map.
     Parameters: ``qkv``, ``attns.<i>.get_v``, ``proj`` (the official names).
 
+    ``attn_padding`` defaults to ``"zeros"`` here and in the backbones (the official segmentation
+    backbone's zero padding, which its checkpoints were trained with), while the bare
+    ``prismkit.ops.cswin.cswin_attention`` defaults to ``"mask"``; ``repr`` shows the choice.
+
     >>> attn = CSWinAttention(dim=64, num_heads=2, split_size=1)
     >>> y = attn(x, H=56, W=56)             # x [B, 56*56, 64]
     """
@@ -56,11 +88,16 @@ class CSWinAttention(nn.Module):
             raise ValueError(f"CSWinAttention: dim {dim} and num_heads {num_heads} must split evenly into two branches")
         if attn_padding not in ("zeros", "mask"):
             raise ValueError(f"CSWinAttention: attn_padding must be 'zeros' or 'mask', got {attn_padding!r}")
-        self.num_heads, self.split_size, self.full, self.attn_padding = num_heads, split_size, full, attn_padding
+        self.dim, self.num_heads, self.split_size, self.full = dim, num_heads, split_size, full
+        self.attn_padding = attn_padding
         self.scale = qk_scale or (dim // num_heads) ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attns = nn.ModuleList([LePE(dim)] if full else [LePE(dim // 2), LePE(dim // 2)])
         self.proj = nn.Linear(dim, dim)
+
+    def extra_repr(self) -> str:
+        mode = "full" if self.full else f"cross, split_size={self.split_size}"
+        return f"dim={self.dim}, num_heads={self.num_heads}, {mode}, attn_padding={self.attn_padding!r}"
 
     def attention(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         weight = torch.cat([a.get_v.weight for a in self.attns]) if len(self.attns) > 1 else self.attns[0].get_v.weight
@@ -74,12 +111,15 @@ class CSWinAttention(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
+    """fc1, GELU, dropout, fc2, dropout (the official Mlp; ``drop`` is the model's ``drop_rate``)."""
+
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0):
         super().__init__()
         self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
 
     def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class DropPath(nn.Module):
@@ -102,11 +142,11 @@ class CSWinBlock(CSWinAttention):
     ``attns``, ``mlp``, ``norm2``)."""
 
     def __init__(self, dim: int, num_heads: int, split_size: int, full: bool = False, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, qk_scale: float | None = None, drop_path: float = 0.0,
+                 qkv_bias: bool = True, qk_scale: float | None = None, drop: float = 0.0, drop_path: float = 0.0,
                  attn_padding: str = "zeros"):  # fmt: skip
         super().__init__(dim, num_heads, split_size, full, qkv_bias, qk_scale, attn_padding)
         self.norm1 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
         self.norm2 = nn.LayerNorm(dim)
         self.drop_path = DropPath(drop_path)
 
@@ -135,16 +175,37 @@ class _ToTokens(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
 
-class CSWinTransformer(nn.Module):
-    """The CSWin backbone and classifier. ``forward(images)`` gives logits, or with
-    ``features_only=True`` the four stage maps. Runs at any input size (at least 32 x 32)."""
+def _to_map(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """Tokens [B, H*W, C] -> map [B, C, H, W] (a view)."""
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], H, W)
 
-    def __init__(self, in_chans: int = 3, num_classes: int = 1000, embed_dim: int = 64,
-                 depth=(1, 2, 21, 1), split_size=(1, 2, 7, 7), num_heads=(2, 4, 8, 16), mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, qk_scale: float | None = None, drop_path_rate: float = 0.0,
-                 attn_padding: str = "zeros", features_only: bool = False, use_checkpoint: bool = False):  # fmt: skip
+
+class CSWinTransformer(nn.Module):
+    """The CSWin backbone: ``forward(images)`` gives logits (classifier layout), or with
+    ``features_only=True`` the maps of the stages in ``out_indices`` (backbone layout, see the module
+    docstring). Runs at any input size of at least 32 x 32. ``img_size`` is the training resolution:
+    it goes into ``pretrained_cfg`` and, as in the official code, a stage whose map at that size
+    equals its stripe width attends over the whole map (none of the official configurations)."""
+
+    def __init__(self, img_size: int = 224, in_chans: int = 3, num_classes: int = 1000, embed_dim: int = 64,
+                 depth: Sequence[int] = (1, 2, 21, 1), split_size: Sequence[int] = (1, 2, 7, 7),
+                 num_heads: Sequence[int] = (2, 4, 8, 16), mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 qk_scale: float | None = None, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, attn_padding: str = "zeros", features_only: bool = False,
+                 out_indices: Sequence[int] = (0, 1, 2, 3), use_chk: bool = False):  # fmt: skip
         super().__init__()
-        self.features_only, self.use_checkpoint = features_only, use_checkpoint
+        if attn_drop_rate:
+            raise ValueError(
+                f"CSWinTransformer: attn_drop_rate={attn_drop_rate} is not supported: the fused attention kernel has "
+                "no dropout on the attention weights (every official configuration uses 0); use drop_rate or "
+                "drop_path_rate for regularization"
+            )
+        if not features_only and (out_indices is None or tuple(out_indices) != (0, 1, 2, 3)):
+            raise ValueError("CSWinTransformer: out_indices selects feature maps; it needs features_only=True")
+        if not set(out_indices) <= {0, 1, 2, 3} or not out_indices:
+            raise ValueError(f"CSWinTransformer: out_indices must be a non-empty subset of 0..3, got {out_indices}")
+        self.features_only, self.out_indices, self.use_chk = features_only, tuple(out_indices), use_chk
+        self.attn_padding, self.img_size = attn_padding, img_size
         self.stage1_conv_embed = nn.Sequential(
             nn.Conv2d(in_chans, embed_dim, 7, 4, 2), _ToTokens(), nn.LayerNorm(embed_dim)
         )
@@ -156,14 +217,32 @@ class CSWinTransformer(nn.Module):
             if i > 0:
                 setattr(self, f"merge{i}", MergeBlock(dim, dim * 2))
                 dim *= 2
-            blocks = [CSWinBlock(dim, num_heads[i], split_size[i], full=i == 3, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-                                 qk_scale=qk_scale, drop_path=rates[first + j], attn_padding=attn_padding)
+            full = i == 3 or img_size // (4 * 2**i) == split_size[i]  # the official rule, by the build size
+            blocks = [CSWinBlock(dim, num_heads[i], split_size[i], full=full, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                                 qk_scale=qk_scale, drop=drop_rate, drop_path=rates[first + j],
+                                 attn_padding=attn_padding)
                       for j in range(depth[i])]  # fmt: skip
             setattr(self, f"stage{i + 1}", nn.ModuleList(blocks))
+            if features_only:
+                setattr(self, f"norm{i + 1}", nn.LayerNorm(dim))
             first += depth[i]
             self.channels.append(dim)
-        self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.num_features = dim
+        self.num_classes = 0 if features_only else num_classes
+        if not features_only:
+            self.norm = nn.LayerNorm(dim)
+            self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
+        stages = self.out_indices if features_only else range(4)
+        self.feature_info = FeatureInfo(
+            {"num_chs": self.channels[i], "reduction": 4 * 2**i, "module": f"norm{i + 1}" if features_only
+             else f"stage{i + 1}"} for i in stages
+        )  # fmt: skip
+        self.pretrained_cfg = {
+            "input_size": (in_chans, img_size, img_size), "num_classes": self.num_classes, "mean": IMAGENET_MEAN,
+            "std": IMAGENET_STD, "crop_pct": 1.0 if img_size >= 384 else 0.9, "interpolation": "bicubic",
+            "first_conv": "stage1_conv_embed.0", "classifier": "head",
+        }  # fmt: skip
+        self.default_cfg = self.pretrained_cfg  # the older timm name
         self.apply(self._init_weights)
 
     @staticmethod
@@ -176,13 +255,42 @@ class CSWinTransformer(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
+    def extra_repr(self) -> str:
+        layout = f"backbone, out_indices={self.out_indices}" if self.features_only else "classifier"
+        return f"{layout}, attn_padding={self.attn_padding!r}"
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """timm's switch for ``use_chk``: recompute each block in the backward."""
+        self.use_chk = enable
+
+    def get_classifier(self) -> nn.Module:
+        self._need_classifier("get_classifier")
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new, freshly initialised head for ``num_classes`` (0: no head, ``forward`` gives the
+        pooled features). Only average pooling exists (``global_pool`` None or "avg")."""
+        self._need_classifier("reset_classifier")
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"CSWinTransformer: only global_pool='avg' is supported, got {global_pool!r}")
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head.apply(self._init_weights)
+
+    def _need_classifier(self, what: str) -> None:
+        if self.features_only:
+            raise RuntimeError(f"CSWinTransformer.{what}: a features_only backbone has no classifier head")
+
     def _run(self, blk, x, H, W):
-        if self.use_checkpoint and torch.is_grad_enabled():
+        if self.use_chk and torch.is_grad_enabled():
             return torch.utils.checkpoint.checkpoint(blk, x, H, W, use_reentrant=False)
         return blk(x, H, W)
 
-    def forward_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The token sequences after each stage, [B, H_i*W_i, C_i], with their (H_i, W_i)."""
+    def forward_stages(self, images: torch.Tensor) -> list[tuple[torch.Tensor, int, int]]:
+        """The token sequences after each stage, [B, H_i*W_i, C_i], with their (H_i, W_i), before
+        any final norm."""
+        if images.dim() != 4 or images.shape[-1] < 32 or images.shape[-2] < 32:
+            raise ValueError(f"CSWinTransformer: images must be [B, C, H, W] with H, W >= 32, got {list(images.shape)}")
         x = self.stage1_conv_embed[0](images)
         H, W = x.shape[2], x.shape[3]
         x = self.stage1_conv_embed[2](self.stage1_conv_embed[1](x))
@@ -195,56 +303,22 @@ class CSWinTransformer(nn.Module):
             stages.append((x, H, W))
         return stages
 
-    def forward(self, images: torch.Tensor):
-        stages = self.forward_features(images)
+    def forward_features(self, images: torch.Tensor):
+        """timm's ``forward_features``. Classifier layout: the last stage after ``norm``,
+        [B, C, H/32, W/32]. Backbone layout: the list of normed stage maps ``forward`` returns."""
+        stages = self.forward_stages(images)
         if self.features_only:
-            return [x.transpose(1, 2).reshape(x.shape[0], -1, H, W) for x, H, W in stages]
-        return self.head(self.norm(stages[-1][0]).mean(dim=1))
+            return [_to_map(getattr(self, f"norm{i + 1}")(stages[i][0]), *stages[i][1:]) for i in self.out_indices]
+        x, H, W = stages[-1]
+        return _to_map(self.norm(x), H, W)
 
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """timm's ``forward_head``: average over the map from ``forward_features``, then the head
+        (not with ``pre_logits=True``)."""
+        self._need_classifier("forward_head")
+        x = x.mean(dim=(2, 3))
+        return x if pre_logits else self.head(x)
 
-def _build(name: str, **kwargs) -> CSWinTransformer:
-    embed_dim, depth, split_size, num_heads = CONFIGS[name]
-    return CSWinTransformer(embed_dim=embed_dim, depth=depth, split_size=split_size, num_heads=num_heads, **kwargs)
-
-
-def cswin_tiny_224(**kwargs) -> CSWinTransformer:
-    """CSWin-T: 23M parameters, 4.3 GFLOPs at 224 (official top-1 82.8)."""
-    return _build("cswin_tiny_224", **kwargs)
-
-
-def cswin_small_224(**kwargs) -> CSWinTransformer:
-    """CSWin-S: 35M parameters, 6.9 GFLOPs at 224 (official top-1 83.6)."""
-    return _build("cswin_small_224", **kwargs)
-
-
-def cswin_base_224(**kwargs) -> CSWinTransformer:
-    """CSWin-B: 78M parameters, 15.0 GFLOPs at 224 (official top-1 84.2)."""
-    return _build("cswin_base_224", **kwargs)
-
-
-def cswin_large_224(**kwargs) -> CSWinTransformer:
-    """CSWin-L (ImageNet-22K pretrained): 173M parameters, 31.5 GFLOPs at 224 (official top-1 86.5)."""
-    return _build("cswin_large_224", **kwargs)
-
-
-def cswin_base_384(**kwargs) -> CSWinTransformer:
-    """CSWin-B at 384 (stripes 12 in stage 3): 78M parameters, 47.0 GFLOPs (official top-1 85.5)."""
-    return _build("cswin_base_384", **kwargs)
-
-
-def cswin_large_384(**kwargs) -> CSWinTransformer:
-    """CSWin-L at 384: 173M parameters, 96.8 GFLOPs (official top-1 87.5)."""
-    return _build("cswin_large_384", **kwargs)
-
-
-def load_official_checkpoint(model: CSWinTransformer, path: str) -> CSWinTransformer:
-    """Loads a released CSWin checkpoint file (from microsoft/CSWin-Transformer; the files keep the
-    weights under ``state_dict_ema``, ``state_dict`` or ``model``, or are the state dict itself)
-    into ``model``, strictly: every official name must match."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict_ema", "state_dict", "model"):
-        if isinstance(checkpoint, dict) and key in checkpoint and isinstance(checkpoint[key], dict):
-            checkpoint = checkpoint[key]
-            break
-    model.load_state_dict(checkpoint, strict=True)
-    return model
+    def forward(self, images: torch.Tensor):
+        features = self.forward_features(images)
+        return features if self.features_only else self.forward_head(features)

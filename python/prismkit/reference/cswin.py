@@ -259,3 +259,102 @@ def sdpa_window_attention(qkv: Tensor, H: int, W: int, split_size: int, num_head
     half = C // 2
     return torch.cat([branch(qkv[:, :, :half], H, split_size, num_heads // 2, get_v[0]),
                       branch(qkv[:, :, half:], split_size, W, num_heads // 2, get_v[1])], dim=2)  # fmt: skip
+
+
+# ---- The official segmentation backbone, re-created op for op (test oracle and baseline) ----
+# segmentation/backbone/cswin_transformer.py in microsoft/CSWin-Transformer (it imports mmseg and
+# mmcv, so it is re-created here): any input size, the maps padded per branch (centred zeros, no
+# mask), per-stage norms norm1 ... norm4 on the four outputs, no norm and head. Same parameter
+# names, so one state dict loads into it and into prismkit's features_only CSWinTransformer.
+
+
+def official_segmentation_branch(temp: Tensor, idx: int, split_size: int, num_heads: int, get_v,
+                                 scale: float) -> Tensor:  # fmt: skip
+    """The segmentation ``LePEAttention.forward``, op for op: temp [B, 3, C', H, W] (this branch's
+    channels) -> [B, H*W, C']. idx 0: vertical stripes, 1: horizontal, -1: the whole map."""
+    B, _, C, H, W = temp.shape
+    H_sp, W_sp = {-1: (H, W), 0: (H, split_size), 1: (split_size, W)}[idx]
+    H_pad, W_pad = (H_sp - H % H_sp) % H_sp, (W_sp - W % W_sp) % W_sp
+    top_pad, left_pad = H_pad // 2, W_pad // 2
+    H_, W_ = H + H_pad, W + W_pad
+    qkv = F.pad(temp, (left_pad, W_pad - left_pad, top_pad, H_pad - top_pad)).permute(1, 0, 2, 3, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+
+    def im2cswin(x):
+        x = img2windows(x, H_sp, W_sp)
+        return x.reshape(-1, H_sp * W_sp, num_heads, C // num_heads).permute(0, 2, 1, 3).contiguous()
+
+    q, k = im2cswin(q), im2cswin(k)
+    v = v.view(B, C, H_ // H_sp, H_sp, W_ // W_sp, W_sp).permute(0, 2, 4, 1, 3, 5).contiguous().reshape(-1, C, H_sp, W_sp)
+    rpe = get_v(v).reshape(-1, num_heads, C // num_heads, H_sp * W_sp).permute(0, 1, 3, 2).contiguous()
+    v = v.reshape(-1, num_heads, C // num_heads, H_sp * W_sp).permute(0, 1, 3, 2).contiguous()
+    attn = (q * scale) @ k.transpose(-2, -1)
+    attn = F.softmax(attn, dim=-1, dtype=attn.dtype)
+    x = (attn @ v) + rpe
+    x = x.transpose(1, 2).reshape(-1, H_sp * W_sp, C)
+    x = windows2img(x, H_sp, W_sp, H_, W_)
+    return x[:, top_pad : H + top_pad, left_pad : W + left_pad, :].reshape(B, -1, C)
+
+
+class OfficialSegmentationBlock(OfficialCSWinBlock):
+    """The segmentation ``CSWinBlock`` (same parameters as the ImageNet block), run at the (H, W)
+    it is given."""
+
+    def forward(self, x, H, W):
+        B, L, C = x.shape
+        temp = self.qkv(self.norm1(x)).reshape(B, H, W, 3, C).permute(0, 3, 4, 1, 2)
+        if self.last_stage:
+            attended = official_segmentation_branch(temp, -1, self.split_size, self.num_heads, self.attns[0].get_v,
+                                                    self.scale)  # fmt: skip
+        else:
+            halves = [official_segmentation_branch(temp[:, :, i * C // 2 : (i + 1) * C // 2], i, self.split_size,
+                                                   self.num_heads // 2, self.attns[i].get_v, self.scale)
+                      for i in range(2)]  # fmt: skip
+            attended = torch.cat(halves, dim=2)
+        x = x + self.proj(attended)
+        return x + self.mlp(self.norm2(x))
+
+
+class OfficialSegmentationMergeBlock(OfficialMergeBlock):
+    def forward(self, x, H, W):
+        B, _, C = x.shape
+        x = self.conv(x.transpose(-2, -1).contiguous().view(B, C, H, W))
+        B, C, H, W = x.shape
+        return self.norm(x.view(B, C, -1).transpose(-2, -1).contiguous()), H, W
+
+
+class OfficialCSWinSegmentation(torch.nn.Module):
+    """The official segmentation backbone ``CSWin``: images -> four maps [B, C_i, H_i, W_i], each
+    after its stage's norm. Stage widths grow by the head ratio, as there (2 for T, S and B)."""
+
+    def __init__(self, in_chans=3, embed_dim=64, depth=(1, 2, 21, 1), split_size=(1, 2, 7, 7), num_heads=(2, 4, 8, 16),
+                 mlp_ratio=4.0, qkv_bias=True, qk_scale=None):  # fmt: skip
+        super().__init__()
+        self.stage1_conv_embed = torch.nn.Sequential(
+            torch.nn.Conv2d(in_chans, embed_dim, 7, 4, 2), _ToTokens(), torch.nn.LayerNorm(embed_dim)
+        )
+        dim = embed_dim
+        for i in range(4):
+            if i > 0:
+                dim_out = dim * (num_heads[i] // num_heads[i - 1])
+                setattr(self, f"merge{i}", OfficialSegmentationMergeBlock(dim, dim_out))
+                dim = dim_out
+            setattr(self, f"norm{i + 1}", torch.nn.LayerNorm(dim))
+            # reso 0: the block's attention layout comes from last_stage alone, as in that file
+            blocks = [OfficialSegmentationBlock(dim, 0, num_heads[i], split_size[i], i == 3, mlp_ratio, qkv_bias,
+                                                qk_scale) for _ in range(depth[i])]  # fmt: skip
+            setattr(self, f"stage{i + 1}", torch.nn.ModuleList(blocks))
+
+    def forward(self, x):
+        x = self.stage1_conv_embed[0](x)
+        B, C, H, W = x.size()
+        x = self.stage1_conv_embed[2](x.reshape(B, C, -1).transpose(-1, -2).contiguous())
+        out = []
+        for i in range(4):
+            if i > 0:
+                x, H, W = getattr(self, f"merge{i}")(x, H, W)
+            for blk in getattr(self, f"stage{i + 1}"):
+                x = blk(x, H, W)
+            y = getattr(self, f"norm{i + 1}")(x)
+            out.append(y.view(B, H, W, -1).permute(0, 3, 1, 2).contiguous())
+        return tuple(out)
