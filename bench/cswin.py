@@ -1,6 +1,7 @@
 """Cross-shaped window attention benchmarks: the fused op per CSWin stage, forward and
 forward+backward, against the official LePEAttention computation and window-batched SDPA; and
-the whole CSWin-T forward against the official model with the same weights. Run with
+the whole CSWin-T (forward, and forward+backward) against the official classifier with the same
+weights, and the features_only backbone at 512x512 against the official segmentation backbone. Run with
 bench/run.py (`make bench`).
 
 Cases are the stages of CSWin-T at 224 and CSWin-B at 384 (research note cswin.md), batch 8 on the
@@ -129,20 +130,85 @@ def test_cswin_attention_forward_backward(compare, bench_device, stage):
             setup=clear_grads)  # fmt: skip
 
 
+def tiny_models(device, dtype, official_cls, features_only=False):
+    """prismkit's CSWin-T and the official code's, with the same random weights."""
+    torch.manual_seed(0)
+    embed_dim, depth, split_size, num_heads = cswin.CONFIGS["cswin_tiny_224"]
+    config = dict(embed_dim=embed_dim, depth=depth, split_size=split_size, num_heads=num_heads)
+    official = (official_cls(**config) if features_only else official_cls(224, **config)).to(device, dtype)
+    model = cswin.cswin_tiny_224(features_only=features_only).to(device, dtype)
+    model.load_state_dict(official.state_dict(), strict=True)
+    return model, official
+
+
+def batch_for(device, batch):
+    return batch if device == "cpu" else 4 * batch
+
+
+def dtype_for(device):
+    return torch.float32 if device == "cpu" else torch.bfloat16
+
+
 @pytest.mark.parametrize("batch", [8])
 def test_cswin_tiny_224_forward(compare, bench_device, bench_cases, batch):
     if bench_cases == "small":
         pytest.skip("--bench-cases small")
-    dtype = torch.float32 if bench_device == "cpu" else torch.bfloat16
-    batch = batch if bench_device == "cpu" else 4 * batch
-    torch.manual_seed(0)
-    embed_dim, depth, split_size, num_heads = cswin.CONFIGS["cswin_tiny_224"]
-    official = ref.OfficialCSWinTransformer(224, embed_dim=embed_dim, depth=depth, split_size=split_size,
-                                            num_heads=num_heads).eval().to(bench_device, dtype)  # fmt: skip
-    model = cswin.cswin_tiny_224().eval().to(bench_device, dtype)
-    model.load_state_dict(official.state_dict(), strict=True)
+    dtype, batch = dtype_for(bench_device), batch_for(bench_device, batch)
+    model, official = tiny_models(bench_device, dtype, ref.OfficialCSWinTransformer)
     images = torch.randn(batch, 3, 224, 224, device=bench_device, dtype=dtype)
     with torch.no_grad():
-        compare(lambda: model(images), {"official-pytorch": lambda: official(images)}, core="cswin",
+        compare(lambda: model.eval()(images), {"official-pytorch": lambda: official.eval()(images)}, core="cswin",
                 op="cswin_tiny_224", mode="end-to-end", case=f"cswin-t 224x224 B{batch}",
                 impl=impl_for(bench_device))  # fmt: skip
+
+
+@pytest.mark.parametrize("batch", [8])
+def test_cswin_tiny_224_forward_backward(compare, bench_device, bench_cases, batch):
+    """A training step's compute (logits, then gradients to every weight) against the official
+    classifier with the same weights."""
+    if bench_cases == "small":
+        pytest.skip("--bench-cases small")
+    dtype, batch = dtype_for(bench_device), batch_for(bench_device, batch)
+    model, official = tiny_models(bench_device, dtype, ref.OfficialCSWinTransformer)
+    images = torch.randn(batch, 3, 224, 224, device=bench_device, dtype=dtype)
+    grad = torch.randn(batch, 1000, device=bench_device, dtype=dtype)
+
+    def clear_grads():
+        for m in (model, official):
+            m.zero_grad(set_to_none=True)
+
+    compare(lambda: model(images).backward(grad), {"official-pytorch": lambda: official(images).backward(grad)},
+            core="cswin", op="cswin_tiny_224", mode="forward+backward", case=f"cswin-t 224x224 B{batch}",
+            impl=impl_for(bench_device), setup=clear_grads)  # fmt: skip
+
+
+@pytest.mark.parametrize("batch", [2])
+def test_cswin_tiny_features_only_512(compare, bench_device, bench_cases, batch):
+    """The segmentation backbone at ADE20K's 512 crop (stage 3's 32x32 map is padded to the
+    stripes of 7) against the official segmentation backbone code with the same weights."""
+    if bench_cases == "small":
+        pytest.skip("--bench-cases small")
+    dtype, batch = dtype_for(bench_device), batch_for(bench_device, batch)
+    model, official = tiny_models(bench_device, dtype, ref.OfficialCSWinSegmentation, features_only=True)
+    images = torch.randn(batch, 3, 512, 512, device=bench_device, dtype=dtype)
+    with torch.no_grad():
+        compare(lambda: model.eval()(images), {"official-pytorch": lambda: official.eval()(images)}, core="cswin",
+                op="cswin_tiny_224", mode="forward", case=f"cswin-t features_only 512x512 B{batch}",
+                impl=impl_for(bench_device))  # fmt: skip
+
+
+@pytest.mark.parametrize("batch", [8])
+def test_cswin_tiny_224_compiled(compare, bench_device, bench_cases, batch):
+    """What torch.compile (inductor, dynamic=True) buys over the eager prismkit model on the CPU.
+    The first call compiles (about a minute on 2 cores) and is not in the timed rounds."""
+    if bench_cases == "small" or bench_device != "cpu":
+        pytest.skip("CPU, all cases only")
+    model, _ = tiny_models(bench_device, torch.float32, ref.OfficialCSWinTransformer)
+    model.eval()
+    compiled = torch.compile(model, dynamic=True)
+    images = torch.randn(batch, 3, 224, 224)
+    with torch.no_grad():
+        compiled(images)
+        compare(lambda: compiled(images), {"prismkit-eager": lambda: model(images)}, core="cswin",
+                op="cswin_tiny_224", mode="end-to-end", case=f"cswin-t 224x224 B{batch} torch.compile",
+                impl="cpu")  # fmt: skip

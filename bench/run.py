@@ -3,6 +3,7 @@
     python bench/run.py                      # CPU, all cases (paper sizes), ~10 minutes on 2 cores
     python bench/run.py --cases small        # seconds
     python bench/run.py --device cuda        # GPU rows (bf16), for make gpu-check
+    python bench/run.py -k cswin_tiny --merge   # re-measure some rows, keep the file's others
     PRISMKIT_CPU_CAPABILITY=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
         MKL_ENABLE_INSTRUCTIONS=AVX2 python bench/run.py    # the AVX2 path on an AVX-512 machine
                                                              # (make bench-avx2), both sides on AVX2
@@ -128,6 +129,24 @@ def markdown(paths) -> str:
     return "\n".join(lines)
 
 
+def row_key(row) -> tuple:
+    return row["core"], row["op"], row["mode"], row["case"], row["baseline"]
+
+
+def merged(path: str, result: dict) -> dict:
+    """``result``'s rows merged into the file at ``path``: its rows of the same key replaced in
+    place, new ones appended, the others kept. Every row then carries the date it was measured, and
+    the file's command lists each run's."""
+    with open(path) as f:
+        old = json.load(f)
+    for field in ("device", "torch"):
+        if old[field] != result[field]:
+            raise SystemExit(f"--merge: {path} has {field} {old[field]!r}, this run {result[field]!r}; not merged")
+    new = {row_key(r): dict(r, date=result["date"]) for r in result["rows"]}
+    rows = [new.pop(row_key(r)) if row_key(r) in new else dict(r, date=r.get("date", old["date"])) for r in old["rows"]]
+    return dict(result, command=f"{old['command']}; then {result['command']}", rows=rows + list(new.values()))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -135,6 +154,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="result file (default <out-dir>/<device>.json)")
     parser.add_argument("--out-dir", default=os.path.join(HERE, "results"), help="default bench/results")
     parser.add_argument("-k", dest="select", help="pytest -k expression to run a subset")
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="keep the result file's other rows and replace only those this run measured (with -k: re-measure "
+        "one core or op); the file must come from the same device and torch",
+    )
     parser.add_argument(
         "--markdown", metavar="FILE", nargs="+", help="only print the files' rows as one markdown table"
     )
@@ -178,6 +202,8 @@ def main(argv=None) -> int:
         "rows": rows,
     }
     out = args.out or os.path.join(args.out_dir, f"{stem}.json")
+    if args.merge and os.path.exists(out):
+        result = merged(out, result)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
