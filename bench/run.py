@@ -155,7 +155,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out-dir", default=os.path.join(HERE, "results"), help="default bench/results")
     parser.add_argument("-k", dest="select", help="pytest -k expression to run a subset")
     parser.add_argument(
-        "--merge", action="store_true",
+        "--merge",
+        action="store_true",
         help="keep the result file's other rows and replace only those this run measured (with -k: re-measure "
         "one core or op); the file must come from the same device and torch",
     )

@@ -74,12 +74,12 @@ class UPerHead(nn.Module):
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        levels = [lateral(f) for lateral, f in zip(self.lateral, features)]
+        levels = [lateral(f) for lateral, f in zip(self.lateral, features, strict=True)]
         for i in range(len(levels) - 1, 0, -1):  # top-down
             levels[i - 1] = levels[i - 1] + F.interpolate(levels[i], size=levels[i - 1].shape[2:], mode="bilinear")
         top = levels[0].shape[2:]
         levels = [F.interpolate(s(x), size=top, mode="bilinear") if i else s(x)
-                  for i, (s, x) in enumerate(zip(self.smooth, levels))]  # fmt: skip
+                  for i, (s, x) in enumerate(zip(self.smooth, levels, strict=True))]  # fmt: skip
         return F.interpolate(self.classifier(self.fuse(torch.cat(levels, 1))), size=size, mode="bilinear")
 
 

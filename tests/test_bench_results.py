@@ -67,7 +67,12 @@ SAE_CPU_ROWS = (
 CSWIN_CPU_ROWS = [
     ("cswin_attention", mode, f"cswin-t stage{s}", "official-pytorch") for mode in ("forward", "forward+backward")
     for s in (1, 2, 3, 4)
-] + [("cswin_tiny_224", "end-to-end", "cswin-t 224x224", "official-pytorch")]  # fmt: skip
+] + [
+    ("cswin_tiny_224", "end-to-end", "cswin-t 224x224", "official-pytorch"),
+    ("cswin_tiny_224", "forward+backward", "cswin-t 224x224 B8", "official-pytorch"),
+    ("cswin_tiny_224", "forward", "cswin-t features_only 512x512 B2", "official-pytorch"),
+    ("cswin_tiny_224", "end-to-end", "cswin-t 224x224 B8 torch.compile", "prismkit-eager"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", sorted(CPU_FILES))

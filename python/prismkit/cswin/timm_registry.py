@@ -25,7 +25,7 @@ def register() -> bool:
     """Adds every builder to timm's registry; False (nothing done) where timm is not installed."""
     if importlib.util.find_spec("timm") is None:
         return False
-    from timm.models import register_model, is_model
+    from timm.models import is_model, register_model
 
     for name, build in BUILDERS.items():
         if not is_model(name):

@@ -285,7 +285,12 @@ def official_segmentation_branch(temp: Tensor, idx: int, split_size: int, num_he
         return x.reshape(-1, H_sp * W_sp, num_heads, C // num_heads).permute(0, 2, 1, 3).contiguous()
 
     q, k = im2cswin(q), im2cswin(k)
-    v = v.view(B, C, H_ // H_sp, H_sp, W_ // W_sp, W_sp).permute(0, 2, 4, 1, 3, 5).contiguous().reshape(-1, C, H_sp, W_sp)
+    v = (
+        v.view(B, C, H_ // H_sp, H_sp, W_ // W_sp, W_sp)
+        .permute(0, 2, 4, 1, 3, 5)
+        .contiguous()
+        .reshape(-1, C, H_sp, W_sp)
+    )
     rpe = get_v(v).reshape(-1, num_heads, C // num_heads, H_sp * W_sp).permute(0, 1, 3, 2).contiguous()
     v = v.reshape(-1, num_heads, C // num_heads, H_sp * W_sp).permute(0, 1, 3, 2).contiguous()
     attn = (q * scale) @ k.transpose(-2, -1)
