@@ -150,6 +150,21 @@ def test_load_official_checkpoint_segmentation_file(tmp_path):
             torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
 
 
+class PickledConfig:
+    """An arbitrary pickled object, as training frameworks store in checkpoint metadata."""
+
+
+def test_official_state_dict_unwraps_the_official_containers(tmp_path):
+    state = {"stage1.0.qkv.weight": torch.ones(2)}
+    assert cswin.official_state_dict({"model": {f"module.{k}": v for k, v in state.items()}}) == state
+    assert cswin.official_state_dict({"state_dict": {"backbone.stage1.0.qkv.weight": state["stage1.0.qkv.weight"],
+                                                     "decode_head.conv_seg.bias": torch.zeros(3)}}) == state  # fmt: skip
+    path = tmp_path / "pickled.pth"
+    torch.save({"state_dict": state, "meta": {"config": PickledConfig()}}, path)
+    with pytest.raises(ValueError, match="If you trust the file, pass torch.load"):
+        cswin.official_state_dict(str(path))
+
+
 def test_load_official_checkpoint_refuses_the_other_layout_unless_asked():
     classifier = official("cswin_tiny_224", 224).state_dict()
     backbone = cswin.cswin_tiny_224(features_only=True)

@@ -3,6 +3,7 @@ official keyword names and defaults, and ``load_official_checkpoint`` for the re
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -75,7 +76,14 @@ def official_state_dict(checkpoint: str | Mapping[str, torch.Tensor]) -> dict[st
     segmentor under ``state_dict``, whose ``backbone.`` entries are kept with that prefix removed;
     a ``module.`` prefix (DistributedDataParallel) is removed."""
     if isinstance(checkpoint, str):
-        checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        try:
+            checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise ValueError(
+                f"load_official_checkpoint: {checkpoint} holds objects other than tensors and plain Python values, "
+                "which are not unpickled (they can run code). If you trust the file, pass "
+                "torch.load(path, weights_only=False) instead of the path."
+            ) from e
     for key in ("state_dict_ema", "state_dict", "model"):
         if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get(key), Mapping):
             checkpoint = checkpoint[key]
