@@ -149,17 +149,26 @@ def dtype_for(device):
     return torch.float32 if device == "cpu" else torch.bfloat16
 
 
-@pytest.mark.parametrize("batch", [8])
-def test_cswin_tiny_224_forward(compare, bench_device, bench_cases, batch):
+# The whole-model forward rows: (official code, features_only, image size, CPU batch, mode, case).
+# The backbone row is ADE20K's 512 crop (stage 3's 32x32 map is padded to the stripes of 7) against
+# the official segmentation backbone code with the same weights.
+MODEL_FORWARD = {
+    "classifier": (ref.OfficialCSWinTransformer, False, 224, 8, "end-to-end", "cswin-t 224x224"),
+    "backbone": (ref.OfficialCSWinSegmentation, True, 512, 2, "forward", "cswin-t features_only 512x512"),
+}
+
+
+@pytest.mark.parametrize("layout", list(MODEL_FORWARD))
+def test_cswin_tiny_forward(compare, bench_device, bench_cases, layout):
     if bench_cases == "small":
         pytest.skip("--bench-cases small")
+    official_cls, features_only, size, batch, mode, case = MODEL_FORWARD[layout]
     dtype, batch = dtype_for(bench_device), batch_for(bench_device, batch)
-    model, official = tiny_models(bench_device, dtype, ref.OfficialCSWinTransformer)
-    images = torch.randn(batch, 3, 224, 224, device=bench_device, dtype=dtype)
+    model, official = tiny_models(bench_device, dtype, official_cls, features_only=features_only)
+    images = torch.randn(batch, 3, size, size, device=bench_device, dtype=dtype)
     with torch.no_grad():
         compare(lambda: model.eval()(images), {"official-pytorch": lambda: official.eval()(images)}, core="cswin",
-                op="cswin_tiny_224", mode="end-to-end", case=f"cswin-t 224x224 B{batch}",
-                impl=impl_for(bench_device))  # fmt: skip
+                op="cswin_tiny_224", mode=mode, case=f"{case} B{batch}", impl=impl_for(bench_device))  # fmt: skip
 
 
 @pytest.mark.parametrize("batch", [8])
@@ -180,21 +189,6 @@ def test_cswin_tiny_224_forward_backward(compare, bench_device, bench_cases, bat
     compare(lambda: model(images).backward(grad), {"official-pytorch": lambda: official(images).backward(grad)},
             core="cswin", op="cswin_tiny_224", mode="forward+backward", case=f"cswin-t 224x224 B{batch}",
             impl=impl_for(bench_device), setup=clear_grads)  # fmt: skip
-
-
-@pytest.mark.parametrize("batch", [2])
-def test_cswin_tiny_features_only_512(compare, bench_device, bench_cases, batch):
-    """The segmentation backbone at ADE20K's 512 crop (stage 3's 32x32 map is padded to the
-    stripes of 7) against the official segmentation backbone code with the same weights."""
-    if bench_cases == "small":
-        pytest.skip("--bench-cases small")
-    dtype, batch = dtype_for(bench_device), batch_for(bench_device, batch)
-    model, official = tiny_models(bench_device, dtype, ref.OfficialCSWinSegmentation, features_only=True)
-    images = torch.randn(batch, 3, 512, 512, device=bench_device, dtype=dtype)
-    with torch.no_grad():
-        compare(lambda: model.eval()(images), {"official-pytorch": lambda: official.eval()(images)}, core="cswin",
-                op="cswin_tiny_224", mode="forward", case=f"cswin-t features_only 512x512 B{batch}",
-                impl=impl_for(bench_device))  # fmt: skip
 
 
 @pytest.mark.parametrize("batch", [8])
