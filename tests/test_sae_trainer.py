@@ -104,6 +104,23 @@ def test_dead_latent_tracking_and_aux_loss(acts):
     assert m["aux_loss"] > 0
 
 
+def test_auxk_switches_on_under_the_default_dead_window(acts):
+    """With dead_tokens left at its default, latents that never fire count as dead within the run
+    (here after 5 batches: a tenth of the run is less) and AuxK trains them."""
+    config = TrainConfig(expansion=4, k=4, batch_size=128, total_tokens=128 * 12, buffer_tokens=1000, lr=3e-3,
+                         init_tokens=512)  # fmt: skip
+    assert config.dead_tokens is None and config.dead_window == 5 * 128
+    assert TrainConfig().dead_window == 1_000_000 and TrainConfig(total_tokens=10**9).dead_window == 10_000_000
+    trainer = Trainer(config, TensorSource(acts))
+    trainer.initialize()
+    with torch.no_grad():
+        trainer.sae.b_enc[:20] = -1e4  # these latents can never fire
+    aux = [trainer.train_step()["aux_loss"] for _ in range(12)]
+    assert aux[:5] == [0.0] * 5 and all(a > 0 for a in aux[5:]), aux
+    with pytest.raises(ValueError, match="dead_tokens must be positive"):
+        TrainConfig(dead_tokens=0)
+
+
 @pytest.mark.parametrize("arch,extra", [
     ("topk", {"aux": "auxk", "dead_tokens": 256}), ("batch_topk", {}), ("topk", {"aux": "aux_zipf"}),
     ("jumprelu", {"bias_adaptation": "gba", "gba": GBAConfig(buffer_tokens=300)}),

@@ -275,8 +275,9 @@ class BatchTopKSAE(SparseAutoencoder):
     """BatchTopK: the k*N largest ReLU'd pre-activations of the batch (``batch_topk_encode``).
 
     The inference threshold: after every training forward, ``threshold <- (1 - m) * threshold +
-    m * (smallest selected value of the batch)`` with ``threshold_momentum`` m = 0.01 (SAELens' rule;
-    the first update sets it), kept in float64. In eval mode, or always once ``use_threshold`` is
+    m * (smallest selected value of the batch)`` with ``threshold_momentum`` m = 0.01, kept in
+    float64. SAELens uses the same average but starts it at 0; here the first batch's smallest
+    value sets it, so a short run's threshold is not pulled toward 0. In eval mode, or always once ``use_threshold`` is
     set, encoding is ``threshold_encode`` with that value for every latent: batch-independent.
     """
 

@@ -14,7 +14,10 @@ it reached a held-out FVU of 0.130 against 0.138 with the norm matching (seed 0,
 TopK paper itself reports no clear benefit from its scaling.
 
 Tracking: a latent is dead once it has not fired (a positive code value) for ``dead_tokens``
-tokens; latent frequencies for aux_zipf are an exponential average over about the same window.
+tokens; latent frequencies for aux_zipf are an exponential average over about the same window. The
+default window (``default_dead_tokens``) is sparsify's and the TopK paper's 10M tokens for long
+runs, but at most a tenth of the run, so AuxK switches on in short runs too, and at least 5
+batches (the BatchTopK repo's "dead after 5 idle batches"): 1M tokens for the default 10M-token run.
 Every ``log_every`` steps the trainer writes a JSON line to ``<out_dir>/metrics.jsonl`` (step,
 tokens, FVU, aux loss, L0 mean and quantiles, dead fraction, tokens/s) and updates the progress bar.
 
@@ -53,7 +56,7 @@ from . import io, losses
 from .gba import GBAConfig, GroupBiasAdaptation
 from .modules import SparseAutoencoder, sae_from_config
 
-__all__ = ["TrainConfig", "Trainer", "LatentTracker", "evaluate", "l0_per_token"]
+__all__ = ["TrainConfig", "Trainer", "LatentTracker", "default_dead_tokens", "evaluate", "l0_per_token"]
 
 
 @dataclass
@@ -69,7 +72,7 @@ class TrainConfig:
     aux_k: Optional[int] = None  # default d_in // 2
     aux_coef: float = 1 / 32
     aux_zipf_alpha: float = 0.5
-    dead_tokens: int = 10_000_000
+    dead_tokens: Optional[int] = None  # None: default_dead_tokens(total_tokens, batch_size)
     batch_size: int = 4096
     total_tokens: int = 10_000_000
     buffer_tokens: int = 65_536
@@ -97,6 +100,15 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: bias_adaptation must be None or 'gba', got {self.bias_adaptation!r}")
         if self.batch_size < 1 or self.total_tokens < 1 or self.log_every < 1:
             raise ValueError("TrainConfig: batch_size, total_tokens and log_every must be positive")
+        if self.dead_tokens is not None and self.dead_tokens < 1:
+            raise ValueError(f"TrainConfig: dead_tokens must be positive (or None), got {self.dead_tokens}")
+
+    @property
+    def dead_window(self) -> int:
+        """``dead_tokens``, or the default for this run's length (``default_dead_tokens``)."""
+        if self.dead_tokens is not None:
+            return self.dead_tokens
+        return default_dead_tokens(self.total_tokens, self.batch_size)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -120,6 +132,11 @@ class TrainConfig:
         if self.architecture == "feature_choice":
             cfg.update(capacity=self.capacity, zipf_exponent=self.zipf_exponent)
         return sae_from_config(cfg, device=self.device)
+
+
+def default_dead_tokens(total_tokens: int, batch_size: int) -> int:
+    """The dead-latent window when ``dead_tokens`` is None: min(10M, max(total / 10, 5 batches))."""
+    return min(10_000_000, max(total_tokens // 10, 5 * batch_size))
 
 
 def l0_per_token(code: SparseCode) -> Tensor:
@@ -197,7 +214,7 @@ class Trainer:
         fused = self.device.type in ("cpu", "cuda")  # one kernel per group for all its parameters
         self.optimizer = torch.optim.Adam(groups, lr=self.lr, eps=c.adam_eps, fused=fused)
         self.buffer = _make_buffer(c, source, self.rank, self.world_size)
-        self.tracker = LatentTracker(self.sae.num_latents, c.dead_tokens, self.device)
+        self.tracker = LatentTracker(self.sae.num_latents, c.dead_window, self.device)
         self.step = 0
         self._initialized = False
         self.model = self.sae
