@@ -4,6 +4,9 @@ Each test runs on the C++ CPU kernels ('cpu') and on the Triton kernels ('triton
 GPU, interpreted on the CPU otherwise; interpreted runs use fewer and smaller shapes).
 """
 
+import itertools
+import math
+
 import pytest
 import torch
 from conftest import TOLERANCES
@@ -183,6 +186,29 @@ def test_capacity_helpers():
         assert int(cap.sum()) == min(k * B, F * B)
         assert int(cap.max()) <= B and (cap.diff() <= 1).all()  # non-increasing up to rounding
     assert zipf_capacity(4, 3, 2, exponent=2.0).tolist() == [2, 2, 1, 1]  # capped at B, excess spread
+    for F, k, B, s in itertools.product([1, 7, 100, 2048], [1, 4, 32], [0, 3, 16, 100], [0.0, 1.0, 1.5, 3.0]):
+        assert zipf_capacity(F, k, B, exponent=s).tolist() == water_filled_zipf(F, k, B, s), (F, k, B, s)
+
+
+def water_filled_zipf(F, k, B, s):
+    """zipf_capacity by its definition: shares proportional to 1/(j+1)^s, repeatedly fixing the
+    latents over B at B and spreading the rest over the others; then floor and largest remainder."""
+    budget = min(k * B, F * B)
+    weight = [(j + 1) ** -s for j in range(F)]
+    full = [False] * F
+    while True:
+        left = budget - B * sum(full)
+        free = sum(w for w, f in zip(weight, full, strict=True) if not f)
+        share = [float(B) if f else w * (left / free) for w, f in zip(weight, full, strict=True)]
+        over = [sh > B and not f for sh, f in zip(share, full, strict=True)]
+        if not any(over):
+            break
+        full = [f or o for f, o in zip(full, over, strict=True)]
+    cap = [math.floor(sh) for sh in share]
+    order = sorted(range(F), key=lambda j: -(share[j] - cap[j]) if cap[j] < B else 1.0)
+    for j in order[: budget - sum(cap)]:
+        cap[j] += 1
+    return cap
     with pytest.raises(ValueError, match="num_latents > 0"):
         equal_capacity(0, 3, 4)
 

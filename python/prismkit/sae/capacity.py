@@ -33,19 +33,22 @@ def zipf_capacity(num_latents: int, k: int, batch_size: int, exponent: float = 1
         )
     budget = min(k * batch_size, num_latents * batch_size)
     weight = torch.arange(1, num_latents + 1, dtype=torch.float64).pow(-exponent)
-    share = torch.zeros(num_latents, dtype=torch.float64)
-    full = torch.zeros(num_latents, dtype=torch.bool)
-    while True:  # water-filling: latents whose share exceeds B are fixed at B
-        left = budget - batch_size * int(full.sum())
-        free_weight = weight.masked_fill(full, 0)
-        share = torch.where(full, float(batch_size), free_weight * (left / free_weight.sum()))
-        over = (share > batch_size) & ~full
-        if not bool(over.any()):
-            break
-        full |= over
+    # Water-filling without data-dependent Python control flow (so torch.compile traces it): the
+    # weights decrease, so the latents fixed at B are a prefix, the shortest one n after which the
+    # next latent's share of what is left, w_n * (budget - n*B) / sum_{i>=n} w_i, fits in B.
+    suffix = weight.flip(0).cumsum(0).flip(0)
+    n = torch.arange(num_latents, dtype=torch.float64)
+    fits = weight * (budget - n * batch_size) <= batch_size * suffix
+    n_full = torch.where(fits.any(), fits.int().argmax(), num_latents)
+    full = torch.arange(num_latents) < n_full
+    left = budget - batch_size * full.sum()
+    free_weight = weight.masked_fill(full, 0)
+    share = torch.where(full, float(batch_size), free_weight * (left / free_weight.sum()))
     cap = share.floor().long()
-    missing = budget - int(cap.sum())
-    if missing > 0:
-        remainder = (share - cap).masked_fill(cap >= batch_size, -1.0)
-        cap[torch.argsort(remainder, descending=True, stable=True)[:missing]] += 1
+    missing = budget - cap.sum()  # by largest remainder, latents already at B excluded
+    remainder = (share - cap).masked_fill(cap >= batch_size, -1.0)
+    order = torch.argsort(remainder, descending=True, stable=True)
+    position = torch.empty_like(order)
+    position[order] = torch.arange(num_latents)
+    cap = cap + (position < missing).long()
     return cap.to(device) if device is not None else cap

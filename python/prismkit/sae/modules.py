@@ -303,20 +303,20 @@ class BatchTopKSAE(SparseAutoencoder):
             theta = torch.full_like(self.b_enc, float(self.threshold))
             return ops.threshold_encode(x_in, self.W_enc, self.b_enc, theta.detach())
         code = ops.batch_topk_encode(x_in, self.W_enc, self.b_enc, self.k)
-        if code.values.numel() > 0 and torch.is_grad_enabled():
+        if torch.is_grad_enabled():
             self._update_threshold(code.values.detach())
         return code
 
     @torch.no_grad()
     def _update_threshold(self, values: Tensor) -> None:
-        smallest = values.min().double()
-        if not torch.isfinite(smallest):  # a NaN activation must not poison the threshold for good
-            return
-        if float(self.threshold) < 0:
-            self.threshold.copy_(smallest)
-        else:
-            m = self.threshold_momentum
-            self.threshold.mul_(1 - m).add_(m * smallest)
+        # Tensor operations only, no Python branch on the data, so torch.compile(fullgraph=True)
+        # traces training steps: an empty selection gives +inf and, like a NaN activation (which
+        # must not poison the threshold for good), leaves the threshold as it is.
+        smallest = torch.cat([values.flatten().double(), values.new_full((1,), float("inf"), dtype=torch.float64)])
+        smallest = smallest.min()
+        m = self.threshold_momentum
+        updated = torch.where(self.threshold < 0, smallest, (1 - m) * self.threshold + m * smallest)
+        self.threshold.copy_(torch.where(torch.isfinite(smallest), updated, self.threshold))
 
     def to_jumprelu(self) -> JumpReLUSAE:
         """A JumpReLUSAE with the same weights and the running threshold for every latent (SAELens
