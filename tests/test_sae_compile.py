@@ -49,6 +49,7 @@ MODULE_CASES = {  # every SAE class, with the options that change its forward
     "mutual_choice": dict(k=4),
     "feature_choice-equal": dict(k=4, architecture="feature_choice"),
     "feature_choice-zipf": dict(k=4, capacity="zipf", architecture="feature_choice"),
+    "feature_choice-small_batch": dict(k=1, architecture="feature_choice"),  # k*N < F: rotating capacities
     "jumprelu": dict(),
 }
 
@@ -67,8 +68,8 @@ def test_every_sae_module_compiles_fullgraph(case, mode):
     torch._dynamo.reset()
     eager = SAE_CLASSES[architecture](16, 64, seed=0, **kwargs)
     x = torch.randn(32, 16, generator=torch.Generator().manual_seed(1))
-    if hasattr(eager, "threshold") and eager.threshold.dim() == 0:
-        eager.train()(x)  # BatchTopK / Mutual Choice: a first batch sets the inference threshold
+    if architecture in ("batch_topk", "mutual_choice", "feature_choice"):
+        eager.train()(x)  # a first batch sets the inference thresholds
     eager.train(mode == "train")
     copied = copy.deepcopy(eager)
     compiled = torch.compile(copied, fullgraph=True, backend="aot_eager")

@@ -61,7 +61,8 @@ CASES = {
     "mutual_choice": (lambda: make(MutualChoiceSAE, k=5), lambda sae, x: dense_codes(sae, x, "batch_topk", k=5)),
     "feature_choice": (
         lambda: make(FeatureChoiceSAE, k=5, capacity="zipf"),
-        lambda sae, x: dense_codes(sae, x, "feature_choice", capacity=zipf_capacity(40, 5, x.shape[0])),
+        # a fresh SAE's usage is all zero, so ranks are latent indices
+        lambda sae, x: dense_codes(sae, x, "feature_choice", capacity=sae.rank_capacities(x.shape[0])),
     ),
     "jumprelu": (
         lambda: make(JumpReLUSAE),
@@ -247,3 +248,56 @@ def test_gba_rule():
     assert gba.tokens == 0 and int(gba.fire_count.sum()) == 0
     assert not gba.observe(x[:5], W, b)  # buffer not full yet: no change
     torch.testing.assert_close(b, want)
+
+
+def test_feature_choice_inference_thresholds_are_batch_independent():
+    """Eval mode encodes with per-latent running thresholds (the smallest value each latent kept,
+    0 when it kept fewer than its capacity, averaged): a token's code is the same
+    alone and in a batch, and a single token can use any latent (before, with B=1 only latents
+    0..k-1 could fire)."""
+    sae = make(FeatureChoiceSAE, k=4, capacity="zipf")
+    x = torch.randn(64, 12, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="no inference thresholds yet"):
+        sae.eval()(x)
+    sae.train()
+    expected = torch.full((40,), -1.0, dtype=torch.float64)
+    for i in range(3):
+        capacity = sae.capacities(20)
+        dense = sae(x[i * 20 : (i + 1) * 20]).code.to_dense().detach()
+        count = (dense > 0).sum(0)
+        smallest = torch.where(dense > 0, dense, torch.inf).amin(0)
+        smallest = torch.where(count < capacity, 0.0, smallest)
+        rate = max(1 / (i + 1), 0.01)  # the running mean of the first 100 batches
+        updated = torch.where(expected < 0, smallest, (1 - rate) * expected + rate * smallest)
+        expected = torch.where((capacity > 0) & torch.isfinite(smallest), updated, expected)
+    torch.testing.assert_close(sae.threshold, expected)
+    sae.eval()
+    code = sae.encode(x).to_dense()
+    theta = torch.where(expected < 0, torch.inf, expected)
+    torch.testing.assert_close(code, dense_codes(sae, x, "threshold", threshold=theta))
+    singles = torch.cat([sae.encode(x[i : i + 1]).to_dense() for i in range(16)])
+    torch.testing.assert_close(singles, code[:16])
+    assert int((singles != 0).any(0)[4:].sum()) > 0  # latents beyond the first k fire for single tokens
+    torch.testing.assert_close(sae.to_jumprelu().encode(x).to_dense(), code)
+
+
+def test_feature_choice_capacities_leave_no_latent_starved():
+    # The research shape: the Zipf split alone gave 14,930 of 24,576 latents capacity 0.
+    big = FeatureChoiceSAE(4, 24576, k=32, capacity="zipf")
+    rank_capacities = big.rank_capacities(1024)
+    assert int(rank_capacities.min()) == 1 and int(rank_capacities.sum()) == 32 * 1024
+    assert bool((rank_capacities.diff() <= 0).all())  # still Zipf-shaped, head first
+    # Capacities follow running usage: the most used latent gets the head.
+    sae = make(FeatureChoiceSAE, k=4, capacity="zipf")
+    sae.usage[7] = 1.0
+    assert int(sae.capacities(30).argmax()) == 7 and int(sae.capacities(30)[7]) == int(sae.rank_capacities(30)[0])
+    # Budgets below F (k*B = 10 entries for 40 latents) rotate over the latents batch by batch.
+    for rule in ("equal", "zipf"):
+        sae = make(FeatureChoiceSAE, k=2, capacity=rule)
+        served = torch.zeros(40, dtype=torch.bool)
+        for i in range(6):
+            capacity = sae.capacities(5)
+            assert int(capacity.sum()) == 10
+            served |= capacity > 0
+            sae(torch.randn(5, 12, dtype=torch.float64))
+        assert bool(served.all()), (rule, served)

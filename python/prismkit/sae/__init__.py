@@ -3,7 +3,7 @@ Choice, Feature Choice, JumpReLU), losses (FVU, AuxK, aux_zipf, Multi-TopK), Gro
 Adaptation, a trainer (single process or torchrun), checkpoint interop with SAELens and
 sparsify, and steering hooks. ``python -m prismkit.sae --help`` for the command line."""
 
-from .capacity import equal_capacity, zipf_capacity
+from .capacity import equal_capacity, zipf_capacity, zipf_split
 from .data import HookSource, MemmapSource, ShuffleBuffer, TensorSource, cache_activations, capture_activations
 from .gba import GBAConfig, GroupBiasAdaptation
 from .io import load_sae, load_saelens, load_sparsify, save_sae, save_saelens, save_sparsify
@@ -24,7 +24,7 @@ from .steering import TIERS, SAESteering, steer_activations
 from .trainer import LatentTracker, TrainConfig, Trainer, evaluate, l0_per_token
 
 __all__ = [
-    "equal_capacity", "zipf_capacity",
+    "equal_capacity", "zipf_capacity", "zipf_split",
     "HookSource", "MemmapSource", "ShuffleBuffer", "TensorSource", "cache_activations", "capture_activations",
     "GBAConfig", "GroupBiasAdaptation", "load_sae", "load_saelens", "load_sparsify", "save_sae", "save_saelens",
     "save_sparsify", "aux_k_loss", "aux_zipf_loss", "fvu", "normalized_mse", "zipf_underused", "SAE_CLASSES",

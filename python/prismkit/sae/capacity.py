@@ -31,22 +31,30 @@ def zipf_capacity(num_latents: int, k: int, batch_size: int, exponent: float = 1
             "zipf_capacity: need num_latents > 0, k > 0, batch_size >= 0, exponent >= 0, got "
             f"{num_latents}, {k}, {batch_size}, {exponent}"
         )
-    budget = min(k * batch_size, num_latents * batch_size)
+    return zipf_split(num_latents, min(k * batch_size, num_latents * batch_size), batch_size, exponent, device)
+
+
+def zipf_split(num_latents: int, budget: int, limit: int, exponent: float = 1.0, device=None) -> Tensor:
+    """``budget`` entries split over the latents in shares proportional to ``1 / (j + 1) **
+    exponent``, none above ``limit`` (budget <= num_latents * limit), rounded by largest remainder
+    to sum to ``budget``: ``zipf_capacity`` with budget k*B and limit B. Returns [F] int64."""
+    if budget > num_latents * limit or budget < 0:
+        raise ValueError(f"zipf_split: need 0 <= budget <= num_latents * limit, got {budget}, {num_latents}, {limit}")
     weight = torch.arange(1, num_latents + 1, dtype=torch.float64).pow(-exponent)
     # Water-filling without data-dependent Python control flow (so torch.compile traces it): the
-    # weights decrease, so the latents fixed at B are a prefix, the shortest one n after which the
-    # next latent's share of what is left, w_n * (budget - n*B) / sum_{i>=n} w_i, fits in B.
+    # weights decrease, so the latents fixed at the limit L are a prefix, the shortest one n after which the
+    # next latent's share of what is left, w_n * (budget - n*L) / sum_{i>=n} w_i, fits in L.
     suffix = weight.flip(0).cumsum(0).flip(0)
     n = torch.arange(num_latents, dtype=torch.float64)
-    fits = weight * (budget - n * batch_size) <= batch_size * suffix
+    fits = weight * (budget - n * limit) <= limit * suffix
     n_full = torch.where(fits.any(), fits.int().argmax(), num_latents)
     full = torch.arange(num_latents) < n_full
-    left = budget - batch_size * full.sum()
+    left = budget - limit * full.sum()
     free_weight = weight.masked_fill(full, 0)
-    share = torch.where(full, float(batch_size), free_weight * (left / free_weight.sum()))
+    share = torch.where(full, float(limit), free_weight * (left / free_weight.sum()))
     cap = share.floor().long()
-    missing = budget - cap.sum()  # by largest remainder, latents already at B excluded
-    remainder = (share - cap).masked_fill(cap >= batch_size, -1.0)
+    missing = budget - cap.sum()  # by largest remainder, latents already at L excluded
+    remainder = (share - cap).masked_fill(cap >= limit, -1.0)
     order = torch.argsort(remainder, descending=True, stable=True)
     position = torch.empty_like(order)
     position[order] = torch.arange(num_latents)

@@ -18,6 +18,7 @@ renormalized on load: a checkpoint whose rows are not unit-norm keeps them.
 from __future__ import annotations
 
 import json
+import warnings
 import os
 from typing import Optional
 
@@ -44,8 +45,12 @@ def _read_json(path: str) -> dict:
 
 
 def _load_tensors(sae: SparseAutoencoder, tensors: dict) -> SparseAutoencoder:
+    missing = set(sae.state_dict()) - set(tensors)
+    late = missing and missing <= set(sae.statistics_buffers)  # a file from before the class kept them
+    if late:
+        warnings.warn(f"{type(sae).__name__}: the file has no {sorted(missing)}; they start fresh", stacklevel=3)
     with torch.no_grad():
-        sae.load_state_dict({k: v.to(sae.W_enc.device) for k, v in tensors.items()}, strict=True)
+        sae.load_state_dict({k: v.to(sae.W_enc.device) for k, v in tensors.items()}, strict=not late)
     return sae
 
 

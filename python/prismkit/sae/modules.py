@@ -16,9 +16,9 @@ The sparsity rules:
 * ``MutualChoiceSAE`` (Ayonrinde): the Mutual Choice allocation is the same operation as
   BatchTopK (a global top-k*N with no per-token or per-latent limit), so it is the same class under
   the paper's name.
-* ``FeatureChoiceSAE`` (Ayonrinde): latent j keeps its ``capacity[j]`` best tokens; capacities
-  are equal (k*N/F each) or Zipf-shaped (latent 0 gets the largest), summing to k*N. Like the
-  paper's, the code depends on the batch at evaluation too.
+* ``FeatureChoiceSAE`` (Ayonrinde): in training latent j keeps its ``capacity[j]`` best tokens;
+  capacities are equal (k*N/F each) or Zipf-shaped, summing to k*N, handed out by running usage
+  rank. At evaluation per-latent running thresholds make encoding batch-independent.
 * ``JumpReLUSAE``: ``z * 1[z > threshold_j]``, for loading and evaluating JumpReLU checkpoints
   (Gemma Scope, SAELens, dictionary_learning).
 
@@ -41,7 +41,7 @@ from prismkit.ops import sae as ops
 from prismkit.ops.sae import SparseCode
 
 from . import losses
-from .capacity import equal_capacity, zipf_capacity
+from .capacity import equal_capacity, zipf_split
 
 __all__ = [
     "SAEOutput",
@@ -75,6 +75,8 @@ class SparseAutoencoder(nn.Module):
     """
 
     architecture = "base"
+    # Running statistics a checkpoint written before they existed may lack (io.load_sae starts them fresh).
+    statistics_buffers: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -323,14 +325,7 @@ class BatchTopKSAE(SparseAutoencoder):
         and dictionary_learning ship BatchTopK SAEs this way)."""
         if float(self.threshold) < 0:
             raise RuntimeError(f"{type(self).__name__}.to_jumprelu: no inference threshold yet (train first)")
-        out = JumpReLUSAE(self.d_in, self.num_latents, aux_k=self.aux_k, aux_coef=self.aux_coef,
-                          subtract_b_dec_from_input=self.subtract_b_dec_from_input,
-                          dtype=self.W_enc.dtype, device=self.W_enc.device)  # fmt: skip
-        with torch.no_grad():
-            for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
-                getattr(out, name).copy_(getattr(self, name))
-            out.threshold.fill_(max(float(self.threshold), 0.0))
-        return out
+        return _jumprelu_copy(self, torch.full_like(self.b_enc, max(float(self.threshold), 0.0)))
 
 
 class MutualChoiceSAE(BatchTopKSAE):
@@ -341,38 +336,132 @@ class MutualChoiceSAE(BatchTopKSAE):
 
 
 class FeatureChoiceSAE(SparseAutoencoder):
-    """Feature Choice (Ayonrinde): latent j keeps its ``capacity[j]`` highest-activating tokens of
-    the batch (``feature_choice_encode``), the budget k*N split ``"equal"`` or ``"zipf"``
-    (``zipf_capacity`` with ``zipf_exponent``; latent 0 has the largest capacity). The code depends
-    on the batch, in training and evaluation alike, as in the paper."""
+    """Feature Choice (Ayonrinde): in training, latent j keeps its ``capacity[j]`` highest-activating
+    tokens of the batch (``feature_choice_encode``); the budget k*N is split ``"equal"`` or
+    ``"zipf"`` (``zipf_capacity`` with ``zipf_exponent``).
+
+    Who gets which capacity (so that no latent is starved for good):
+    * by running usage: latents are ranked by an exponential average of how often they fire
+      (``usage``, momentum ``stats_momentum``; ties by index), and the r-th ranked latent gets the
+      r-th largest capacity, so the Zipf head follows the latents that are used, not latent 0;
+    * with a floor of one: when the budget k*N covers every latent, each gets at least one entry
+      (the rest is split by the rule), so a latent that stopped firing can come back;
+    * rotating: when k*N < F (small batches: a rank's slice, an evaluation chunk), the ranks shift
+      by the number of latents served every batch, so every latent is served within about F / (k*N)
+      batches.
+
+    Inference (``.eval()``) is batch-independent: each latent fires above its own threshold, a
+    running average of the smallest value it kept in a training batch (0 when it kept fewer than
+    its capacity: every positive value), as ``threshold_encode``; ``to_jumprelu()`` exports it. The
+    average is a plain mean over a latent's first 1 / ``stats_momentum`` batches, then exponential
+    with that momentum. A latent never selected in training does not fire at inference.
+    """
 
     architecture = "feature_choice"
+    statistics_buffers = ("usage", "threshold", "updates", "batches")
 
     def __init__(self, d_in: int, num_latents: int, k: int, *, capacity: str = "equal",
-                 zipf_exponent: float = 1.0, **kwargs):  # fmt: skip
+                 zipf_exponent: float = 1.0, stats_momentum: float = 0.01, **kwargs):  # fmt: skip
         super().__init__(d_in, num_latents, **kwargs)
         if capacity not in ("equal", "zipf"):
             raise ValueError(f"FeatureChoiceSAE: capacity must be 'equal' or 'zipf', got {capacity!r}")
         if k < 1:
             raise ValueError(f"FeatureChoiceSAE: k must be >= 1, got {k}")
-        self.k, self.capacity, self.zipf_exponent = k, capacity, zipf_exponent
+        self.k, self.capacity, self.zipf_exponent, self.stats_momentum = k, capacity, zipf_exponent, stats_momentum
         self._capacity_cache: dict = {}
+        device = self.W_enc.device
+        self.register_buffer("usage", torch.zeros(num_latents, dtype=torch.float64, device=device))
+        self.register_buffer("threshold", torch.full((num_latents,), -1.0, dtype=torch.float64, device=device))
+        self.register_buffer("updates", torch.zeros(num_latents, dtype=torch.float64, device=device))
+        self.register_buffer("batches", torch.zeros((), dtype=torch.long, device=device))
 
     def _extra_config(self) -> dict:
-        return {"k": self.k, "capacity": self.capacity, "zipf_exponent": self.zipf_exponent}
+        return {"k": self.k, "capacity": self.capacity, "zipf_exponent": self.zipf_exponent,
+                "stats_momentum": self.stats_momentum}  # fmt: skip
 
-    def capacities(self, batch_size: int) -> Tensor:
+    def rank_capacities(self, batch_size: int) -> Tensor:
+        """The capacities by rank ([F] int64, non-increasing): the budget min(k*N, F*N) split by
+        the rule (``equal_capacity`` / ``zipf_split``), each latent at most N, on a floor of one
+        entry per latent when the budget covers every latent."""
         key = (batch_size, self.W_enc.device)
         if key not in self._capacity_cache:
+            F, N = self.num_latents, batch_size
+            budget = min(self.k * N, F * N)
+            floor = 1 if budget >= F else 0
+            rest, limit = budget - floor * F, N - floor
             if self.capacity == "equal":
-                cap = equal_capacity(self.num_latents, self.k, batch_size)
+                cap = equal_capacity(F, 1, rest)  # at most ceil(rest / F) <= limit
             else:
-                cap = zipf_capacity(self.num_latents, self.k, batch_size, self.zipf_exponent)
-            self._capacity_cache = {key: cap.to(self.W_enc.device)}
+                cap = zipf_split(F, rest, limit, self.zipf_exponent)
+            self._capacity_cache = {key: (cap + floor).to(self.W_enc.device)}
         return self._capacity_cache[key]
 
+    def capacities(self, batch_size: int) -> Tensor:
+        """Each latent's capacity for a training batch of ``batch_size`` tokens ([F] int64): the
+        rank capacities handed out by running usage (rotating when k*N < F)."""
+        F, by_rank = self.num_latents, self.rank_capacities(batch_size)
+        order = torch.argsort(self.usage, descending=True, stable=True)  # latent of each rank
+        if self.k * batch_size < F:  # shift the ranks by the number served, every batch
+            served = (by_rank > 0).sum()  # a tensor: no data-dependent Python value under torch.compile
+            order = order[(torch.arange(F, device=order.device) + self.batches * served) % F]
+        cap = torch.empty_like(order)
+        cap[order] = by_rank
+        return cap
+
     def _encode(self, x_in: Tensor) -> SparseCode:
-        return ops.feature_choice_encode(x_in, self.W_enc, self.b_enc, self.capacities(x_in.shape[0]))
+        if not self.training:
+            if not torch.compiler.is_compiling() and bool((self.threshold < 0).all()):  # eager: say why
+                raise RuntimeError(
+                    f"{type(self).__name__}: no inference thresholds yet (they are learned during training); "
+                    "call .train() to encode with the batch rule"
+                )
+            theta = torch.where(self.threshold < 0, torch.inf, self.threshold).to(x_in.dtype)
+            return ops.threshold_encode(x_in, self.W_enc, self.b_enc, theta.detach())
+        capacity = self.capacities(x_in.shape[0])
+        code = ops.feature_choice_encode(x_in, self.W_enc, self.b_enc, capacity)
+        if torch.is_grad_enabled():
+            self._update_statistics(code, capacity)
+        return code
+
+    @torch.no_grad()
+    def _update_statistics(self, code: SparseCode, capacity: Tensor) -> None:
+        # Tensor operations only (torch.compile traces training steps); NaN values are not counted.
+        values, latents = code.values.detach().double().flatten(), code.indices.flatten()
+        kept = torch.isfinite(values)
+        count = torch.zeros_like(self.usage).index_add_(0, latents, kept.double())
+        smallest = torch.full_like(self.usage, torch.inf).scatter_reduce(
+            0, latents, torch.where(kept, values, torch.inf), "amin"
+        )
+        smallest = torch.where(count < capacity, 0.0, smallest)  # kept every positive value
+        # A running mean over each latent's first 1/m updates, then an exponential average with
+        # momentum m: a short run's thresholds are not stuck near the first (untrained) batches.
+        m = self.stats_momentum
+        update = (capacity > 0) & torch.isfinite(smallest)
+        rate = torch.clamp(1.0 / (self.updates + 1), min=m)
+        self.threshold.copy_(torch.where(update, torch.where(self.threshold < 0, smallest,
+                                                             (1 - rate) * self.threshold + rate * smallest),
+                                         self.threshold))  # fmt: skip
+        self.updates.add_(update.double())
+        self.usage.mul_(1 - m).add_(m * count / max(code.batch_size, 1))
+        self.batches.add_(1)
+
+    def to_jumprelu(self) -> JumpReLUSAE:
+        """A JumpReLUSAE with the same weights and each latent's inference threshold (+inf, never
+        firing, for latents never selected in training)."""
+        if bool((self.threshold < 0).all()):
+            raise RuntimeError(f"{type(self).__name__}.to_jumprelu: no inference thresholds yet (train first)")
+        return _jumprelu_copy(self, torch.where(self.threshold < 0, torch.inf, self.threshold))
+
+
+def _jumprelu_copy(sae: SparseAutoencoder, threshold: Tensor) -> JumpReLUSAE:
+    out = JumpReLUSAE(sae.d_in, sae.num_latents, aux_k=sae.aux_k, aux_coef=sae.aux_coef,
+                      subtract_b_dec_from_input=sae.subtract_b_dec_from_input,
+                      dtype=sae.W_enc.dtype, device=sae.W_enc.device)  # fmt: skip
+    with torch.no_grad():
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            getattr(out, name).copy_(getattr(sae, name))
+        out.threshold.copy_(threshold.to(out.threshold.dtype))
+    return out
 
 
 class JumpReLUSAE(SparseAutoencoder):
