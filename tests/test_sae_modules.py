@@ -21,7 +21,6 @@ from prismkit.sae import (
     fvu,
     geometric_median,
     normalized_mse,
-    zipf_capacity,
     zipf_underused,
 )
 
@@ -295,7 +294,7 @@ def test_feature_choice_capacities_leave_no_latent_starved():
     for rule in ("equal", "zipf"):
         sae = make(FeatureChoiceSAE, k=2, capacity=rule)
         served = torch.zeros(40, dtype=torch.bool)
-        for i in range(6):
+        for _ in range(6):
             capacity = sae.capacities(5)
             assert int(capacity.sum()) == 10
             served |= capacity > 0

@@ -18,8 +18,8 @@ renormalized on load: a checkpoint whose rows are not unit-norm keeps them.
 from __future__ import annotations
 
 import json
-import warnings
 import os
+import warnings
 from typing import Optional
 
 import torch
