@@ -300,3 +300,22 @@ def test_feature_choice_capacities_leave_no_latent_starved():
             served |= capacity > 0
             sae(torch.randn(5, 12, dtype=torch.float64))
         assert bool(served.all()), (rule, served)
+
+
+def test_encode_keeps_the_leading_dims_and_offers_a_dense_code():
+    """decode(encode(x)) of a [2, 5, d] input is [2, 5, d] (before: [10, d]); dense=True gives the
+    [2, 5, F] dense code; the methods are reachable after a bare `import prismkit`."""
+    import prismkit
+
+    sae = make(prismkit.sae.TopKSAE, k=3)
+    x = torch.randn(2, 5, 12, dtype=torch.float64)
+    code = sae.encode(x)
+    torch.testing.assert_close(sae.decode(code), sae(x).x_hat)
+    assert sae.decode(code).shape == (2, 5, 12) and code.to_dense().shape == (10, 40)
+    dense = sae.encode(x, dense=True)
+    assert dense.shape == (2, 5, 40)
+    torch.testing.assert_close(dense.reshape(10, 40), code.to_dense())
+    torch.testing.assert_close(sae.decode(dense), sae.decode(code))
+    assert prismkit.cswin.CSWinTransformer is not None
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        prismkit.nope  # noqa: B018

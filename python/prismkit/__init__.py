@@ -32,3 +32,15 @@ _cpu.warn_if_request_ignored()
 
 __version__ = _build_info.VERSION
 __all__ = ["ops", "reference", "SparseCode", "__version__"]
+
+# The methods (prismkit.sae, prismkit.cswin) load on first use, so `import prismkit` stays light
+# (prismkit.cswin imports timm where it is installed) and `prismkit.sae.TopKSAE` works after it.
+_METHODS = ("sae", "cswin")
+
+
+def __getattr__(name: str):
+    if name in _METHODS:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'prismkit' has no attribute {name!r}")

@@ -137,15 +137,20 @@ class SparseAutoencoder(nn.Module):
             x = x.to(self.W_enc.dtype)
         return x.reshape(-1, self.d_in)
 
-    def encode(self, x: Tensor) -> SparseCode:
-        """The sparse code of x ([..., d] flattened to [N, d] tokens)."""
-        x = self._check_input(x)
-        return self._encode(self.encoder_input(x))
+    def encode(self, x: Tensor, dense: bool = False) -> SparseCode | Tensor:
+        """The sparse code of x [..., d]: over the flattened [N, d] tokens, remembering the leading
+        dims, so ``decode(encode(x))`` is [..., d] again. ``dense=True``: the dense code [..., F]."""
+        flat = self._check_input(x)
+        code = self._encode(self.encoder_input(flat))._replace(leading_shape=tuple(x.shape[:-1]))
+        return code.to_dense().reshape(*x.shape[:-1], self.num_latents) if dense else code
 
     def _encode(self, x_in: Tensor) -> SparseCode:
         raise NotImplementedError
 
-    def decode(self, code: SparseCode) -> Tensor:
+    def decode(self, code: SparseCode | Tensor) -> Tensor:
+        """The reconstruction of a code from ``encode``: [..., d] (a dense [..., F] code works too)."""
+        if isinstance(code, Tensor):
+            return code @ self.W_dec + self.b_dec
         return code.decode(self.W_dec, self.b_dec)
 
     def pre_activations(self, x: Tensor) -> Tensor:

@@ -97,6 +97,9 @@ class SparseCode(NamedTuple):
     indices: Tensor
     offsets: Optional[Tensor]
     num_latents: int
+    # The input's leading dims when it was [..., d] (the SAE modules' encode sets it): decode then
+    # returns [..., d]. None: decode returns [B, d].
+    leading_shape: Optional[tuple] = None
 
     @property
     def batch_size(self) -> int:
@@ -126,8 +129,9 @@ class SparseCode(NamedTuple):
         return dense.index_put((self.row_ids(), self.indices), self.values, accumulate=True)
 
     def decode(self, W_dec: Tensor, b_dec: Optional[Tensor] = None) -> Tensor:
-        """``sparse_decode`` of this code: [B, d]."""
-        return sparse_decode(self.values, self.indices, self.offsets, W_dec, b_dec)
+        """``sparse_decode`` of this code: [B, d], or [..., d] when ``leading_shape`` is set."""
+        out = sparse_decode(self.values, self.indices, self.offsets, W_dec, b_dec)
+        return out if self.leading_shape is None else out.reshape(*self.leading_shape, out.shape[-1])
 
 
 # --------------------------------------------------------------------------------------------
