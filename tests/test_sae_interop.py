@@ -15,11 +15,13 @@ from safetensors.torch import load_file  # noqa: E402
 from prismkit.sae import (
     BatchTopKSAE,
     FeatureChoiceSAE,
+    GroupMaxSAE,
     JumpReLUSAE,
     TopKSAE,
     load_sae,
     load_saelens,
     load_sparsify,
+    load_sparsify_run,
     save_sae,
     save_saelens,
     save_sparsify,
@@ -84,7 +86,7 @@ def test_saelens_and_sparsify_round_trips(tmp_path):
     )
     with pytest.raises(ValueError, match="SAELens has no architecture for FeatureChoiceSAE"):
         save_saelens(FeatureChoiceSAE(12, 40, k=3), str(tmp_path / "x"))
-    with pytest.raises(ValueError, match="sparsify stores TopK SAEs"):
+    with pytest.raises(ValueError, match="sparsify stores TopK or groupmax SAEs"):
         save_sparsify(jump, str(tmp_path / "y"))
 
 
@@ -114,3 +116,64 @@ def test_real_saelens_checkpoint_matches_saelens_outputs(arch, tmp_path):
     again = type(theirs).load_from_disk(str(tmp_path / "again"))
     with torch.no_grad():
         torch.testing.assert_close(again(x), theirs(x))
+
+
+def sparsify_groupmax_codes(x, W_enc, b_enc, b_dec, k):
+    """sparsify's groupmax encoder (fused_encoder.py): ReLU(linear(x - b_dec)), the max of each of
+    k contiguous groups, the group's first latent added to the index."""
+    z = torch.relu(torch.nn.functional.linear(x - b_dec, W_enc, b_enc))
+    values, within = z.unflatten(-1, (k, -1)).max(dim=-1)
+    return values, within + torch.arange(0, z.shape[1], z.shape[1] // k)
+
+
+def write_sparsify(directory, cfg, W_enc, b_enc, W_dec, b_dec):
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True)
+    save_file({"encoder.weight": W_enc, "encoder.bias": b_enc, "W_dec": W_dec, "b_dec": b_dec},
+              str(directory / "sae.safetensors"))  # fmt: skip
+    (directory / "cfg.json").write_text(json.dumps(cfg))
+
+
+def test_sparsify_groupmax_loads_as_groupmax(tmp_path):
+    """A groupmax checkpoint (before: loaded silently as TopK, different latents) encodes as
+    sparsify's groupmax, and saves back with its activation."""
+    g = torch.Generator().manual_seed(0)
+    W_enc, b_enc = torch.randn(32, 8, generator=g), torch.randn(32, generator=g) * 0.1
+    W_dec, b_dec = torch.randn(32, 8, generator=g), torch.randn(8, generator=g)
+    cfg = {"activation": "groupmax", "expansion_factor": 4, "normalize_decoder": True, "num_latents": 32, "k": 4,
+           "multi_topk": False, "skip_connection": False, "transcode": False, "d_in": 8}  # fmt: skip
+    write_sparsify(tmp_path / "layers.3", cfg, W_enc, b_enc, W_dec, b_dec)
+    sae = load_sparsify(str(tmp_path / "layers.3"))
+    assert isinstance(sae, GroupMaxSAE) and sae.k == 4 and sae.metadata == {"hook_name": "layers.3"}
+    x = torch.randn(50, 8, generator=g)
+    values, indices = sparsify_groupmax_codes(x, W_enc, b_enc, b_dec, 4)
+    code = sae.encode(x)
+    assert torch.equal(code.indices, indices)
+    torch.testing.assert_close(code.values, values)
+    torch.testing.assert_close(sae.decode(code), values.unsqueeze(-1).mul(W_dec[indices]).sum(1) + b_dec)
+    save_sparsify(sae, str(tmp_path / "again"))
+    assert json.loads((tmp_path / "again" / "cfg.json").read_text())["activation"] == "groupmax"
+    assert same_state(load_sparsify(str(tmp_path / "again")), sae)
+    with pytest.raises(ValueError, match="unsupported activation 'sigmoid'"):
+        write_sparsify(tmp_path / "odd", {**cfg, "activation": "sigmoid"}, W_enc, b_enc, W_dec, b_dec)
+        load_sparsify(str(tmp_path / "odd"))
+
+
+def test_sparsify_run_directories_and_metadata(tmp_path):
+    """A sparsify run holds one directory per hookpoint; the hookpoint and any metadata survive
+    every save and load (SAELens reads metadata.hook_name)."""
+    run = tmp_path / "run"
+    for layer in (10, 2):
+        save_sparsify(randomized(TopKSAE(12, 40, k=5), seed=layer), str(run / f"layers.{layer}"))
+    with pytest.raises(ValueError, match=r"pass hookpoint= one of \['layers.2', 'layers.10'\]"):
+        load_sparsify(str(run))
+    assert load_sparsify(str(run), "layers.2").metadata == {"hook_name": "layers.2"}
+    assert list(load_sparsify_run(str(run))) == ["layers.2", "layers.10"]
+    with pytest.raises(ValueError, match="no hookpoint 'layers.7'"):
+        load_sparsify(str(run), "layers.7")
+    sae = randomized(TopKSAE(12, 40, k=5, metadata={"hook_name": "blocks.3.hook_resid_post", "model_name": "gpt2"}))
+    save_sae(sae, str(tmp_path / "p"))
+    assert load_sae(str(tmp_path / "p")).metadata == sae.metadata
+    save_sparsify(sae, str(tmp_path / "s"))
+    assert load_sparsify(str(tmp_path / "s")).metadata == sae.metadata

@@ -6,12 +6,22 @@ sparsify, and steering hooks. ``python -m prismkit.sae --help`` for the command 
 from .capacity import equal_capacity, zipf_capacity, zipf_split
 from .data import HookSource, MemmapSource, ShuffleBuffer, TensorSource, cache_activations, capture_activations
 from .gba import GBAConfig, GroupBiasAdaptation
-from .io import load_sae, load_saelens, load_sparsify, save_sae, save_saelens, save_sparsify
+from .io import (
+    load_sae,
+    load_saelens,
+    load_sparsify,
+    load_sparsify_run,
+    save_sae,
+    save_saelens,
+    save_sparsify,
+    sparsify_hookpoints,
+)
 from .losses import aux_k_loss, aux_zipf_loss, fvu, normalized_mse, zipf_underused
 from .modules import (
     SAE_CLASSES,
     BatchTopKSAE,
     FeatureChoiceSAE,
+    GroupMaxSAE,
     JumpReLUSAE,
     MutualChoiceSAE,
     SAEOutput,
@@ -26,9 +36,9 @@ from .trainer import LatentTracker, TrainConfig, Trainer, evaluate, l0_per_token
 __all__ = [
     "equal_capacity", "zipf_capacity", "zipf_split",
     "HookSource", "MemmapSource", "ShuffleBuffer", "TensorSource", "cache_activations", "capture_activations",
-    "GBAConfig", "GroupBiasAdaptation", "load_sae", "load_saelens", "load_sparsify", "save_sae", "save_saelens",
+    "GBAConfig", "GroupBiasAdaptation", "load_sae", "load_saelens", "load_sparsify", "load_sparsify_run", "sparsify_hookpoints", "save_sae", "save_saelens",
     "save_sparsify", "aux_k_loss", "aux_zipf_loss", "fvu", "normalized_mse", "zipf_underused", "SAE_CLASSES",
-    "BatchTopKSAE", "FeatureChoiceSAE", "JumpReLUSAE", "MutualChoiceSAE", "SAEOutput", "SparseAutoencoder",
+    "BatchTopKSAE", "FeatureChoiceSAE", "GroupMaxSAE", "JumpReLUSAE", "MutualChoiceSAE", "SAEOutput", "SparseAutoencoder",
     "TopKSAE", "geometric_median", "sae_from_config", "LatentTracker", "TrainConfig", "Trainer", "evaluate",
     "l0_per_token", "TIERS", "SAESteering", "steer_activations",
 ]  # fmt: skip

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from typing import Optional
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .modules import BatchTopKSAE, JumpReLUSAE, SparseAutoencoder, TopKSAE, sae_from_config
+from .modules import BatchTopKSAE, GroupMaxSAE, JumpReLUSAE, SparseAutoencoder, TopKSAE, sae_from_config
 
-__all__ = ["save_sae", "load_sae", "save_saelens", "load_saelens", "save_sparsify", "load_sparsify"]
+__all__ = ["save_sae", "load_sae", "save_saelens", "load_saelens", "save_sparsify", "load_sparsify",
+           "load_sparsify_run", "sparsify_hookpoints"]  # fmt: skip
 
 
 def _weights(sae: SparseAutoencoder) -> dict:
@@ -145,10 +147,12 @@ def load_saelens(directory: str, device=None) -> SparseAutoencoder:
 # ---- sparsify ---------------------------------------------------------------------------------
 
 
-def save_sparsify(sae: TopKSAE, directory: str) -> None:
-    """sparsify's layout (TopK SAEs only, as sparsify trains)."""
-    if not isinstance(sae, TopKSAE) or not sae.subtract_b_dec_from_input:
-        raise ValueError("save_sparsify: sparsify stores TopK SAEs whose encoder sees x - b_dec")
+def save_sparsify(sae: SparseAutoencoder, directory: str) -> None:
+    """sparsify's layout (TopK and groupmax SAEs, as sparsify trains): ``cfg.json`` +
+    ``sae.safetensors`` in ``directory``. sparsify names that directory after the hookpoint
+    (``<run>/<hookpoint>/``); the SAE's ``metadata`` goes into ``cfg.json`` beside sparsify's fields."""
+    if not isinstance(sae, (TopKSAE, GroupMaxSAE)) or not sae.subtract_b_dec_from_input:
+        raise ValueError("save_sparsify: sparsify stores TopK or groupmax SAEs whose encoder sees x - b_dec")
     os.makedirs(directory, exist_ok=True)
     tensors = {
         "encoder.weight": sae.W_enc.detach().contiguous(),
@@ -157,20 +161,59 @@ def save_sparsify(sae: TopKSAE, directory: str) -> None:
         "b_dec": sae.b_dec.detach().contiguous(),
     }
     save_file(tensors, os.path.join(directory, "sae.safetensors"))
-    cfg = {"num_latents": sae.num_latents, "k": sae.k, "expansion_factor": sae.num_latents // sae.d_in,
-           "normalize_decoder": True, "multi_topk": sae.multi_topk, "skip_connection": False,
-           "transcode": False, "d_in": sae.d_in}  # fmt: skip
+    cfg = {"activation": sae.architecture, "num_latents": sae.num_latents, "k": sae.k,
+           "expansion_factor": sae.num_latents // sae.d_in, "normalize_decoder": True,
+           "multi_topk": getattr(sae, "multi_topk", False), "skip_connection": False, "transcode": False,
+           "d_in": sae.d_in, "metadata": sae.metadata}  # fmt: skip
     _write_json(os.path.join(directory, "cfg.json"), cfg)
 
 
-def load_sparsify(directory: str, device=None) -> TopKSAE:
+def sparsify_hookpoints(directory: str) -> list[str]:
+    """The hookpoints of a sparsify run directory (one subdirectory with ``cfg.json`` per
+    hookpoint, e.g. ``layers.6``), in natural order."""
+    names = [n for n in os.listdir(directory) if os.path.isfile(os.path.join(directory, n, "cfg.json"))]
+    return sorted(names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)])
+
+
+def load_sparsify(directory: str, hookpoint: Optional[str] = None, device=None) -> SparseAutoencoder:
+    """A sparsify checkpoint: ``directory`` holds ``cfg.json`` + ``sae.safetensors``, or is a run
+    directory with one such subdirectory per hookpoint (pass ``hookpoint``, or the run must have
+    just one; ``load_sparsify_run`` loads them all). ``activation`` "topk" loads as ``TopKSAE``,
+    "groupmax" as ``GroupMaxSAE``. The hookpoint (the directory's name) is kept as
+    ``metadata["hook_name"]``, with any metadata the file holds."""
+    if hookpoint is not None or not os.path.isfile(os.path.join(directory, "cfg.json")):
+        found = sparsify_hookpoints(directory) if os.path.isdir(directory) else []
+        if hookpoint is None:
+            if len(found) != 1:
+                raise ValueError(f"load_sparsify: {directory} has no cfg.json; pass hookpoint= one of {found} "
+                                 "(or load_sparsify_run for all)" if found else
+                                 f"load_sparsify: {directory} holds no sparsify checkpoint (no cfg.json)")  # fmt: skip
+            hookpoint = found[0]
+        elif hookpoint not in found:
+            raise ValueError(f"load_sparsify: no hookpoint {hookpoint!r} in {directory}; it has {found}")
+        directory = os.path.join(directory, hookpoint)
     cfg = _read_json(os.path.join(directory, "cfg.json"))
     tensors = load_file(os.path.join(directory, "sae.safetensors"))
     if cfg.get("skip_connection") or cfg.get("transcode") or "W_skip" in tensors:
         raise ValueError("load_sparsify: transcoders and skip connections are not supported")
+    activation = cfg.get("activation", "topk")
     F, d_in = tensors["encoder.weight"].shape
-    sae = TopKSAE(d_in, F, int(cfg["k"]), multi_topk=bool(cfg.get("multi_topk", False)),
-                  dtype=tensors["encoder.weight"].dtype, device=device)  # fmt: skip
+    metadata = {"hook_name": os.path.basename(os.path.normpath(directory)), **cfg.get("metadata", {})}
+    common = dict(metadata=metadata, dtype=tensors["encoder.weight"].dtype, device=device)
+    if activation == "topk":
+        sae = TopKSAE(d_in, F, int(cfg["k"]), multi_topk=bool(cfg.get("multi_topk", False)), **common)
+    elif activation == "groupmax":
+        sae = GroupMaxSAE(d_in, F, int(cfg["k"]), **common)
+    else:
+        raise ValueError(f"load_sparsify: unsupported activation {activation!r} (supported: topk, groupmax)")
     state = {"W_enc": tensors["encoder.weight"], "b_enc": tensors["encoder.bias"], "W_dec": tensors["W_dec"],
              "b_dec": tensors["b_dec"]}  # fmt: skip
     return _load_tensors(sae, state)
+
+
+def load_sparsify_run(directory: str, device=None) -> dict[str, SparseAutoencoder]:
+    """Every hookpoint's SAE of a sparsify run directory: {hookpoint: SAE}."""
+    hookpoints = sparsify_hookpoints(directory)
+    if not hookpoints:
+        raise ValueError(f"load_sparsify_run: {directory} has no hookpoint subdirectories with cfg.json")
+    return {h: load_sparsify(directory, h, device=device) for h in hookpoints}

@@ -50,6 +50,7 @@ __all__ = [
     "BatchTopKSAE",
     "MutualChoiceSAE",
     "FeatureChoiceSAE",
+    "GroupMaxSAE",
     "JumpReLUSAE",
     "SAE_CLASSES",
     "sae_from_config",
@@ -71,7 +72,8 @@ class SparseAutoencoder(nn.Module):
     ``aux_k`` is the number of eligible latents the auxiliary loss may use (default d // 2, as
     sparsify and SAELens) and ``aux_coef`` its weight (default 1/32, the TopK paper's).
     ``subtract_b_dec_from_input=False`` encodes x instead of x - b_dec (SAELens'
-    ``apply_b_dec_to_input=False``, used by many JumpReLU checkpoints).
+    ``apply_b_dec_to_input=False``, used by many JumpReLU checkpoints). ``metadata`` (a dict, e.g.
+    ``{"hook_name": "blocks.8.hook_resid_pre"}``) travels with the SAE through every save and load.
     """
 
     architecture = "base"
@@ -86,11 +88,15 @@ class SparseAutoencoder(nn.Module):
         aux_k: Optional[int] = None,
         aux_coef: float = 1 / 32,
         subtract_b_dec_from_input: bool = True,
+        metadata: Optional[dict] = None,
         dtype: torch.dtype = torch.float32,
         device: Any = None,
         seed: Optional[int] = None,
     ):
         super().__init__()
+        # Where the SAE belongs (SAELens' names: hook_name, model_name, ...): kept by every loader and
+        # written by every saver, so a checkpoint says which activations it reads.
+        self.metadata = dict(metadata or {})
         if d_in <= 0 or num_latents <= 0:
             raise ValueError(f"{type(self).__name__}: d_in and num_latents must be positive, got {d_in}, {num_latents}")
         self.d_in, self.num_latents = d_in, num_latents
@@ -118,6 +124,7 @@ class SparseAutoencoder(nn.Module):
             "aux_coef": self.aux_coef,
             "subtract_b_dec_from_input": self.subtract_b_dec_from_input,
             **self._extra_config(),
+            "metadata": self.metadata,
         }
 
     def _extra_config(self) -> dict:
@@ -460,13 +467,37 @@ class FeatureChoiceSAE(SparseAutoencoder):
 
 def _jumprelu_copy(sae: SparseAutoencoder, threshold: Tensor) -> JumpReLUSAE:
     out = JumpReLUSAE(sae.d_in, sae.num_latents, aux_k=sae.aux_k, aux_coef=sae.aux_coef,
-                      subtract_b_dec_from_input=sae.subtract_b_dec_from_input,
+                      subtract_b_dec_from_input=sae.subtract_b_dec_from_input, metadata=sae.metadata,
                       dtype=sae.W_enc.dtype, device=sae.W_enc.device)  # fmt: skip
     with torch.no_grad():
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
             getattr(out, name).copy_(getattr(sae, name))
         out.threshold.copy_(threshold.to(out.threshold.dtype))
     return out
+
+
+class GroupMaxSAE(SparseAutoencoder):
+    """sparsify's ``groupmax`` activation: the F latents form k contiguous groups of F/k, and each
+    token keeps the largest ReLU'd pre-activation of every group (k entries, one per group). For
+    loading, evaluating and fine-tuning sparsify checkpoints; the pre-activations are computed
+    densely ([N, F]), with autograd through the max."""
+
+    architecture = "groupmax"
+
+    def __init__(self, d_in: int, num_latents: int, k: int, **kwargs):
+        super().__init__(d_in, num_latents, **kwargs)
+        if k < 1 or num_latents % k:
+            raise ValueError(f"GroupMaxSAE: k must divide num_latents={num_latents} into groups, got {k}")
+        self.k = k
+
+    def _extra_config(self) -> dict:
+        return {"k": self.k}
+
+    def _encode(self, x_in: Tensor) -> SparseCode:
+        z = torch.relu(torch.nn.functional.linear(x_in, self.W_enc, self.b_enc))
+        values, within = z.unflatten(-1, (self.k, -1)).max(dim=-1)
+        first = torch.arange(0, self.num_latents, self.num_latents // self.k, device=z.device)
+        return SparseCode(values, within + first, None, self.num_latents)
 
 
 class JumpReLUSAE(SparseAutoencoder):
@@ -484,7 +515,8 @@ class JumpReLUSAE(SparseAutoencoder):
         return ops.threshold_encode(x_in, self.W_enc, self.b_enc, self.threshold.to(x_in.dtype))
 
 
-SAE_CLASSES = {c.architecture: c for c in (TopKSAE, BatchTopKSAE, MutualChoiceSAE, FeatureChoiceSAE, JumpReLUSAE)}
+SAE_CLASSES = {c.architecture: c for c in (TopKSAE, BatchTopKSAE, MutualChoiceSAE, FeatureChoiceSAE, GroupMaxSAE,
+                                            JumpReLUSAE)}  # fmt: skip
 
 
 def sae_from_config(config: dict, **overrides) -> SparseAutoencoder:
