@@ -246,3 +246,48 @@ def test_two_process_torchrun_matches_one_process(acts, tmp_path, loss_flags):
     if "auxk" in loss_flags:
         metrics = [json.loads(l) for l in open(tmp_path / "one" / "metrics.jsonl")]
         assert any(m["aux_loss"] > 0 for m in metrics)  # the aux loss was active
+
+
+def test_resume_of_a_copied_run_writes_into_the_copy(acts, tmp_path):
+    """Resuming <copy>/checkpoints/step_4 writes into <copy> (before: into the original run recorded
+    in the checkpoint, overwriting its sae/ and later checkpoints) and cuts <copy>'s metrics back to
+    step 4 (before: steps 8 and 12 were logged twice)."""
+    import shutil
+
+    source = TensorSource(acts)
+    original = tmp_path / "original"
+    Trainer(small_config(out_dir=str(original), checkpoint_every=4), source).fit(progress=False)
+    before = {p: p.read_bytes() for p in original.rglob("*") if p.is_file()}
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    resumed = Trainer.resume(str(copy / "checkpoints" / "step_4"), source)
+    assert resumed.config.out_dir == str(copy)
+    assert [json.loads(l)["step"] for l in open(copy / "metrics.jsonl")] == [4]
+    resumed.fit(progress=False)
+    assert [json.loads(l)["step"] for l in open(copy / "metrics.jsonl")] == [4, 8, 12]
+    assert {p: p.read_bytes() for p in original.rglob("*") if p.is_file()} == before
+
+
+def test_ctrl_c_saves_a_checkpoint_and_stops_cleanly(acts, tmp_path, monkeypatch):
+    """The first SIGINT stops training after the current step with a checkpoint (before: a
+    traceback from inside the op and nothing saved)."""
+    import signal
+
+    trainer = Trainer(small_config(out_dir=str(tmp_path)), TensorSource(acts))
+    step = trainer.train_step
+
+    def step_then_interrupt():
+        out = step()
+        if trainer.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(trainer, "train_step", step_then_interrupt)
+    trainer.fit(progress=False)
+    assert trainer.interrupted and trainer.step == 3
+    assert (tmp_path / "checkpoints" / "step_3" / "trainer_state.json").exists()
+    assert not (tmp_path / "sae").exists()  # the final SAE is written only by a finished run
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = Trainer.resume(str(tmp_path / "checkpoints" / "step_3"), TensorSource(acts))
+    resumed.fit(progress=False)
+    assert resumed.step == 12 and not resumed.interrupted

@@ -129,6 +129,14 @@ def main(argv=None) -> int:
     else:
         trainer = Trainer(config, source)
     trainer.fit(progress=not args.no_progress)
+    if trainer.interrupted:
+        where = trainer.config.out_dir
+        saved = f"; checkpoint in {where}/checkpoints/step_{trainer.step}" if where else " (no --out: nothing saved)"
+        print(f"interrupted at step {trainer.step}{saved}", file=sys.stderr)
+        if where:
+            print(f"continue with: python -m prismkit.sae train --resume {where}/checkpoints/step_{trainer.step} "
+                  "--activations ...", file=sys.stderr)  # fmt: skip
+        return 130
     if trainer.rank == 0:
         result = evaluate(trainer.sae, source, min(65_536, len(source)))
         print(json.dumps({"final": result, "out_dir": trainer.config.out_dir}, indent=2))

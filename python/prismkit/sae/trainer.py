@@ -41,6 +41,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
@@ -299,7 +302,22 @@ class Trainer:
         bar = tqdm(total=end, initial=self.step, unit="step", desc=f"train {self.sae.architecture}",
                    disable=not (progress and main))  # fmt: skip
         t0, tokens0 = time.perf_counter(), self.step * c.batch_size
+        self.interrupted = False
+        with _StopOnInterrupt(enabled=self.world_size == 1) as stop:  # torchrun: ranks must stop together
+            self._fit_loop(end, bar, log_path, t0, tokens0, stop)
+        bar.close()
+        if c.out_dir:
+            self.save_checkpoint(os.path.join(c.out_dir, "checkpoints", f"step_{self.step}"))
+            if main and not self.interrupted:
+                io.save_sae(self.sae, os.path.join(c.out_dir, "sae"))
+        return self.sae
+
+    def _fit_loop(self, end, bar, log_path, t0, tokens0, stop) -> None:
+        c = self.config
         while self.step < end:
+            if stop.requested:  # Ctrl-C: stop between steps; fit saves a checkpoint
+                self.interrupted = True
+                break
             m = self.train_step()
             bar.update(1)
             if self.step % c.log_every == 0 or self.step == end:
@@ -311,12 +329,6 @@ class Trainer:
                         f.write(json.dumps(record) + "\n")
             if c.out_dir and c.checkpoint_every and self.step % c.checkpoint_every == 0 and self.step < end:
                 self.save_checkpoint(os.path.join(c.out_dir, "checkpoints", f"step_{self.step}"))
-        bar.close()
-        if c.out_dir:
-            self.save_checkpoint(os.path.join(c.out_dir, "checkpoints", f"step_{self.step}"))
-            if main:
-                io.save_sae(self.sae, os.path.join(c.out_dir, "sae"))
-        return self.sae
 
     def _metrics(self, m: dict, tokens_per_s: float) -> dict:
         q = torch.quantile(m["l0"].double(), torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64, device=m["l0"].device))
@@ -367,9 +379,16 @@ class Trainer:
     @classmethod
     def resume(cls, directory: str, source, **overrides) -> Trainer:
         """A trainer in the state saved in ``directory`` (``overrides`` change config fields such
-        as ``total_tokens`` or ``out_dir``)."""
+        as ``total_tokens`` or ``out_dir``). Its output goes to the run the checkpoint belongs to
+        (``<run>/checkpoints/step_<n>`` -> ``<run>``, wherever that run was copied), not to the
+        ``out_dir`` recorded in it, unless ``out_dir`` is given; that run's ``metrics.jsonl`` is
+        cut back to the resumed step, so no step is logged twice."""
         with open(os.path.join(directory, "train_config.json")) as f:
-            config = TrainConfig.from_dict({**json.load(f), **overrides})
+            recorded = json.load(f)
+        if "out_dir" not in overrides:
+            parent = os.path.dirname(os.path.abspath(directory))
+            overrides["out_dir"] = os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else None
+        config = TrainConfig.from_dict({**recorded, **overrides})
         sae = io.load_sae(directory)
         trainer = cls(config, source, sae=sae)
         with open(os.path.join(directory, "trainer_state.json")) as f:
@@ -391,7 +410,40 @@ class Trainer:
             )
         trainer.step = int(meta["step"])
         trainer._initialized = bool(meta["initialized"])
+        log_path = os.path.join(config.out_dir, "metrics.jsonl") if config.out_dir else None
+        if log_path and trainer.rank == 0 and os.path.exists(log_path):
+            with open(log_path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= trainer.step]
+            with open(log_path, "w") as f:
+                f.writelines(kept)
         return trainer
+
+
+class _StopOnInterrupt:
+    """While training: the first Ctrl-C (SIGINT) asks the loop to stop after the current step (so
+    a checkpoint of a consistent state is saved); a second one interrupts at once. Only in the main
+    thread (signal handlers live there)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+    def __enter__(self):
+        self.requested, self._previous = False, None
+        if self.enabled and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: stopping after this step and saving a checkpoint (Ctrl-C again to quit now)",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def _source_len(source) -> int:
