@@ -17,6 +17,7 @@ from prismkit.sae import (
     JumpReLUSAE,
     MutualChoiceSAE,
     TopKSAE,
+    TrainConfig,
     aux_k_loss,
     fvu,
     geometric_median,
@@ -230,7 +231,7 @@ def test_bad_inputs():
 
 def test_gba_rule():
     """One adaptation on hand-made pre-activations: too-frequent latents go down by gamma * r_max
-    (floored at -bias_max), dead ones up by gamma * their group's mean r_max (capped at 0)."""
+    (floored at -bias_max * rms input norm * |w|), dead ones up by gamma * their group's mean r_max (capped at 0)."""
     cfg = GBAConfig(num_groups=2, highest_target_frequency=0.5, lowest_target_frequency=0.1, buffer_tokens=10,
                     gamma=0.5, bias_max=1.0)  # fmt: skip
     gba = GroupBiasAdaptation(4, cfg)  # latents 0,1: TAF 0.5; latents 2,3: TAF 0.1
@@ -247,6 +248,35 @@ def test_gba_rule():
     assert gba.tokens == 0 and int(gba.fire_count.sum()) == 0
     assert not gba.observe(x[:5], W, b)  # buffer not full yet: no change
     torch.testing.assert_close(b, want)
+
+
+def test_gba_reaches_its_targets_on_unnormalized_activations():
+    """Pre-activations of standard deviation 50 (activations as they come, not normalized): GBA
+    brings each group's firing frequency to its target (before: every bias stopped at the absolute
+    floor -1, and every latent fired on about half the tokens)."""
+    g = torch.Generator().manual_seed(0)
+    cfg = GBAConfig(num_groups=2, highest_target_frequency=0.1, lowest_target_frequency=0.02, buffer_tokens=2048,
+                    gamma=0.05)  # fmt: skip
+    gba = GroupBiasAdaptation(64, cfg)
+    W = torch.randn(64, 16, generator=g)
+    W /= W.norm(dim=1, keepdim=True)
+    b = torch.zeros(64)
+    for _ in range(60):
+        gba.observe(50 * torch.randn(2048, 16, generator=g), W, b)
+    x = 50 * torch.randn(16384, 16, generator=g)
+    frequency = ((x @ W.T + b) > 0).double().mean(0)
+    for group in (0, 1):
+        latents = gba.group == group
+        ratio = float(frequency[latents].mean() / gba.target_frequency[latents][0])
+        assert 0.5 < ratio < 1.5, (group, ratio, b[latents])
+    assert float(b.min()) > -50 * 4  # above the floor: rms input norm (50 * sqrt(16)) * |w| = 200
+
+
+def test_gba_and_jumprelu_training_are_refused_where_they_would_mislead():
+    with pytest.raises(ValueError, match="bias_adaptation='gba' needs architecture='jumprelu'"):
+        TrainConfig(architecture="topk", bias_adaptation="gba")
+    with pytest.raises(ValueError, match="would train a dense ReLU autoencoder"):
+        TrainConfig(architecture="jumprelu")
 
 
 def test_feature_choice_inference_thresholds_are_batch_independent():

@@ -9,14 +9,19 @@ each latent's firing frequency ``f_m`` (share of tokens with pre-activation > 0,
 JumpReLU SAE's threshold) and its largest
 pre-activation ``r_m`` are measured; then, once per buffer:
 
-    if f_m > p_g:         b_m <- max(b_m - gamma * max(r_m, 0), -bias_max)   (fires too often: lower)
-    if f_m < dead_freq:   b_m <- min(b_m + gamma * rbar_g, 0)                 (dead: raise toward 0)
+    if f_m > p_g:         b_m <- max(b_m - gamma * max(r_m, 0), floor_m)   (fires too often: lower)
+    if f_m < dead_freq:   b_m <- min(b_m + gamma * rbar_g, 0)               (dead: raise toward 0)
 
-where ``rbar_g`` is the mean over group g of ``max(r_m, 0)``. Biases stay in [-bias_max, 0].
+where ``rbar_g`` is the mean over group g of ``max(r_m, 0)``. Biases stay in [floor_m, 0] with
+``floor_m = -bias_max * rms(x) * ||W_enc[m]||``, rms(x) the root mean square norm of the buffer's
+encoder inputs: the largest pre-activation a typical token gives latent m, so the floor follows
+the activations' scale (an absolute floor of -1 left unnormalized activations unable to reach
+their target frequencies).
 
 The paper's code was not available; this rule follows the paper's Algorithm 1 as described by its
 reviewers and a public reimplementation, whose values are our defaults: 10 groups, TAF from 0.1 to
-0.001, a 40,960-token buffer, gamma = 0.01, dead below 1e-6, biases in [-1, 0]. Groups are
+0.001, a 40,960-token buffer, gamma = 0.01, dead below 1e-6; that reimplementation bounds the
+biases to [-1, 0] for its normalized activations, which ``bias_max = 1`` keeps in relative terms. Groups are
 contiguous latent ranges (latent m is in group ``m * num_groups // F``).
 
 Under torch.distributed the counts are summed over ranks before each adaptation, so every rank
@@ -77,6 +82,7 @@ class GroupBiasAdaptation:
         self.target_frequency = taf[group].to(device)  # per latent
         self.fire_count = torch.zeros(num_latents, dtype=torch.long, device=device)
         self.max_pre = torch.full((num_latents,), float("-inf"), dtype=torch.float64, device=device)
+        self.sq_norm = torch.zeros((), dtype=torch.float64, device=device)  # sum of ||x||^2 over the buffer
         self.tokens = 0
 
     def observe(self, x_in: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Optional[Tensor] = None) -> bool:
@@ -84,6 +90,7 @@ class GroupBiasAdaptation:
         count, maximum = ops.latent_stats(x_in, W_enc, b_enc, threshold)
         self.fire_count += count
         self.max_pre = torch.maximum(self.max_pre, maximum.double())
+        self.sq_norm += x_in.detach().double().pow(2).sum()
         self.tokens += x_in.shape[0]
         world = (
             torch.distributed.get_world_size()
@@ -92,15 +99,16 @@ class GroupBiasAdaptation:
         )
         if self.tokens * world < self.config.buffer_tokens:  # every rank sees the same number of tokens
             return False
-        self.adapt(b_enc)
+        self.adapt(b_enc, W_enc)
         return True
 
     @torch.no_grad()
-    def adapt(self, b_enc: Tensor) -> None:
-        count, maximum, tokens = self.fire_count, self.max_pre, self.tokens
+    def adapt(self, b_enc: Tensor, W_enc: Tensor) -> None:
+        count, maximum, sq_norm, tokens = self.fire_count, self.max_pre, self.sq_norm, self.tokens
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            count, maximum = count.clone(), maximum.clone()
+            count, maximum, sq_norm = count.clone(), maximum.clone(), sq_norm.clone()
             torch.distributed.all_reduce(count)
+            torch.distributed.all_reduce(sq_norm)
             torch.distributed.all_reduce(maximum, op=torch.distributed.ReduceOp.MAX)
             t = torch.tensor([tokens], dtype=torch.long, device=count.device)
             torch.distributed.all_reduce(t)
@@ -110,20 +118,25 @@ class GroupBiasAdaptation:
         r = maximum.clamp_min(0).nan_to_num(0.0)
         group_mean = torch.zeros(c.num_groups, dtype=torch.float64, device=r.device).index_add_(0, self.group, r)
         group_mean /= torch.bincount(self.group, minlength=c.num_groups).clamp_min(1)
+        floor = -c.bias_max * (sq_norm / max(tokens, 1)).sqrt() * W_enc.detach().double().norm(dim=1)
         b = b_enc.double()
-        lowered = (b - c.gamma * r).clamp_min(-c.bias_max)
+        lowered = torch.maximum(b - c.gamma * r, floor)
         raised = (b + c.gamma * group_mean[self.group]).clamp_max(0.0)
         b = torch.where(freq > self.target_frequency, lowered, b)
         b = torch.where(freq < c.dead_frequency, raised, b)
-        b_enc.copy_(b.clamp(-c.bias_max, 0.0).to(b_enc.dtype))
+        b_enc.copy_(torch.minimum(torch.maximum(b, floor), torch.zeros_like(b)).to(b_enc.dtype))
         self.fire_count.zero_()
         self.max_pre.fill_(float("-inf"))
+        self.sq_norm.zero_()
         self.tokens = 0
 
     def state_dict(self) -> dict:
-        return {"fire_count": self.fire_count, "max_pre": self.max_pre, "tokens": torch.tensor(self.tokens)}
+        return {"fire_count": self.fire_count, "max_pre": self.max_pre, "sq_norm": self.sq_norm,
+                "tokens": torch.tensor(self.tokens)}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         self.fire_count.copy_(state["fire_count"])
         self.max_pre.copy_(state["max_pre"])
+        if "sq_norm" in state:  # checkpoints from before the relative floor lack it
+            self.sq_norm.copy_(state["sq_norm"])
         self.tokens = int(state["tokens"])

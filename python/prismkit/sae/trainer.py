@@ -101,6 +101,18 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: aux must be 'auxk', 'aux_zipf' or 'none', got {self.aux!r}")
         if self.bias_adaptation not in (None, "gba"):
             raise ValueError(f"TrainConfig: bias_adaptation must be None or 'gba', got {self.bias_adaptation!r}")
+        if self.bias_adaptation == "gba" and self.architecture != "jumprelu":
+            raise ValueError(
+                f"TrainConfig: bias_adaptation='gba' needs architecture='jumprelu' (a ReLU at threshold 0, where the "
+                f"bias decides which latents fire); with {self.architecture!r} the sparsity rule, not the bias, "
+                "decides, so GBA's frequency targets would not be what it controls"
+            )
+        if self.architecture == "jumprelu" and self.bias_adaptation != "gba":
+            raise ValueError(
+                "TrainConfig: architecture='jumprelu' trains only with bias_adaptation='gba' (its sparsity "
+                "mechanism here); without it this would train a dense ReLU autoencoder (no sparsity penalty, no "
+                "threshold gradient). Load trained JumpReLU checkpoints with prismkit.sae.load_saelens / load_sae"
+            )
         if self.batch_size < 1 or self.total_tokens < 1 or self.log_every < 1:
             raise ValueError("TrainConfig: batch_size, total_tokens and log_every must be positive")
         if self.dead_tokens is not None and self.dead_tokens < 1:
