@@ -25,8 +25,17 @@ from typing import Optional
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
-from .modules import BatchTopKSAE, GroupMaxSAE, JumpReLUSAE, SparseAutoencoder, TopKSAE, sae_from_config
+from .modules import (
+    BatchTopKSAE,
+    FeatureChoiceSAE,
+    GroupMaxSAE,
+    JumpReLUSAE,
+    SparseAutoencoder,
+    TopKSAE,
+    sae_from_config,
+)
 
 __all__ = ["save_sae", "load_sae", "save_saelens", "load_saelens", "save_sparsify", "load_sparsify",
            "load_sparsify_run", "sparsify_hookpoints"]  # fmt: skip
@@ -74,10 +83,11 @@ def load_sae(directory: str, device=None) -> SparseAutoencoder:
 
 
 def save_saelens(sae: SparseAutoencoder, directory: str, extra_cfg: Optional[dict] = None) -> None:
-    """SAELens' layout. TopK stays TopK; BatchTopK / Mutual Choice export as JumpReLU with the
-    inference threshold (as SAELens does); JumpReLU as JumpReLU. Feature Choice has no SAELens
-    counterpart (its code depends on the batch) and is refused."""
-    if isinstance(sae, BatchTopKSAE):
+    """SAELens' 6.x layout. TopK stays TopK; BatchTopK / Mutual Choice and Feature Choice export as
+    JumpReLU with their inference thresholds (as SAELens ships trained BatchTopK SAEs); JumpReLU as
+    JumpReLU. ``metadata`` carries the SAE's metadata (``hook_name`` ...) and a ``sae_lens_version``
+    of 6.0.0, without which SAELens reads the file as a pre-6.0 one and drops the metadata."""
+    if isinstance(sae, (BatchTopKSAE, FeatureChoiceSAE)):
         sae = sae.to_jumprelu()
     if isinstance(sae, TopKSAE):
         arch, extra = "topk", {"k": sae.k, "rescale_acts_by_decoder_norm": False}
@@ -104,43 +114,135 @@ def save_saelens(sae: SparseAutoencoder, directory: str, extra_cfg: Optional[dic
         "apply_b_dec_to_input": sae.subtract_b_dec_from_input,
         "normalize_activations": "none",
         "reshape_activations": "none",
-        "metadata": {},
+        "metadata": {"sae_lens_version": "6.0.0", **sae.metadata},
         **extra,
         **(extra_cfg or {}),
     }
     _write_json(os.path.join(directory, "cfg.json"), cfg)
 
 
+# SAELens architectures prismkit refuses, with why.
+_SAELENS_REFUSED = {
+    "gated": "gated SAEs (separate gate and magnitude paths) are not supported",
+    "transcoder": "transcoders (which read one hook and write another) are not supported",
+    "skip_transcoder": "transcoders (which read one hook and write another) are not supported",
+    "jumprelu_transcoder": "transcoders (which read one hook and write another) are not supported",
+    "jumprelu_skip_transcoder": "transcoders (which read one hook and write another) are not supported",
+}
+# SAELens 5.x keys that 6.x keeps under "metadata" (loading/pretrained_sae_loaders.py's list).
+_SAELENS_METADATA_KEYS = ("model_name", "hook_name", "hook_layer", "hook_head_index", "model_class_name",
+                          "model_from_pretrained_kwargs", "prepend_bos", "context_size", "dataset_path",
+                          "dataset_trust_remote_code", "seqpos_slice", "sae_lens_training_version",
+                          "neuronpedia_id", "exclude_special_tokens")  # fmt: skip
+
+
+def _saelens_major(cfg: dict) -> int:
+    version = cfg.get("sae_lens_version") or (cfg.get("metadata") or {}).get("sae_lens_version") or "0"
+    return int(str(version).split(".")[0] or 0)
+
+
+def _saelens_6_config(cfg: dict) -> dict:
+    """A pre-6.0 (5.x) ``cfg.json`` in 6.x terms, as SAELens' ``handle_pre_6_0_config`` converts it:
+    ``hook_point`` -> ``hook_name``, ``activation_fn_str`` "topk" with ``activation_fn_kwargs.k``
+    -> architecture "topk" with ``k``, a boolean ``normalize_activations``, the run's details moved
+    into ``metadata``."""
+    if _saelens_major(cfg) >= 6:
+        return cfg
+    cfg = dict(cfg)
+    if "hook_point" in cfg:
+        cfg.setdefault("hook_name", cfg.pop("hook_point"))
+    activation = cfg.pop("activation_fn_str", cfg.pop("activation_fn", "relu"))
+    kwargs = cfg.pop("activation_fn_kwargs", None) or {}
+    if activation == "topk":
+        cfg["architecture"], cfg["k"] = "topk", cfg.get("k", kwargs.get("k"))
+    elif activation not in ("relu", None):
+        raise ValueError(f"load_saelens: the pre-6.0 activation {activation!r} is not supported (relu, topk are)")
+    cfg.setdefault("architecture", "standard")
+    normalize = cfg.get("normalize_activations")
+    if isinstance(normalize, bool) or normalize is None:
+        cfg["normalize_activations"] = "expected_average_only_in" if normalize else "none"
+    metadata = dict(cfg.get("metadata") or {})
+    for key in _SAELENS_METADATA_KEYS:
+        if key in cfg:
+            metadata.setdefault(key, cfg.pop(key))
+    cfg["metadata"] = metadata
+    return cfg
+
+
+def _fold_decoder_norms(W_enc: Tensor, b_enc: Tensor, W_dec: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``rescale_acts_by_decoder_norm``: SAELens multiplies latent j's pre-activation by ||W_dec[j]||
+    and divides its activation by it before decoding; with the norms moved into the encoder
+    (W_enc[j], b_enc[j] times ||W_dec[j]||, W_dec[j] divided by it) the plain formulas compute the
+    same, as SAELens' ``save_inference_model`` does (unit rows stay unchanged)."""
+    norm = W_dec.norm(dim=1)
+    return W_enc * norm[:, None], b_enc * norm, W_dec / norm[:, None]
+
+
 def load_saelens(directory: str, device=None) -> SparseAutoencoder:
-    """A TopK or JumpReLU SAE from SAELens' layout (a ``batchtopk`` file with a ``threshold`` loads
-    as JumpReLU; SAELens itself saves trained BatchTopK SAEs as JumpReLU)."""
-    cfg = _read_json(os.path.join(directory, "cfg.json"))
-    tensors = load_file(os.path.join(directory, "sae_weights.safetensors"))
+    """An SAE from SAELens' layout (``cfg.json`` + ``sae_weights.safetensors``), as SAELens 6.x
+    writes it with ``save_inference_model`` or ``save_model``, or as 5.x wrote it:
+
+    * ``standard`` (ReLU) -> ``JumpReLUSAE`` at threshold 0; ``jumprelu`` -> ``JumpReLUSAE``
+      (``log_threshold`` files: ``exp`` of it);
+    * ``topk`` -> ``TopKSAE``; ``batchtopk`` / ``matryoshka_batchtopk`` training checkpoints (a
+      scalar ``topk_threshold``) -> ``JumpReLUSAE`` with that threshold for every latent, which is
+      what SAELens' ``save_inference_model`` makes of them;
+    * ``rescale_acts_by_decoder_norm=True`` (SAELens' TopK training default, left in the config
+      even after ``save_inference_model`` folded the norms): the decoder norms are folded in;
+    * a 5.x ``scaling_factor`` (``finetuning_scaling_factor``) is folded into ``W_dec``; a
+      neighbouring ``activation_scaler.json`` (checkpoints written during training with
+      ``normalize_activations="expected_average_only_in"``) is folded in as SAELens' trainer does at
+      the end, so the SAE reads raw activations;
+    * refused, saying why: gated SAEs, transcoders, other architectures, per-token input
+      normalizations (``constant_norm_rescale``, ``layer_norm``) and whitening.
+
+    ``metadata`` (``hook_name``, ``model_name`` ...) is kept on the SAE."""
+    cfg = _saelens_6_config(_read_json(os.path.join(directory, "cfg.json")))
     arch = cfg.get("architecture", "standard")
-    if cfg.get("normalize_activations", "none") not in ("none", None):
-        raise ValueError(f"load_saelens: normalize_activations={cfg['normalize_activations']!r} is not supported")
-    if cfg.get("rescale_acts_by_decoder_norm", False):
+    if arch in _SAELENS_REFUSED or "d_out" in cfg:
         raise ValueError(
-            "load_saelens: rescale_acts_by_decoder_norm=True checkpoints are not supported (SAELens folds "
-            "the decoder norm into the weights when it saves a trained SAE; load that file)"
+            f"load_saelens: {directory} is a SAELens {arch!r}: {_SAELENS_REFUSED.get(arch, _SAELENS_REFUSED['transcoder'])}"
         )
+    known = ("standard", "topk", "jumprelu", "batchtopk", "matryoshka_batchtopk")
+    if arch not in known:
+        raise ValueError(f"load_saelens: unsupported SAELens architecture {arch!r} (supported: {', '.join(known)})")
     dtype = getattr(torch, str(cfg.get("dtype", "float32")).replace("torch.", ""))
-    common = dict(subtract_b_dec_from_input=bool(cfg.get("apply_b_dec_to_input", True)), dtype=dtype, device=device)
-    d_in, F = tensors["W_enc"].shape
+    tensors = {k: v.to(dtype) for k, v in load_file(os.path.join(directory, "sae_weights.safetensors")).items()}
+    W_enc, b_enc, W_dec, b_dec = tensors["W_enc"].t(), tensors["b_enc"], tensors["W_dec"], tensors["b_dec"]
+    scale = tensors.get("scaling_factor", tensors.get("finetuning_scaling_factor"))
+    if scale is not None:  # 5.x decoded (acts * s) @ W_dec
+        W_dec = W_dec * scale[:, None]
+    normalize = cfg.get("normalize_activations", "none") or "none"
+    scaler_path = os.path.join(directory, "activation_scaler.json")
+    if normalize == "expected_average_only_in" and os.path.exists(scaler_path):
+        scaler = _read_json(scaler_path)
+        if scaler.get("has_whitening"):
+            raise ValueError("load_saelens: checkpoints with activation whitening are not supported")
+        s_ = float(scaler["scaling_factor"])  # the trainer's fold: inputs were multiplied by s
+        W_enc, W_dec, b_dec = W_enc * s_, W_dec / s_, b_dec / s_
+    elif normalize not in ("none", "expected_average_only_in"):
+        raise ValueError(f"load_saelens: normalize_activations={normalize!r} is not supported (a per-token input "
+                         "transform SAELens applies at run time)")  # fmt: skip
+    if cfg.get("rescale_acts_by_decoder_norm", False):
+        W_enc, b_enc, W_dec = _fold_decoder_norms(W_enc, b_enc, W_dec)
+    common = dict(subtract_b_dec_from_input=bool(cfg.get("apply_b_dec_to_input", True)), dtype=dtype, device=device,
+                  metadata=dict(cfg.get("metadata") or {}))  # fmt: skip
+    d_in, F = W_enc.shape[1], W_enc.shape[0]
+    state = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
     if arch == "topk":
         sae = TopKSAE(d_in, F, int(cfg["k"]), **common)
-    elif arch in ("jumprelu", "batchtopk") and "threshold" in tensors:
-        sae = JumpReLUSAE(d_in, F, **common)
     else:
-        raise ValueError(f"load_saelens: unsupported SAELens architecture {arch!r} (supported: topk, jumprelu)")
-    state = {
-        "W_enc": tensors["W_enc"].t(),
-        "b_enc": tensors["b_enc"],
-        "W_dec": tensors["W_dec"],
-        "b_dec": tensors["b_dec"],
-    }
-    if isinstance(sae, JumpReLUSAE):
-        state["threshold"] = tensors["threshold"]
+        sae = JumpReLUSAE(d_in, F, **common)
+        if "threshold" in tensors:
+            state["threshold"] = tensors["threshold"]
+        elif "log_threshold" in tensors:
+            state["threshold"] = tensors["log_threshold"].exp()
+        elif "topk_threshold" in tensors:
+            state["threshold"] = torch.full((F,), float(tensors["topk_threshold"]), dtype=dtype)
+        elif arch == "standard":
+            state["threshold"] = torch.zeros(F, dtype=dtype)
+        else:
+            raise ValueError(f"load_saelens: the {arch!r} checkpoint has no threshold tensor")
     return _load_tensors(sae, state)
 
 
