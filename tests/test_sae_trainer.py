@@ -20,6 +20,7 @@ from safetensors.torch import load_file  # noqa: E402
 from prismkit.sae import (  # noqa: E402
     GBAConfig,
     HookSource,
+    JumpReLUSAE,
     LatentTracker,
     MemmapSource,
     ShuffleBuffer,
@@ -291,3 +292,31 @@ def test_ctrl_c_saves_a_checkpoint_and_stops_cleanly(acts, tmp_path, monkeypatch
     resumed = Trainer.resume(str(tmp_path / "checkpoints" / "step_3"), TensorSource(acts))
     resumed.fit(progress=False)
     assert resumed.step == 12 and not resumed.interrupted
+
+
+def test_fine_tuning_a_loaded_checkpoint_at_lr_0_changes_nothing(acts):
+    """A JumpReLU checkpoint with decoder rows of norm 0.1-0.3 (as SAELens' standard and JumpReLU
+    SAEs are saved): two training steps at learning rate 0 leave its encoding and reconstruction as
+    they were (before: the trainer re-initialized b_dec and W_enc from data, and normalize_decoder
+    shrank the decoder rows without folding their norms into the encoder)."""
+    g = torch.Generator().manual_seed(0)
+    sae = JumpReLUSAE(D, 64)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(64, D, generator=g) * 0.3)
+        sae.b_enc.copy_(torch.randn(64, generator=g) * 0.1 - 0.2)
+        sae.W_dec.copy_(torch.nn.functional.normalize(torch.randn(64, D, generator=g), dim=1)
+                        * torch.linspace(0.1, 0.3, 64)[:, None])  # fmt: skip
+        sae.b_dec.copy_(torch.randn(D, generator=g))
+        sae.threshold.copy_(torch.rand(64, generator=g) * 0.2)
+    x = torch.as_tensor(acts[:256], dtype=torch.float32)
+    with torch.no_grad():
+        before_code, before_out = sae.encode(x).to_dense(), sae(x).x_hat
+    config = small_config(architecture="jumprelu", bias_adaptation="gba", gba=GBAConfig(buffer_tokens=10**9), lr=0.0)
+    trainer = Trainer(config, TensorSource(acts), sae=sae)
+    trainer.train_step()
+    trainer.train_step()
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(64))
+    with torch.no_grad():
+        torch.testing.assert_close(sae(x).x_hat, before_out, atol=1e-5, rtol=1e-5)
+        after_code = sae.encode(x).to_dense() / torch.linspace(0.1, 0.3, 64)  # activations grew by the row norms
+        torch.testing.assert_close(after_code, before_code, atol=1e-5, rtol=1e-5)

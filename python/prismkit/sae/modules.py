@@ -199,8 +199,20 @@ class SparseAutoencoder(nn.Module):
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
-        """Rescale every decoder row to unit norm."""
-        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(torch.finfo(self.W_dec.dtype).eps))
+        """Rescale every decoder row to unit norm, folding each row's norm n_j into the encoder
+        (``W_enc[j]``, ``b_enc[j]`` and a per-latent ``threshold[j]`` times n_j), so the latent's
+        activation grows by n_j as its direction shrinks by it. For per-latent rules (JumpReLU,
+        ReLU) the SAE computes exactly what it did; for the rank-based ones (TopK, BatchTopK,
+        Feature Choice) latents are then ranked by ``z_j * n_j``, their contribution's norm, as
+        SAELens' ``rescale_acts_by_decoder_norm`` does (no change when rows are already unit, as
+        training keeps them and every loader leaves them)."""
+        norm = self.W_dec.norm(dim=1).clamp_min(torch.finfo(self.W_dec.dtype).eps)
+        self.W_dec.div_(norm[:, None])
+        self.W_enc.mul_(norm[:, None])
+        self.b_enc.mul_(norm)
+        threshold = getattr(self, "threshold", None)
+        if threshold is not None and threshold.dim() == 1:
+            threshold.mul_(norm.to(threshold.dtype))
 
     @torch.no_grad()
     def remove_parallel_decoder_grad(self) -> None:

@@ -231,7 +231,8 @@ class Trainer:
         self.buffer = _make_buffer(c, source, self.rank, self.world_size)
         self.tracker = LatentTracker(self.sae.num_latents, c.dead_window, self.device)
         self.step = 0
-        self._initialized = False
+        # A given SAE (a loaded checkpoint to fine-tune) keeps its weights: no data initialization.
+        self._initialized = sae is not None
         self.model = self.sae
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
