@@ -25,10 +25,12 @@ from prismkit.sae import (  # noqa: E402
     MemmapSource,
     ShuffleBuffer,
     TensorSource,
+    TopKSAE,
     TrainConfig,
     Trainer,
     evaluate,
     load_sae,
+    save_sparsify,
 )  # fmt: skip
 from prismkit.sae.__main__ import synthetic_activations  # noqa: E402
 
@@ -199,7 +201,41 @@ def test_memmap_source_and_cli(acts, tmp_path):
     assert result.returncode == 0, result.stderr
     assert 0 < json.loads(result.stdout)["fvu"] < 1
     bad = subprocess.run(cmd[:6] + ["--aux", "bogus"], capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and "aux must be 'auxk', 'aux_zipf' or 'none'" in bad.stderr
+    assert bad.returncode == 2 and "argument --aux: invalid choice: 'bogus'" in bad.stderr
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "prismkit.sae", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_explains_itself_and_turns_bad_values_into_parser_errors(acts, tmp_path):
+    """Every flag has a help line with its default (and choices); bad values are parser errors
+    (exit 2, one line, no traceback); a run longer than the data says so; eval reads SAELens'
+    and sparsify's directories too."""
+    helped = run_cli("train", "--help").stdout
+    assert "--out OUT" in helped and "--out-dir" not in helped
+    assert "tokens per step (default: 4096)" in helped and "{equal,zipf}" in helped
+    assert "the first group's target frequency (default: 0.1)" in helped
+    path = tmp_path / "acts.npy"
+    np.save(path, acts[:2000].numpy())
+    base = ["train", "--activations", str(path), "--no-progress", "--batch-size", "128", "--total-tokens", "512"]
+    for flags, message in [
+        (["--architecture", "topK"], "argument --architecture: invalid choice: 'topK'"),
+        (["--capacity", "zipff"], "argument --capacity: invalid choice: 'zipff'"),
+        (["--expansion", "1", "--k", "40"], "TopKSAE: k must be in [1, num_latents=16], got 40"),
+        (["--bias-adaptation", "gba"], "bias_adaptation='gba' needs architecture='jumprelu'"),
+    ]:
+        result = run_cli(*base, *flags)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    missing = run_cli("train", "--activations", str(tmp_path / "nope.npy"))
+    assert missing.returncode == 2 and "--activations: no such file" in missing.stderr
+    long_run = run_cli(*base[:-1], "6000", "--expansion", "2", "--k", "3")
+    assert long_run.returncode == 0 and "total_tokens 6,000 is 3.0 passes over the 2,000 tokens" in long_run.stderr
+    save_sparsify(TopKSAE(D, 32, k=3), str(tmp_path / "sparsify" / "layers.1"))
+    evaluated = run_cli("eval", "--sae", str(tmp_path / "sparsify"), "--activations", str(path), "--tokens", "500")
+    assert evaluated.returncode == 0 and "fvu" in json.loads(evaluated.stdout), evaluated.stderr
+    nothing = run_cli("eval", "--sae", str(tmp_path), "--activations", str(path))
+    assert nothing.returncode == 2 and "holds no SAE in prismkit's, SAELens' or sparsify's layout" in nothing.stderr
 
 
 @pytest.mark.parametrize(
@@ -320,3 +356,8 @@ def test_fine_tuning_a_loaded_checkpoint_at_lr_0_changes_nothing(acts):
         torch.testing.assert_close(sae(x).x_hat, before_out, atol=1e-5, rtol=1e-5)
         after_code = sae.encode(x).to_dense() / torch.linspace(0.1, 0.3, 64)  # activations grew by the row norms
         torch.testing.assert_close(after_code, before_code, atol=1e-5, rtol=1e-5)
+
+
+def test_a_short_batch_topk_run_says_its_threshold_has_not_settled(acts):
+    with pytest.warns(UserWarning, match="12 steps are too few for the running inference threshold"):
+        Trainer(small_config(architecture="batch_topk"), TensorSource(acts))

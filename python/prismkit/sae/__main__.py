@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 
@@ -41,13 +42,21 @@ def synthetic_activations(num_tokens: int, d: int, seed: int = 0) -> torch.Tenso
     return out
 
 
-def _source(args):
+def _source(args, parser):
     if args.activations:
-        return MemmapSource(args.activations)
+        if not os.path.isfile(args.activations):
+            parser.error(f"--activations: no such file {args.activations!r}")
+        try:
+            return MemmapSource(args.activations)
+        except (ValueError, OSError) as e:
+            parser.error(f"--activations {args.activations}: {e}")
     if args.synthetic:
-        n, d = (int(v) for v in args.synthetic.split(":"))
+        try:
+            n, d = (int(v) for v in args.synthetic.split(":"))
+        except ValueError:
+            parser.error(f"--synthetic must be N:D (tokens:dimension), got {args.synthetic!r}")
         return TensorSource(synthetic_activations(n, d))
-    raise SystemExit("give --activations FILE or --synthetic N:D")
+    parser.error("give --activations FILE or --synthetic N:D")
 
 
 def _boolean(value: str) -> bool:
@@ -59,20 +68,27 @@ def _boolean(value: str) -> bool:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig / GBAConfig field, typed by its annotation (a string: the config
-    modules use postponed annotations), e.g. ``Optional[float]`` parses as float."""
+    """One flag per TrainConfig / GBAConfig field (``out_dir`` is ``--out``), typed by its
+    annotation (a string: the config modules use postponed annotations), e.g. ``Optional[float]``
+    parses as float; help line and choices from the field's metadata, default from the field."""
     parsers = {"bool": _boolean, "int": int, "float": float, "str": str}
+    model = parser.add_argument_group("TrainConfig (each also a key of --config's JSON)")
+    gba = parser.add_argument_group("Group Bias Adaptation (with --bias-adaptation gba)")
 
-    def add(f, prefix=""):
+    def add(group, f, prefix=""):
         kind = str(f.type).removeprefix("Optional[").removesuffix("]")
-        parser.add_argument("--" + prefix + f.name.replace("_", "-"), dest=prefix + f.name, type=parsers[kind],
-                            default=None, metavar="{true,false}" if kind == "bool" else None)  # fmt: skip
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        shown = "unset" if default is None else default
+        group.add_argument("--" + prefix + f.name.replace("_", "-"), dest=prefix + f.name, type=parsers[kind],
+                           default=None, choices=f.metadata.get("choices"),
+                           metavar="{true,false}" if kind == "bool" else None,
+                           help=f"{f.metadata.get('help', '')} (default: {shown})")  # fmt: skip
 
     for f in fields(TrainConfig):
-        if f.name != "gba":
-            add(f)
+        if f.name not in ("gba", "out_dir"):
+            add(model, f)
     for f in fields(GBAConfig):
-        add(f, prefix="gba.")
+        add(gba, f, prefix="gba.")
 
 
 def _config(args) -> TrainConfig:
@@ -98,36 +114,47 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train an SAE")
     train.add_argument("--config", help="JSON file of TrainConfig fields")
-    train.add_argument("--activations", help=".npy / .safetensors / .pt file of [N, d] activations")
-    train.add_argument("--synthetic", help="N:D synthetic activations instead of a file")
-    train.add_argument("--resume", help="checkpoint directory to continue from")
-    train.add_argument("--out", dest="out_dir", default=None, help="output directory (metrics, checkpoints, sae/)")
-    train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--resume", help="checkpoint directory to continue from (<run>/checkpoints/step_<n>; the "
+                       "run goes on in <run> unless --out is given)")  # fmt: skip
+    train.add_argument("--out", dest="out_dir", default=None,
+                       help="output directory: metrics.jsonl, checkpoints/, sae/ (default: none written)")  # fmt: skip
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--activations", help=".npy (memory-mapped), .safetensors or .pt file of [N, d] activations")
+    train.add_argument("--synthetic", help="N:D synthetic activations instead of a file (a quick try-out)")
     _add_config_flags(train)
     ev = sub.add_parser("eval", help="evaluate a saved SAE (FVU, L0, dead fraction)")
-    ev.add_argument("--sae", required=True, help="directory written by save_sae (e.g. <out>/sae)")
-    ev.add_argument("--activations")
-    ev.add_argument("--synthetic")
-    ev.add_argument("--tokens", type=int, default=65_536)
-    ev.add_argument("--batch-size", type=int, default=4096)
+    ev.add_argument(
+        "--sae", required=True, help="an SAE directory: prismkit's (e.g. <out>/sae), SAELens' or sparsify's"
+    )
+    ev.add_argument("--activations", help=".npy, .safetensors or .pt file of [N, d] activations")
+    ev.add_argument("--synthetic", help="N:D synthetic activations instead of a file")
+    ev.add_argument("--tokens", type=int, default=65_536, help="tokens to evaluate on (default: 65536)")
+    ev.add_argument("--batch-size", type=int, default=4096, help="tokens per forward (default: 4096)")
     args = parser.parse_args(argv)
+    sub_parser = train if args.command == "train" else ev
 
     try:
         config = _config(args) if args.command == "train" and not args.resume else None
     except (ValueError, TypeError) as e:
-        parser.error(str(e))
-    source = _source(args)
+        sub_parser.error(str(e))
+    source = _source(args, sub_parser)
     if args.command == "eval":
-        sae = load_sae(args.sae)
+        try:
+            sae = load_sae(args.sae)
+        except (ValueError, OSError) as e:
+            ev.error(f"--sae {args.sae}: {e}")
         print(json.dumps(evaluate(sae, source, min(args.tokens, len(source)), args.batch_size), indent=2))
         return 0
-    if args.resume:
-        overrides = {
-            k: v for k, v in vars(args).items() if v is not None and k in {f.name for f in fields(TrainConfig)}
-        }
-        trainer = Trainer.resume(args.resume, source, **overrides)
-    else:
-        trainer = Trainer(config, source)
+    try:
+        if args.resume:
+            overrides = {
+                k: v for k, v in vars(args).items() if v is not None and k in {f.name for f in fields(TrainConfig)}
+            }
+            trainer = Trainer.resume(args.resume, source, **overrides)
+        else:
+            trainer = Trainer(config, source)
+    except (ValueError, TypeError, OSError) as e:
+        train.error(str(e))
     trainer.fit(progress=not args.no_progress)
     if trainer.interrupted:
         where = trainer.config.out_dir

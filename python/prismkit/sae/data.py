@@ -112,6 +112,18 @@ def capture_activations(model: nn.Module, module_path: str, inputs, mask: Option
 
 
 class HookSource:
+    """Activations read live from a model: ``model``'s submodule at ``module_path`` is hooked while
+    ``call(model, inputs[i])`` runs for each input in turn (``_default_call``: ``model(**batch)``
+    for dict batches, ``model(batch)`` otherwise); ``mask_fn(batch)`` picks the tokens to keep
+    (e.g. the attention mask, so padding is left out). A stream that cycles over the inputs:
+    ``read(start, n)`` gives its tokens start .. start + n (reading backwards replays it from the
+    beginning), so a trainer can draw any number of tokens. ``d_in``
+    comes from the first batch unless given. It has no length; the trainer cannot warn about
+    passes over the data.
+
+    >>> source = HookSource(model, "encoder.layer.3", batches, mask_fn=lambda b: b["attention_mask"])
+    """
+
     def __init__(self, model: nn.Module, module_path: str, inputs: Sequence,
                  mask_fn: Optional[Callable] = None, d_in: Optional[int] = None,
                  call: Callable = _default_call):  # fmt: skip

@@ -30,7 +30,7 @@ applies the same update.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -43,13 +43,17 @@ __all__ = ["GBAConfig", "GroupBiasAdaptation"]
 
 @dataclass
 class GBAConfig:
-    num_groups: int = 10
-    highest_target_frequency: float = 0.1
-    lowest_target_frequency: float = 1e-3
-    buffer_tokens: int = 40_960
-    gamma: float = 0.01
-    dead_frequency: float = 1e-6
-    bias_max: float = 1.0
+    """Group Bias Adaptation's settings (module docstring: the rule); metadata holds help lines."""
+
+    num_groups: int = field(default=10, metadata={"help": "latent groups, each with its own target frequency"})
+    highest_target_frequency: float = field(default=0.1, metadata={"help": "the first group's target frequency"})
+    lowest_target_frequency: float = field(default=1e-3, metadata={"help": "the last group's target frequency"})
+    buffer_tokens: int = field(default=40_960, metadata={"help": "tokens observed between two adaptations"})
+    gamma: float = field(default=0.01, metadata={"help": "step of each bias change, times the latent's largest "
+                                                         "pre-activation"})  # fmt: skip
+    dead_frequency: float = field(default=1e-6, metadata={"help": "below this frequency a latent's bias is raised"})
+    bias_max: float = field(default=1.0, metadata={"help": "biases go no lower than -bias_max * rms input norm * "
+                                                           "|W_enc row|"})  # fmt: skip
 
     def __post_init__(self):
         if self.num_groups < 1 or self.buffer_tokens < 1:

@@ -73,6 +73,19 @@ def save_sae(sae: SparseAutoencoder, directory: str) -> None:
 
 
 def load_sae(directory: str, device=None) -> SparseAutoencoder:
+    """An SAE from a directory in any layout prismkit reads: its own (``config.json`` +
+    ``sae.safetensors``), SAELens' (``cfg.json`` + ``sae_weights.safetensors``: ``load_saelens``)
+    or sparsify's (``cfg.json`` + ``sae.safetensors``, or a run with one directory per hookpoint:
+    ``load_sparsify``)."""
+    has = lambda name: os.path.isfile(os.path.join(directory, name))  # noqa: E731
+    if not os.path.isdir(directory):
+        raise ValueError(f"load_sae: no such directory {directory!r}")
+    if not has("config.json"):
+        if has("cfg.json") and has("sae_weights.safetensors"):
+            return load_saelens(directory, device=device)
+        if has("cfg.json") or sparsify_hookpoints(directory):
+            return load_sparsify(directory, device=device)
+        raise ValueError(f"load_sae: {directory!r} holds no SAE in prismkit's, SAELens' or sparsify's layout")
     cfg = _read_json(os.path.join(directory, "config.json"))
     dtype = getattr(torch, cfg.pop("dtype", "torch.float32").replace("torch.", ""))
     sae = sae_from_config(cfg, dtype=dtype, device=device)

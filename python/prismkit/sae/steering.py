@@ -62,6 +62,16 @@ def steer_activations(h: Tensor, sae: SparseAutoencoder, latents: Tensor, tier: 
 
 
 class SAESteering:
+    """Steers a model while the ``with`` block runs: a forward hook on ``model``'s submodule at
+    ``module_path`` (e.g. ``"transformer.h.8"``) edits its output with ``steer_activations`` for
+    ``latents`` of ``sae`` at ``tier`` ("conditional", "clamp" or "project"; module docstring),
+    ``alpha`` the strength and ``clamp_value`` the clamp tier's target. A tuple output has its
+    first element edited. ``enabled = False`` pauses it inside the block.
+
+    >>> with SAESteering(model, "transformer.h.8", sae, [1234], tier="clamp"):
+    ...     steered = model(**inputs)
+    """
+
     def __init__(self, model: nn.Module, module_path: str, sae: SparseAutoencoder, latents: Sequence[int],
                  tier: str = "conditional", alpha: float = 1.0, clamp_value: float = 0.0):  # fmt: skip
         if tier not in TIERS:

@@ -45,7 +45,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+import warnings
 from typing import Optional
 
 import torch
@@ -56,102 +56,11 @@ from torch import Tensor
 from prismkit.ops.sae import SparseCode
 
 from . import io, losses
-from .gba import GBAConfig, GroupBiasAdaptation
-from .modules import SparseAutoencoder, sae_from_config
+from .config import TrainConfig, default_dead_tokens
+from .gba import GroupBiasAdaptation
+from .modules import SparseAutoencoder
 
 __all__ = ["TrainConfig", "Trainer", "LatentTracker", "default_dead_tokens", "evaluate", "l0_per_token"]
-
-
-@dataclass
-class TrainConfig:
-    architecture: str = "topk"  # topk, batch_topk, mutual_choice, feature_choice, jumprelu (= ReLU at threshold 0)
-    expansion: int = 32  # num_latents = expansion * d_in unless num_latents is given
-    num_latents: Optional[int] = None
-    k: int = 32
-    capacity: str = "equal"  # feature_choice: equal or zipf
-    zipf_exponent: float = 1.0
-    multi_topk: bool = False
-    aux: str = "auxk"  # auxk, aux_zipf or none
-    aux_k: Optional[int] = None  # default d_in // 2
-    aux_coef: float = 1 / 32
-    aux_zipf_alpha: float = 0.5
-    dead_tokens: Optional[int] = None  # None: default_dead_tokens(total_tokens, batch_size)
-    batch_size: int = 4096
-    total_tokens: int = 10_000_000
-    buffer_tokens: int = 65_536
-    lr: Optional[float] = None  # default 2e-4 / sqrt(num_latents / 2**14) (sparsify's scaling)
-    lr_warmup_steps: int = 0
-    decoder_lr_scale: float = 1.0  # W_dec's learning rate is lr times this
-    adam_eps: float = 6.25e-10  # the TopK paper's
-    b_dec_init: str = "geometric_median"  # or mean, zeros
-    encoder_init_scale: Optional[float] = 0.1  # W_enc = scale * W_dec; None: the TopK paper's norm matching
-    init_tokens: int = 4096
-    bias_adaptation: Optional[str] = None  # "gba": Group Bias Adaptation of b_enc
-    gba: GBAConfig = field(default_factory=GBAConfig)
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 0  # steps; 0: only at the end (when out_dir is set)
-    out_dir: Optional[str] = None
-    device: str = "cpu"
-
-    def __post_init__(self):
-        if isinstance(self.gba, dict):
-            self.gba = GBAConfig(**self.gba)
-        if self.aux not in ("auxk", "aux_zipf", "none"):
-            raise ValueError(f"TrainConfig: aux must be 'auxk', 'aux_zipf' or 'none', got {self.aux!r}")
-        if self.bias_adaptation not in (None, "gba"):
-            raise ValueError(f"TrainConfig: bias_adaptation must be None or 'gba', got {self.bias_adaptation!r}")
-        if self.bias_adaptation == "gba" and self.architecture != "jumprelu":
-            raise ValueError(
-                f"TrainConfig: bias_adaptation='gba' needs architecture='jumprelu' (a ReLU at threshold 0, where the "
-                f"bias decides which latents fire); with {self.architecture!r} the sparsity rule, not the bias, "
-                "decides, so GBA's frequency targets would not be what it controls"
-            )
-        if self.architecture == "jumprelu" and self.bias_adaptation != "gba":
-            raise ValueError(
-                "TrainConfig: architecture='jumprelu' trains only with bias_adaptation='gba' (its sparsity "
-                "mechanism here); without it this would train a dense ReLU autoencoder (no sparsity penalty, no "
-                "threshold gradient). Load trained JumpReLU checkpoints with prismkit.sae.load_saelens / load_sae"
-            )
-        if self.batch_size < 1 or self.total_tokens < 1 or self.log_every < 1:
-            raise ValueError("TrainConfig: batch_size, total_tokens and log_every must be positive")
-        if self.dead_tokens is not None and self.dead_tokens < 1:
-            raise ValueError(f"TrainConfig: dead_tokens must be positive (or None), got {self.dead_tokens}")
-
-    @property
-    def dead_window(self) -> int:
-        """``dead_tokens``, or the default for this run's length (``default_dead_tokens``)."""
-        if self.dead_tokens is not None:
-            return self.dead_tokens
-        return default_dead_tokens(self.total_tokens, self.batch_size)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown keys {unknown}")
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def build_sae(self, d_in: int) -> SparseAutoencoder:
-        F = self.num_latents or self.expansion * d_in
-        cfg = {"architecture": self.architecture, "d_in": d_in, "num_latents": F, "aux_k": self.aux_k,
-               "aux_coef": self.aux_coef, "seed": self.seed}  # fmt: skip
-        if self.architecture in ("topk", "batch_topk", "mutual_choice", "feature_choice"):
-            cfg["k"] = self.k
-        if self.architecture == "topk":
-            cfg["multi_topk"] = self.multi_topk
-        if self.architecture == "feature_choice":
-            cfg.update(capacity=self.capacity, zipf_exponent=self.zipf_exponent)
-        return sae_from_config(cfg, device=self.device)
-
-
-def default_dead_tokens(total_tokens: int, batch_size: int) -> int:
-    """The dead-latent window when ``dead_tokens`` is None: min(10M, max(total / 10, 5 batches))."""
-    return min(10_000_000, max(total_tokens // 10, 5 * batch_size))
 
 
 def l0_per_token(code: SparseCode) -> Tensor:
@@ -208,6 +117,14 @@ def _distributed(device: str) -> tuple[int, int]:
 
 
 class Trainer:
+    """Trains an SAE on a source of activations (``TensorSource``, ``MemmapSource``, ``HookSource``
+    or anything with ``d_in``, ``read(start, stop)`` and ``len``) as ``config`` says: ``fit()``
+    runs the steps, ``train_step()`` one, ``save_checkpoint`` / ``Trainer.resume`` stop and go on.
+    ``sae``: an SAE to fine-tune (a loaded checkpoint; it keeps its weights, no data-dependent
+    initialization); by default ``config.build_sae(source.d_in)`` builds a fresh one. Warns when
+    the run reads the data several times, when a batch is larger than the data, and when a
+    BatchTopK run is too short for its inference threshold to settle."""
+
     def __init__(self, config: TrainConfig, source, sae: Optional[SparseAutoencoder] = None):
         self.config = c = config
         self.source = source
@@ -229,6 +146,8 @@ class Trainer:
         fused = self.device.type in ("cpu", "cuda")  # one kernel per group for all its parameters
         self.optimizer = torch.optim.Adam(groups, lr=self.lr, eps=c.adam_eps, fused=fused)
         self.buffer = _make_buffer(c, source, self.rank, self.world_size)
+        if self.rank == 0:
+            self._warn_about_the_schedule(_source_len(source))
         self.tracker = LatentTracker(self.sae.num_latents, c.dead_window, self.device)
         self.step = 0
         # A given SAE (a loaded checkpoint to fine-tune) keeps its weights: no data initialization.
@@ -237,6 +156,20 @@ class Trainer:
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.sae, device_ids=ids)
+
+    def _warn_about_the_schedule(self, data_tokens: int) -> None:
+        c = self.config
+        if c.batch_size > data_tokens:
+            warnings.warn(f"Trainer: batch_size {c.batch_size} is larger than the data ({data_tokens} tokens): "
+                          "every batch repeats tokens", stacklevel=3)  # fmt: skip
+        elif c.total_tokens > data_tokens:
+            warnings.warn(f"Trainer: total_tokens {c.total_tokens:,} is {c.total_tokens / data_tokens:.1f} passes over "
+                          f"the {data_tokens:,} tokens of data (set total_tokens for one pass)", stacklevel=3)  # fmt: skip
+        momentum = getattr(self.sae, "threshold_momentum", None)
+        if momentum and self.total_steps < 3 / momentum:
+            warnings.warn(f"Trainer: {self.total_steps} steps are too few for the running inference threshold "
+                          f"(momentum {momentum}, about {1 / momentum:.0f} batches per time constant) to settle: "
+                          "eval-mode codes may differ from training's", stacklevel=3)  # fmt: skip
 
     # ---- training ------------------------------------------------------------------------
 

@@ -1,0 +1,179 @@
+"""``TrainConfig``: every setting of an SAE training run, with its help line (the command line's
+``--help`` is built from these; ``python -m prismkit.sae train --help`` lists them with defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Optional
+
+from .gba import GBAConfig
+from .modules import SparseAutoencoder, sae_from_config
+
+__all__ = ["TrainConfig", "default_dead_tokens"]
+
+
+def default_dead_tokens(total_tokens: int, batch_size: int) -> int:
+    """The dead-latent window when ``dead_tokens`` is None: min(10M, max(total / 10, 5 batches))."""
+    return min(10_000_000, max(total_tokens // 10, 5 * batch_size))
+
+
+@dataclass
+class TrainConfig:
+    """An SAE training run: the SAE (``architecture``, ``expansion`` / ``num_latents``, ``k``
+    ...), its auxiliary loss, the data schedule (``batch_size``, ``total_tokens``, shuffle
+    buffer), Adam's settings, the data-dependent initialization, optional Group Bias Adaptation
+    (``gba``: a ``GBAConfig``), logging, checkpoints and the device. Each field's metadata holds
+    its help line and, where it has them, its choices; bad values raise ``ValueError`` here.
+    ``TrainConfig.from_dict`` / ``to_dict`` read and write the JSON form (``--config run.json``)."""
+
+    architecture: str = field(
+        default="topk",
+        metadata={
+            "help": "the sparsity rule: topk (k per token), batch_topk / mutual_choice (k*N per batch), feature_choice (capacities per latent), groupmax (sparsify's), jumprelu (a ReLU at threshold 0, trained with --bias-adaptation gba)",
+            "choices": ("topk", "batch_topk", "mutual_choice", "feature_choice", "groupmax", "jumprelu"),
+        },
+    )
+    expansion: int = field(default=32, metadata={"help": "num_latents = expansion * d_in unless num_latents is given"})
+    num_latents: Optional[int] = field(default=None, metadata={"help": "the dictionary size F (overrides expansion)"})
+    k: int = field(
+        default=32,
+        metadata={
+            "help": "active latents per token (topk, groupmax) or per token on average (batch_topk, mutual_choice, feature_choice)"
+        },
+    )
+    capacity: str = field(
+        default="equal",
+        metadata={"help": "feature_choice: how k*N entries are split over the latents", "choices": ("equal", "zipf")},
+    )
+    zipf_exponent: float = field(
+        default=1.0, metadata={"help": "feature_choice with zipf capacities: the exponent s of the 1/rank^s shares"}
+    )
+    multi_topk: bool = field(
+        default=False, metadata={"help": "topk: add the Multi-TopK loss (FVU of the top-4k reconstruction, weight 1/8)"}
+    )
+    aux: str = field(
+        default="auxk",
+        metadata={
+            "help": "the auxiliary loss: auxk (dead latents reconstruct the residual), aux_zipf (under-used latents), none",
+            "choices": ("auxk", "aux_zipf", "none"),
+        },
+    )
+    aux_k: Optional[int] = field(
+        default=None, metadata={"help": "latents the auxiliary loss may use (default d_in // 2)"}
+    )
+    aux_coef: float = field(default=1 / 32, metadata={"help": "the auxiliary loss's weight"})
+    aux_zipf_alpha: float = field(
+        default=0.5, metadata={"help": "aux_zipf: a latent is under-used below alpha times its fitted Zipf frequency"}
+    )
+    dead_tokens: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "a latent is dead after this many tokens without firing (default: 10M, at most a tenth of the run, at least 5 batches)"
+        },
+    )
+    batch_size: int = field(default=4096, metadata={"help": "tokens per step"})
+    total_tokens: int = field(
+        default=10_000_000,
+        metadata={
+            "help": "tokens to train on (steps = total_tokens / batch_size; more than the data means several passes)"
+        },
+    )
+    buffer_tokens: int = field(default=65_536, metadata={"help": "tokens of the shuffle buffer batches are drawn from"})
+    lr: Optional[float] = field(
+        default=None,
+        metadata={"help": "Adam's learning rate (default 2e-4 / sqrt(num_latents / 2**14), sparsify's scaling)"},
+    )
+    lr_warmup_steps: int = field(default=0, metadata={"help": "linear learning-rate warm-up over this many steps"})
+    decoder_lr_scale: float = field(default=1.0, metadata={"help": "W_dec's learning rate is lr times this"})
+    adam_eps: float = field(default=6.25e-10, metadata={"help": "Adam's epsilon (the TopK paper's 6.25e-10)"})
+    b_dec_init: str = field(
+        default="geometric_median",
+        metadata={
+            "help": "b_dec's initialization from the first init_tokens tokens",
+            "choices": ("geometric_median", "mean", "zeros"),
+        },
+    )
+    encoder_init_scale: Optional[float] = field(
+        default=0.1,
+        metadata={
+            "help": "W_enc = scale * W_dec at the start (0.1); unset: scaled so reconstructions match the input norm (the TopK paper's code)"
+        },
+    )
+    init_tokens: int = field(default=4096, metadata={"help": "tokens read for the data-dependent initialization"})
+    bias_adaptation: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "gba: Group Bias Adaptation of b_enc instead of its gradient (architecture jumprelu)",
+            "choices": ("gba",),
+        },
+    )
+    gba: GBAConfig = field(default_factory=GBAConfig)
+    seed: int = field(default=0, metadata={"help": "random seed of the initialization and the shuffle"})
+    log_every: int = field(
+        default=10, metadata={"help": "steps between metrics lines (metrics.jsonl and the progress bar)"}
+    )
+    checkpoint_every: int = field(default=0, metadata={"help": "steps between checkpoints (0: only at the end)"})
+    out_dir: Optional[str] = field(
+        default=None,
+        metadata={"help": "output directory: metrics.jsonl, checkpoints/, sae/ (--out on the command line)"},
+    )
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
+
+    def __post_init__(self):
+        if isinstance(self.gba, dict):
+            self.gba = GBAConfig(**self.gba)
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value not in choices and not (value is None and f.default is None):
+                listed = ", ".join(repr(c) for c in choices)
+                raise ValueError(f"TrainConfig: {f.name} must be one of {listed}, got {value!r}")
+        for name in ("expansion", "k", "batch_size", "total_tokens", "log_every", "init_tokens", "buffer_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig: {name} must be positive, got {getattr(self, name)}")
+        if self.num_latents is not None and not 1 <= self.k <= self.num_latents:
+            raise ValueError(f"TrainConfig: k must be in [1, num_latents={self.num_latents}], got {self.k}")
+        if self.bias_adaptation == "gba" and self.architecture != "jumprelu":
+            raise ValueError(
+                f"TrainConfig: bias_adaptation='gba' needs architecture='jumprelu' (a ReLU at threshold 0, where the "
+                f"bias decides which latents fire); with {self.architecture!r} the sparsity rule, not the bias, "
+                "decides, so GBA's frequency targets would not be what it controls"
+            )
+        if self.architecture == "jumprelu" and self.bias_adaptation != "gba":
+            raise ValueError(
+                "TrainConfig: architecture='jumprelu' trains only with bias_adaptation='gba' (its sparsity "
+                "mechanism here); without it this would train a dense ReLU autoencoder (no sparsity penalty, no "
+                "threshold gradient). Load trained JumpReLU checkpoints with prismkit.sae.load_saelens / load_sae"
+            )
+        if self.dead_tokens is not None and self.dead_tokens < 1:
+            raise ValueError(f"TrainConfig: dead_tokens must be positive (or None), got {self.dead_tokens}")
+
+    @property
+    def dead_window(self) -> int:
+        """``dead_tokens``, or the default for this run's length (``default_dead_tokens``)."""
+        if self.dead_tokens is not None:
+            return self.dead_tokens
+        return default_dead_tokens(self.total_tokens, self.batch_size)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown keys {unknown}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def build_sae(self, d_in: int) -> SparseAutoencoder:
+        F = self.num_latents or self.expansion * d_in
+        cfg = {"architecture": self.architecture, "d_in": d_in, "num_latents": F, "aux_k": self.aux_k,
+               "aux_coef": self.aux_coef, "seed": self.seed}  # fmt: skip
+        if self.architecture in ("topk", "batch_topk", "mutual_choice", "feature_choice", "groupmax"):
+            cfg["k"] = self.k
+        if self.architecture == "topk":
+            cfg["multi_topk"] = self.multi_topk
+        if self.architecture == "feature_choice":
+            cfg.update(capacity=self.capacity, zipf_exponent=self.zipf_exponent)
+        return sae_from_config(cfg, device=self.device)
