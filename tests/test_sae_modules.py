@@ -349,3 +349,25 @@ def test_encode_keeps_the_leading_dims_and_offers_a_dense_code():
     assert prismkit.cswin.CSWinTransformer is not None
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         prismkit.nope  # noqa: B018
+
+
+def test_bias_free_encoder():
+    """encoder_bias=False: no b_enc parameter (a zero buffer the ops read), untouched by training,
+    kept through save and load."""
+    import tempfile
+
+    from prismkit.sae import load_sae, save_sae
+
+    sae = TopKSAE(12, 40, k=3, encoder_bias=False, dtype=torch.float64, seed=0)
+    assert "b_enc" not in dict(sae.named_parameters()) and not bool(sae.b_enc.any())
+    x = torch.randn(20, 12, dtype=torch.float64)
+    torch.testing.assert_close(sae(x).code.to_dense(), dense_codes(sae, x, "topk", k=3))
+    sae(x).loss.backward()
+    torch.optim.Adam(sae.parameters(), lr=0.1).step()
+    assert not bool(sae.b_enc.any())
+    with tempfile.TemporaryDirectory() as directory:
+        save_sae(sae, directory)
+        back = load_sae(directory)
+    assert not back.encoder_bias and "b_enc" not in dict(back.named_parameters())
+    with pytest.raises(ValueError, match="encoder_bias=False has none"):
+        TrainConfig(architecture="jumprelu", bias_adaptation="gba", encoder_bias=False)

@@ -86,6 +86,7 @@ class TrainConfig:
     lr_warmup_steps: int = field(default=0, metadata={"help": "linear learning-rate warm-up over this many steps"})
     decoder_lr_scale: float = field(default=1.0, metadata={"help": "W_dec's learning rate is lr times this"})
     adam_eps: float = field(default=6.25e-10, metadata={"help": "Adam's epsilon (the TopK paper's 6.25e-10)"})
+    encoder_bias: bool = field(default=True, metadata={"help": "false: a bias-free encoder (no b_enc)"})
     b_dec_init: str = field(
         default="geometric_median",
         metadata={
@@ -139,6 +140,8 @@ class TrainConfig:
                 f"bias decides which latents fire); with {self.architecture!r} the sparsity rule, not the bias, "
                 "decides, so GBA's frequency targets would not be what it controls"
             )
+        if self.bias_adaptation == "gba" and not self.encoder_bias:
+            raise ValueError("TrainConfig: bias_adaptation='gba' adapts the encoder bias; encoder_bias=False has none")
         if self.architecture == "jumprelu" and self.bias_adaptation != "gba":
             raise ValueError(
                 "TrainConfig: architecture='jumprelu' trains only with bias_adaptation='gba' (its sparsity "
@@ -169,7 +172,7 @@ class TrainConfig:
     def build_sae(self, d_in: int) -> SparseAutoencoder:
         F = self.num_latents or self.expansion * d_in
         cfg = {"architecture": self.architecture, "d_in": d_in, "num_latents": F, "aux_k": self.aux_k,
-               "aux_coef": self.aux_coef, "seed": self.seed}  # fmt: skip
+               "aux_coef": self.aux_coef, "encoder_bias": self.encoder_bias, "seed": self.seed}  # fmt: skip
         if self.architecture in ("topk", "batch_topk", "mutual_choice", "feature_choice", "groupmax"):
             cfg["k"] = self.k
         if self.architecture == "topk":

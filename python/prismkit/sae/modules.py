@@ -74,6 +74,7 @@ class SparseAutoencoder(nn.Module):
     ``subtract_b_dec_from_input=False`` encodes x instead of x - b_dec (SAELens'
     ``apply_b_dec_to_input=False``, used by many JumpReLU checkpoints). ``metadata`` (a dict, e.g.
     ``{"hook_name": "blocks.8.hook_resid_pre"}``) travels with the SAE through every save and load.
+    ``encoder_bias=False``: no encoder bias (``b_enc`` is then a zero buffer, never trained).
     """
 
     architecture = "base"
@@ -88,6 +89,7 @@ class SparseAutoencoder(nn.Module):
         aux_k: Optional[int] = None,
         aux_coef: float = 1 / 32,
         subtract_b_dec_from_input: bool = True,
+        encoder_bias: bool = True,
         metadata: Optional[dict] = None,
         dtype: torch.dtype = torch.float32,
         device: Any = None,
@@ -109,7 +111,11 @@ class SparseAutoencoder(nn.Module):
         kw = dict(dtype=dtype, device=device)
         self.W_dec = nn.Parameter(W_dec.to(**kw))
         self.W_enc = nn.Parameter(W_dec.clone().to(**kw))  # encoder = decoder transpose (TopK paper)
-        self.b_enc = nn.Parameter(torch.zeros(num_latents, **kw))
+        self.encoder_bias = encoder_bias
+        if encoder_bias:
+            self.b_enc = nn.Parameter(torch.zeros(num_latents, **kw))
+        else:  # a bias-free encoder: b_enc stays a zero buffer (the ops take a bias; it gets no gradient)
+            self.register_buffer("b_enc", torch.zeros(num_latents, **kw))
         self.b_dec = nn.Parameter(torch.zeros(d_in, **kw))
 
     # ---- configuration -------------------------------------------------------------------
@@ -123,6 +129,7 @@ class SparseAutoencoder(nn.Module):
             "aux_k": self.aux_k,
             "aux_coef": self.aux_coef,
             "subtract_b_dec_from_input": self.subtract_b_dec_from_input,
+            "encoder_bias": self.encoder_bias,
             **self._extra_config(),
             "metadata": self.metadata,
         }
@@ -480,6 +487,7 @@ class FeatureChoiceSAE(SparseAutoencoder):
 def _jumprelu_copy(sae: SparseAutoencoder, threshold: Tensor) -> JumpReLUSAE:
     out = JumpReLUSAE(sae.d_in, sae.num_latents, aux_k=sae.aux_k, aux_coef=sae.aux_coef,
                       subtract_b_dec_from_input=sae.subtract_b_dec_from_input, metadata=sae.metadata,
+                      encoder_bias=sae.encoder_bias,
                       dtype=sae.W_enc.dtype, device=sae.W_enc.device)  # fmt: skip
     with torch.no_grad():
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
