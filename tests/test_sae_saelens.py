@@ -135,3 +135,17 @@ def test_pre_6_configs_load(tmp_path):
     (v5 / "cfg.json").write_text(json.dumps(five_x_config(activation_fn_str="tanh-relu")))
     with pytest.raises(ValueError, match="pre-6.0 activation 'tanh-relu' is not supported"):
         load_saelens(str(v5))
+
+
+def test_saved_metadata_reaches_saelens(tmp_path):
+    """save_saelens writes the SAE's metadata where SAELens 6 reads it (before: an empty metadata
+    and no sae_lens_version, so SAELens took the pre-6.0 path and lost hook_name)."""
+    from prismkit.sae import save_saelens
+
+    sae = TopKSAE(D, F, k=4, metadata={"hook_name": HOOK, "model_name": "gpt2"})
+    save_saelens(sae, str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = sae_lens.SAE.load_from_disk(str(tmp_path), device="cpu")
+    assert theirs.cfg.metadata.hook_name == HOOK and theirs.cfg.metadata.model_name == "gpt2"
+    assert load_saelens(str(tmp_path)).metadata["hook_name"] == HOOK
