@@ -12,6 +12,11 @@ from .modules import SparseAutoencoder, sae_from_config
 __all__ = ["TrainConfig", "default_dead_tokens"]
 
 
+def _setting(default, help_line: str, choices: tuple = ()):
+    """A TrainConfig field with its command-line help line (and its choices, which are checked)."""
+    return field(default=default, metadata={"help": help_line, **({"choices": choices} if choices else {})})
+
+
 def default_dead_tokens(total_tokens: int, batch_size: int) -> int:
     """The dead-latent window when ``dead_tokens`` is None: min(10M, max(total / 10, 5 batches))."""
     return min(10_000_000, max(total_tokens // 10, 5 * batch_size))
@@ -26,99 +31,67 @@ class TrainConfig:
     its help line and, where it has them, its choices; bad values raise ``ValueError`` here.
     ``TrainConfig.from_dict`` / ``to_dict`` read and write the JSON form (``--config run.json``)."""
 
-    architecture: str = field(
-        default="topk",
-        metadata={
-            "help": "the sparsity rule: topk (k per token), batch_topk / mutual_choice (k*N per batch), feature_choice (capacities per latent), groupmax (sparsify's), jumprelu (a ReLU at threshold 0, trained with --bias-adaptation gba)",
-            "choices": ("topk", "batch_topk", "mutual_choice", "feature_choice", "groupmax", "jumprelu"),
-        },
+    architecture: str = _setting(
+        "topk",
+        "the sparsity rule: topk (k per token), batch_topk / mutual_choice (k*N per batch), feature_choice (capacities per latent), groupmax (sparsify's), jumprelu (a ReLU at threshold 0, trained with --bias-adaptation gba)",
+        ("topk", "batch_topk", "mutual_choice", "feature_choice", "groupmax", "jumprelu"),
     )
-    expansion: int = field(default=32, metadata={"help": "num_latents = expansion * d_in unless num_latents is given"})
-    num_latents: Optional[int] = field(default=None, metadata={"help": "the dictionary size F (overrides expansion)"})
-    k: int = field(
-        default=32,
-        metadata={
-            "help": "active latents per token (topk, groupmax) or per token on average (batch_topk, mutual_choice, feature_choice)"
-        },
+    expansion: int = _setting(32, "num_latents = expansion * d_in unless num_latents is given")
+    num_latents: Optional[int] = _setting(None, "the dictionary size F (overrides expansion)")
+    k: int = _setting(
+        32,
+        "active latents per token (topk, groupmax) or per token on average (batch_topk, mutual_choice, feature_choice)",
     )
-    capacity: str = field(
-        default="equal",
-        metadata={"help": "feature_choice: how k*N entries are split over the latents", "choices": ("equal", "zipf")},
+    capacity: str = _setting("equal", "feature_choice: how k*N entries are split over the latents", ("equal", "zipf"))
+    zipf_exponent: float = _setting(1.0, "feature_choice with zipf capacities: the exponent s of the 1/rank^s shares")
+    multi_topk: bool = _setting(False, "topk: add the Multi-TopK loss (FVU of the top-4k reconstruction, weight 1/8)")
+    aux: str = _setting(
+        "auxk",
+        "the auxiliary loss: auxk (dead latents reconstruct the residual), aux_zipf (under-used latents), none",
+        ("auxk", "aux_zipf", "none"),
     )
-    zipf_exponent: float = field(
-        default=1.0, metadata={"help": "feature_choice with zipf capacities: the exponent s of the 1/rank^s shares"}
+    aux_k: Optional[int] = _setting(None, "latents the auxiliary loss may use (default d_in // 2)")
+    aux_coef: float = _setting(1 / 32, "the auxiliary loss's weight")
+    aux_zipf_alpha: float = _setting(
+        0.5, "aux_zipf: a latent is under-used below alpha times its fitted Zipf frequency"
     )
-    multi_topk: bool = field(
-        default=False, metadata={"help": "topk: add the Multi-TopK loss (FVU of the top-4k reconstruction, weight 1/8)"}
+    dead_tokens: Optional[int] = _setting(
+        None,
+        "a latent is dead after this many tokens without firing (default: 10M, at most a tenth of the run, at least 5 batches)",
     )
-    aux: str = field(
-        default="auxk",
-        metadata={
-            "help": "the auxiliary loss: auxk (dead latents reconstruct the residual), aux_zipf (under-used latents), none",
-            "choices": ("auxk", "aux_zipf", "none"),
-        },
+    batch_size: int = _setting(4096, "tokens per step")
+    total_tokens: int = _setting(
+        10_000_000, "tokens to train on (steps = total_tokens / batch_size; more than the data means several passes)"
     )
-    aux_k: Optional[int] = field(
-        default=None, metadata={"help": "latents the auxiliary loss may use (default d_in // 2)"}
+    buffer_tokens: int = _setting(65_536, "tokens of the shuffle buffer batches are drawn from")
+    lr: Optional[float] = _setting(
+        None, "Adam's learning rate (default 2e-4 / sqrt(num_latents / 2**14), sparsify's scaling)"
     )
-    aux_coef: float = field(default=1 / 32, metadata={"help": "the auxiliary loss's weight"})
-    aux_zipf_alpha: float = field(
-        default=0.5, metadata={"help": "aux_zipf: a latent is under-used below alpha times its fitted Zipf frequency"}
+    lr_warmup_steps: int = _setting(0, "linear learning-rate warm-up over this many steps")
+    decoder_lr_scale: float = _setting(1.0, "W_dec's learning rate is lr times this")
+    adam_eps: float = _setting(6.25e-10, "Adam's epsilon (the TopK paper's 6.25e-10)")
+    encoder_bias: bool = _setting(True, "false: a bias-free encoder (no b_enc)")
+    b_dec_init: str = _setting(
+        "geometric_median",
+        "b_dec's initialization from the first init_tokens tokens",
+        ("geometric_median", "mean", "zeros"),
     )
-    dead_tokens: Optional[int] = field(
-        default=None,
-        metadata={
-            "help": "a latent is dead after this many tokens without firing (default: 10M, at most a tenth of the run, at least 5 batches)"
-        },
+    encoder_init_scale: Optional[float] = _setting(
+        0.1,
+        "W_enc = scale * W_dec at the start (0.1); unset: scaled so reconstructions match the input norm (the TopK paper's code)",
     )
-    batch_size: int = field(default=4096, metadata={"help": "tokens per step"})
-    total_tokens: int = field(
-        default=10_000_000,
-        metadata={
-            "help": "tokens to train on (steps = total_tokens / batch_size; more than the data means several passes)"
-        },
-    )
-    buffer_tokens: int = field(default=65_536, metadata={"help": "tokens of the shuffle buffer batches are drawn from"})
-    lr: Optional[float] = field(
-        default=None,
-        metadata={"help": "Adam's learning rate (default 2e-4 / sqrt(num_latents / 2**14), sparsify's scaling)"},
-    )
-    lr_warmup_steps: int = field(default=0, metadata={"help": "linear learning-rate warm-up over this many steps"})
-    decoder_lr_scale: float = field(default=1.0, metadata={"help": "W_dec's learning rate is lr times this"})
-    adam_eps: float = field(default=6.25e-10, metadata={"help": "Adam's epsilon (the TopK paper's 6.25e-10)"})
-    encoder_bias: bool = field(default=True, metadata={"help": "false: a bias-free encoder (no b_enc)"})
-    b_dec_init: str = field(
-        default="geometric_median",
-        metadata={
-            "help": "b_dec's initialization from the first init_tokens tokens",
-            "choices": ("geometric_median", "mean", "zeros"),
-        },
-    )
-    encoder_init_scale: Optional[float] = field(
-        default=0.1,
-        metadata={
-            "help": "W_enc = scale * W_dec at the start (0.1); unset: scaled so reconstructions match the input norm (the TopK paper's code)"
-        },
-    )
-    init_tokens: int = field(default=4096, metadata={"help": "tokens read for the data-dependent initialization"})
-    bias_adaptation: Optional[str] = field(
-        default=None,
-        metadata={
-            "help": "gba: Group Bias Adaptation of b_enc instead of its gradient (architecture jumprelu)",
-            "choices": ("gba",),
-        },
+    init_tokens: int = _setting(4096, "tokens read for the data-dependent initialization")
+    bias_adaptation: Optional[str] = _setting(
+        None, "gba: Group Bias Adaptation of b_enc instead of its gradient (architecture jumprelu)", ("gba",)
     )
     gba: GBAConfig = field(default_factory=GBAConfig)
-    seed: int = field(default=0, metadata={"help": "random seed of the initialization and the shuffle"})
-    log_every: int = field(
-        default=10, metadata={"help": "steps between metrics lines (metrics.jsonl and the progress bar)"}
+    seed: int = _setting(0, "random seed of the initialization and the shuffle")
+    log_every: int = _setting(10, "steps between metrics lines (metrics.jsonl and the progress bar)")
+    checkpoint_every: int = _setting(0, "steps between checkpoints (0: only at the end)")
+    out_dir: Optional[str] = _setting(
+        None, "output directory: metrics.jsonl, checkpoints/, sae/ (--out on the command line)"
     )
-    checkpoint_every: int = field(default=0, metadata={"help": "steps between checkpoints (0: only at the end)"})
-    out_dir: Optional[str] = field(
-        default=None,
-        metadata={"help": "output directory: metrics.jsonl, checkpoints/, sae/ (--out on the command line)"},
-    )
-    device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
+    device: str = _setting("cpu", "cpu, cuda or cuda:N")
 
     def __post_init__(self):
         if isinstance(self.gba, dict):
