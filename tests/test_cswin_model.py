@@ -263,3 +263,20 @@ def test_repr_shows_the_padding_default():
     assert "classifier, attn_padding='zeros'" in repr(model)
     assert "dim=32, num_heads=2, cross, split_size=1, attn_padding='zeros'" in repr(model.stage1[0])
     assert "attn_padding='mask'" in repr(cswin.CSWinTransformer(attn_padding="mask", **SMALL))
+
+
+def test_fine_tuning_starts_with_another_class_count_and_small_backbones_keep_the_official_layout():
+    """strict=False into a classifier with other num_classes: everything but the head loads (before:
+    a raw size-mismatch error). A features_only model at img_size 112 keeps the segmentation
+    layout (stage 3 cross-shaped), whatever the classifier rule says."""
+    classifier = official("cswin_tiny_224", 224).state_dict()
+    model = cswin.cswin_tiny_224(num_classes=10)
+    with pytest.warns(
+        UserWarning, match=r"head has another shape; left at initialization: \['head.bias', 'head.weight'\]"
+    ):
+        cswin.load_official_checkpoint(model, classifier, strict=False)
+    assert torch.equal(model.norm.weight, classifier["norm.weight"]) and model.head.out_features == 10
+    with torch.device("meta"):
+        small = cswin.cswin_tiny_224(img_size=112, features_only=True).state_dict()
+        want = ref.OfficialCSWinSegmentation(embed_dim=64, depth=(1, 2, 21, 1), num_heads=(2, 4, 8, 16)).state_dict()
+    assert {k: v.shape for k, v in small.items()} == {k: v.shape for k, v in want.items()}

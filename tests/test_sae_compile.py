@@ -50,6 +50,7 @@ MODULE_CASES = {  # every SAE class, with the options that change its forward
     "feature_choice-equal": dict(k=4, architecture="feature_choice"),
     "feature_choice-zipf": dict(k=4, capacity="zipf", architecture="feature_choice"),
     "feature_choice-small_batch": dict(k=1, architecture="feature_choice"),  # k*N < F: rotating capacities
+    "groupmax": dict(k=4),
     "jumprelu": dict(),
 }
 

@@ -320,6 +320,16 @@ def test_feature_choice_capacities_leave_no_latent_starved():
     sae = make(FeatureChoiceSAE, k=4, capacity="zipf")
     sae.usage[7] = 1.0
     assert int(sae.capacities(30).argmax()) == 7 and int(sae.capacities(30)[7]) == int(sae.rank_capacities(30)[0])
+    # Latents that fire on nearly every token take the Zipf head within some batches (before, the
+    # latents that first held the head kept it: a latent cannot keep more than its capacity).
+    sae = make(FeatureChoiceSAE, k=4, capacity="zipf")
+    with torch.no_grad():
+        sae.b_enc[24:] = 3.0
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        sae(torch.randn(32, 12, dtype=torch.float64, generator=g))
+    head = torch.argsort(sae.capacities(32), descending=True, stable=True)[:8]
+    assert bool((head >= 24).all()), head
     # Budgets below F (k*B = 10 entries for 40 latents) rotate over the latents batch by batch.
     for rule in ("equal", "zipf"):
         sae = make(FeatureChoiceSAE, k=2, capacity=rule)

@@ -149,3 +149,24 @@ def test_saved_metadata_reaches_saelens(tmp_path):
         theirs = sae_lens.SAE.load_from_disk(str(tmp_path), device="cpu")
     assert theirs.cfg.metadata.hook_name == HOOK and theirs.cfg.metadata.model_name == "gpt2"
     assert load_saelens(str(tmp_path)).metadata["hook_name"] == HOOK
+
+
+def test_a_training_checkpoint_with_an_activation_scaler(tmp_path):
+    """A BatchTopK checkpoint written during training with normalize_activations
+    "expected_average_only_in" keeps its scale in activation_scaler.json: prismkit folds it in as
+    SAELens' trainer does at the end (threshold divided by the scale too, since it is measured in
+    decoder-norm-rescaled units), so the SAE reads raw activations."""
+    sae = train_with_saelens("batchtopk")
+    sae.save_model(str(tmp_path / "model"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = sae_lens.TrainingSAE.load_from_disk(str(tmp_path / "model"), device="cpu")
+    reference.fold_activation_norm_scaling_factor(4.0)
+    reference.save_inference_model(str(tmp_path / "folded"))
+    cfg = json.loads((tmp_path / "model" / "cfg.json").read_text())
+    (tmp_path / "model" / "cfg.json").write_text(
+        json.dumps({**cfg, "normalize_activations": "expected_average_only_in"})
+    )
+    (tmp_path / "model" / "activation_scaler.json").write_text(json.dumps({"scaling_factor": 4.0}))
+    x = 8 * activations()[:40]  # raw activations: the SAE was trained on them times 4 (as 2 * N(0.5, 1))
+    assert_same_outputs(load_saelens(str(tmp_path / "model")), *saelens_outputs(tmp_path / "folded", x), x)

@@ -303,6 +303,9 @@ def test_resume_of_a_copied_run_writes_into_the_copy(acts, tmp_path):
     resumed.fit(progress=False)
     assert [json.loads(l)["step"] for l in open(copy / "metrics.jsonl")] == [4, 8, 12]
     assert {p: p.read_bytes() for p in original.rglob("*") if p.is_file()} == before
+    shutil.copytree(copy / "checkpoints" / "step_4", tmp_path / "loose")  # outside any run: say so
+    with pytest.raises(ValueError, match="pass out_dir="):
+        Trainer.resume(str(tmp_path / "loose"), source)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_stops_cleanly(acts, tmp_path, monkeypatch):

@@ -102,9 +102,9 @@ def load_official_checkpoint(model: CSWinTransformer, checkpoint: str | Mapping[
     ``features_only=True`` model; every name must match.
 
     ``strict=False`` is the official fine-tuning start, an ImageNet classifier file into a
-    ``features_only`` backbone (or the reverse): every name the layouts share must still be in the
-    file with its shape, and only the layout's own norms and head are left at their initialization
-    (named in a warning)."""
+    ``features_only`` backbone (or the reverse), or into a classifier with another ``num_classes``:
+    every other name must still be in the file with its shape, and only the layout's own norms and
+    the head are left at their initialization (named in a warning)."""
     state = official_state_dict(checkpoint)
     have, want = set(state), set(model.state_dict())
     if have != want:
@@ -129,5 +129,12 @@ def load_official_checkpoint(model: CSWinTransformer, checkpoint: str | Mapping[
         state = {k: v for k, v in state.items() if k in want}
         warnings.warn(f"load_official_checkpoint: left at initialization: {missing}; not loaded: {unexpected}",
                       stacklevel=2)  # fmt: skip
+    if not strict:  # fine-tuning with another class count: the head starts fresh
+        own = model.state_dict()
+        other_head = sorted(k for k, v in state.items() if k.startswith("head.") and v.shape != own[k].shape)
+        if other_head:
+            warnings.warn(f"load_official_checkpoint: the file's head has another shape; left at initialization: "
+                          f"{other_head}", stacklevel=2)  # fmt: skip
+            state = {k: v for k, v in state.items() if k not in other_head}
     model.load_state_dict(state, strict=strict)
     return model

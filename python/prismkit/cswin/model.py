@@ -184,8 +184,11 @@ class CSWinTransformer(nn.Module):
     """The CSWin backbone: ``forward(images)`` gives logits (classifier layout), or with
     ``features_only=True`` the maps of the stages in ``out_indices`` (backbone layout, see the module
     docstring). Runs at any input size of at least 32 x 32. ``img_size`` is the training resolution:
-    it goes into ``pretrained_cfg`` and, as in the official code, a stage whose map at that size
-    equals its stripe width attends over the whole map (none of the official configurations)."""
+    it goes into ``pretrained_cfg`` and, as in the official classifier code, a classifier stage
+    whose map at that size equals its stripe width attends over the whole map (none of the official
+    configurations; the segmentation backbone has no such rule). Stage widths double, as in the
+    classifier; the official segmentation code grows them by the head ratio, the same for every
+    released backbone (T, S, B), but not for CSWin-L's 24 -> 24 heads, of which none was released."""
 
     def __init__(self, img_size: int = 224, in_chans: int = 3, num_classes: int = 1000, embed_dim: int = 64,
                  depth: Sequence[int] = (1, 2, 21, 1), split_size: Sequence[int] = (1, 2, 7, 7),
@@ -217,7 +220,9 @@ class CSWinTransformer(nn.Module):
             if i > 0:
                 setattr(self, f"merge{i}", MergeBlock(dim, dim * 2))
                 dim *= 2
-            full = i == 3 or img_size // (4 * 2**i) == split_size[i]  # the official rule, by the build size
+            # the official classifier's rule, by the build size; the segmentation backbone's blocks
+            # decide by stage alone (full attention in stage 4 only)
+            full = i == 3 or (not features_only and img_size // (4 * 2**i) == split_size[i])
             blocks = [CSWinBlock(dim, num_heads[i], split_size[i], full=full, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
                                  qk_scale=qk_scale, drop=drop_rate, drop_path=rates[first + j],
                                  attn_padding=attn_padding)

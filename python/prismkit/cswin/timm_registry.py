@@ -11,7 +11,8 @@ from .builders import BUILDERS
 
 def _entrypoint(build):
     # timm's create_model passes its own pretrained-config and cache arguments to every entrypoint;
-    # weights come from files here (load_official_checkpoint, or create_model's checkpoint_path=).
+    # weights come from files here: load_official_checkpoint (any official file), or create_model's
+    # checkpoint_path= for classifier files (timm's loader does not unwrap mmseg's backbone. prefix).
     def entrypoint(pretrained=False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None, **kwargs):
         return build(pretrained, **kwargs)
 

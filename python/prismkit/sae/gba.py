@@ -141,6 +141,11 @@ class GroupBiasAdaptation:
     def load_state_dict(self, state: dict) -> None:
         self.fire_count.copy_(state["fire_count"])
         self.max_pre.copy_(state["max_pre"])
-        if "sq_norm" in state:  # checkpoints from before the relative floor lack it
-            self.sq_norm.copy_(state["sq_norm"])
         self.tokens = int(state["tokens"])
+        if "sq_norm" in state:
+            self.sq_norm.copy_(state["sq_norm"])
+        else:  # a checkpoint from before the relative floor: its partial buffer cannot give one; start afresh
+            self.fire_count.zero_()
+            self.max_pre.fill_(float("-inf"))
+            self.sq_norm.zero_()
+            self.tokens = 0

@@ -168,6 +168,8 @@ def _saelens_6_config(cfg: dict) -> dict:
     kwargs = cfg.pop("activation_fn_kwargs", None) or {}
     if activation == "topk":
         cfg["architecture"], cfg["k"] = "topk", cfg.get("k", kwargs.get("k"))
+        if cfg["k"] is None:
+            raise ValueError("load_saelens: a pre-6.0 topk config without k (activation_fn_kwargs.k)")
     elif activation not in ("relu", None):
         raise ValueError(f"load_saelens: the pre-6.0 activation {activation!r} is not supported (relu, topk are)")
     cfg.setdefault("architecture", "standard")
@@ -187,7 +189,7 @@ def _fold_decoder_norms(W_enc: Tensor, b_enc: Tensor, W_dec: Tensor) -> tuple[Te
     and divides its activation by it before decoding; with the norms moved into the encoder
     (W_enc[j], b_enc[j] times ||W_dec[j]||, W_dec[j] divided by it) the plain formulas compute the
     same, as SAELens' ``save_inference_model`` does (unit rows stay unchanged)."""
-    norm = W_dec.norm(dim=1)
+    norm = W_dec.norm(dim=1).clamp_min(1e-8)  # SAELens' clamp: an all-zero row stays zero, not NaN
     return W_enc * norm[:, None], b_enc * norm, W_dec / norm[:, None]
 
 
@@ -227,16 +229,25 @@ def load_saelens(directory: str, device=None) -> SparseAutoencoder:
         W_dec = W_dec * scale[:, None]
     normalize = cfg.get("normalize_activations", "none") or "none"
     scaler_path = os.path.join(directory, "activation_scaler.json")
+    input_scale = 1.0
     if normalize == "expected_average_only_in" and os.path.exists(scaler_path):
         scaler = _read_json(scaler_path)
         if scaler.get("has_whitening"):
             raise ValueError("load_saelens: checkpoints with activation whitening are not supported")
-        s_ = float(scaler["scaling_factor"])  # the trainer's fold: inputs were multiplied by s
-        W_enc, W_dec, b_dec = W_enc * s_, W_dec / s_, b_dec / s_
+        input_scale = float(scaler["scaling_factor"])  # the trainer's fold: inputs were multiplied by s
+        W_enc, W_dec, b_dec = W_enc * input_scale, W_dec / input_scale, b_dec / input_scale
+    elif normalize == "expected_average_only_in":
+        warnings.warn(
+            f"load_saelens: {directory} was trained on activations scaled by a factor it does not store "
+            "(normalize_activations='expected_average_only_in', no activation_scaler.json): it expects scaled "
+            "inputs, as SAELens' own load does",
+            stacklevel=2,
+        )
     elif normalize not in ("none", "expected_average_only_in"):
         raise ValueError(f"load_saelens: normalize_activations={normalize!r} is not supported (a per-token input "
                          "transform SAELens applies at run time)")  # fmt: skip
-    if cfg.get("rescale_acts_by_decoder_norm", False):
+    rescaled = bool(cfg.get("rescale_acts_by_decoder_norm", False))
+    if rescaled:
         W_enc, b_enc, W_dec = _fold_decoder_norms(W_enc, b_enc, W_dec)
     common = dict(subtract_b_dec_from_input=bool(cfg.get("apply_b_dec_to_input", True)), dtype=dtype, device=device,
                   metadata=dict(cfg.get("metadata") or {}))  # fmt: skip
@@ -251,7 +262,10 @@ def load_saelens(directory: str, device=None) -> SparseAutoencoder:
         elif "log_threshold" in tensors:
             state["threshold"] = tensors["log_threshold"].exp()
         elif "topk_threshold" in tensors:
-            state["threshold"] = torch.full((F,), float(tensors["topk_threshold"]), dtype=dtype)
+            # in units of pre-activation * ||W_dec[j]||: the scaler fold divided W_dec by s, so the
+            # threshold shrinks with it (SAELens' BatchTopK fold_activation_norm_scaling_factor)
+            theta = float(tensors["topk_threshold"]) / (input_scale if rescaled else 1.0)
+            state["threshold"] = torch.full((F,), theta, dtype=dtype)
         elif arch == "standard":
             state["threshold"] = torch.zeros(F, dtype=dtype)
         else:

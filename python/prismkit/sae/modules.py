@@ -205,16 +205,18 @@ class SparseAutoencoder(nn.Module):
     # ---- decoder norm --------------------------------------------------------------------
 
     @torch.no_grad()
-    def normalize_decoder(self) -> None:
-        """Rescale every decoder row to unit norm, folding each row's norm n_j into the encoder
+    def normalize_decoder(self, fold: bool = False) -> None:
+        """Rescale every decoder row to unit norm (what training does after each step, as sparsify
+        and the TopK paper do). ``fold=True`` also moves each row's norm n_j into the encoder
         (``W_enc[j]``, ``b_enc[j]`` and a per-latent ``threshold[j]`` times n_j), so the latent's
-        activation grows by n_j as its direction shrinks by it. For per-latent rules (JumpReLU,
-        ReLU) the SAE computes exactly what it did; for the rank-based ones (TopK, BatchTopK,
-        Feature Choice) latents are then ranked by ``z_j * n_j``, their contribution's norm, as
-        SAELens' ``rescale_acts_by_decoder_norm`` does (no change when rows are already unit, as
-        training keeps them and every loader leaves them)."""
+        activation grows by n_j as its direction shrinks by it: for per-latent rules (JumpReLU,
+        ReLU) the SAE then computes exactly what it did; rank-based rules (TopK, BatchTopK, Feature
+        Choice) then rank latents by ``z_j * n_j``, as SAELens' ``rescale_acts_by_decoder_norm``
+        does. The Trainer folds once when it is given an SAE whose rows are not unit-norm."""
         norm = self.W_dec.norm(dim=1).clamp_min(torch.finfo(self.W_dec.dtype).eps)
         self.W_dec.div_(norm[:, None])
+        if not fold:
+            return
         self.W_enc.mul_(norm[:, None])
         self.b_enc.mul_(norm)
         threshold = getattr(self, "threshold", None)
@@ -321,7 +323,9 @@ class BatchTopKSAE(SparseAutoencoder):
         if not 1 <= k <= num_latents:
             raise ValueError(f"{type(self).__name__}: k must be in [1, num_latents={num_latents}], got {k}")
         self.k, self.threshold_momentum = k, threshold_momentum
-        self.register_buffer("threshold", torch.tensor(-1.0, dtype=torch.float64))  # < 0: not yet set
+        self.register_buffer(
+            "threshold", torch.tensor(-1.0, dtype=torch.float64, device=self.W_enc.device)
+        )  # < 0: unset
 
     def _extra_config(self) -> dict:
         return {"k": self.k, "threshold_momentum": self.threshold_momentum}
@@ -372,9 +376,11 @@ class FeatureChoiceSAE(SparseAutoencoder):
     ``"zipf"`` (``zipf_capacity`` with ``zipf_exponent``).
 
     Who gets which capacity (so that no latent is starved for good):
-    * by running usage: latents are ranked by an exponential average of how often they fire
-      (``usage``, momentum ``stats_momentum``; ties by index), and the r-th ranked latent gets the
-      r-th largest capacity, so the Zipf head follows the latents that are used, not latent 0;
+    * by running usage: latents are ranked by how fully they use their capacity (``usage``, an
+      exponential average, momentum ``stats_momentum``, of kept entries / capacity; ties by index),
+      and the r-th ranked latent gets the r-th largest capacity. A latent that fills its capacity
+      moves up to larger ones and one that leaves its capacity unfilled moves down, so the Zipf
+      head goes to the latents that would take the most tokens, not to latent 0;
     * with a floor of one: when the budget k*N covers every latent, each gets at least one entry
       (the rest is split by the rule), so a latent that stopped firing can come back;
     * rotating: when k*N < F (small batches: a rank's slice, an evaluation chunk), the ranks shift
@@ -443,8 +449,9 @@ class FeatureChoiceSAE(SparseAutoencoder):
         if not self.training:
             if not torch.compiler.is_compiling() and bool((self.threshold < 0).all()):  # eager: say why
                 raise RuntimeError(
-                    f"{type(self).__name__}: no inference thresholds yet (they are learned during training); "
-                    "call .train() to encode with the batch rule"
+                    f"{type(self).__name__}: no inference thresholds yet (they are learned during training; "
+                    "sae.calibrate(batches) sets them for a trained SAE without them); call .train() to encode with "
+                    "the batch rule"
                 )
             theta = torch.where(self.threshold < 0, torch.inf, self.threshold).to(x_in.dtype)
             return ops.threshold_encode(x_in, self.W_enc, self.b_enc, theta.detach())
@@ -453,6 +460,16 @@ class FeatureChoiceSAE(SparseAutoencoder):
         if torch.is_grad_enabled():
             self._update_statistics(code, capacity)
         return code
+
+    @torch.no_grad()
+    def calibrate(self, batches) -> None:
+        """Sets the inference thresholds (and usage) from the training rule on ``batches`` (an
+        iterable of [..., d] activations) without training: for a Feature Choice SAE saved before
+        it kept them, or to re-estimate them on other data."""
+        for x in batches:
+            x_in = self.encoder_input(self._check_input(x))
+            capacity = self.capacities(x_in.shape[0])
+            self._update_statistics(ops.feature_choice_encode(x_in, self.W_enc, self.b_enc, capacity), capacity)
 
     @torch.no_grad()
     def _update_statistics(self, code: SparseCode, capacity: Tensor) -> None:
@@ -473,7 +490,10 @@ class FeatureChoiceSAE(SparseAutoencoder):
                                                              (1 - rate) * self.threshold + rate * smallest),
                                          self.threshold))  # fmt: skip
         self.updates.add_(update.double())
-        self.usage.mul_(1 - m).add_(m * count / max(code.batch_size, 1))
+        # usage: the share of its capacity each latent filled (kept / capacity, not capped by the
+        # capacity itself, so the ranking can move); latents without capacity this batch keep theirs
+        filled = count / capacity.clamp_min(1)
+        self.usage.copy_(torch.where(capacity > 0, (1 - m) * self.usage + m * filled, self.usage))
         self.batches.add_(1)
 
     def to_jumprelu(self) -> JumpReLUSAE:

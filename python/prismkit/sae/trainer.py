@@ -133,6 +133,10 @@ class Trainer:
             c.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         self.device = torch.device(c.device)
         self.sae = sae.to(self.device) if sae is not None else c.build_sae(source.d_in)
+        if sae is not None and not torch.allclose(sae.W_dec.detach().norm(dim=1), sae.W_dec.new_ones(()), atol=1e-4):
+            # a loaded checkpoint with decoder rows of other norms (SAELens' standard and JumpReLU
+            # files): fold the norms into the encoder once, so training's unit-norm upkeep keeps its function
+            sae.normalize_decoder(fold=True)
         if self.sae.d_in != source.d_in:
             raise ValueError(f"Trainer: the SAE expects d_in={self.sae.d_in}, the source gives {source.d_in}")
         self.gba = None
@@ -198,6 +202,7 @@ class Trainer:
         c, sae = self.config, self.sae
         if self.step == 0 and not self._initialized:
             self.initialize()
+        sae.train()  # an SAE handed over in eval mode would otherwise train with its inference rule
         x = self.buffer.next_batch().to(self.device, sae.W_enc.dtype)
         warmup = min(1.0, (self.step + 1) / c.lr_warmup_steps) if c.lr_warmup_steps else 1.0
         for group in self.optimizer.param_groups:
@@ -333,7 +338,12 @@ class Trainer:
             recorded = json.load(f)
         if "out_dir" not in overrides:
             parent = os.path.dirname(os.path.abspath(directory))
-            overrides["out_dir"] = os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else None
+            if os.path.basename(parent) != "checkpoints":
+                raise ValueError(
+                    f"Trainer.resume: {directory} is not inside a run's checkpoints/ directory, so the run to continue "
+                    "in is unknown; pass out_dir= (--out on the command line)"
+                )
+            overrides["out_dir"] = os.path.dirname(parent)
         config = TrainConfig.from_dict({**recorded, **overrides})
         sae = io.load_sae(directory)
         trainer = cls(config, source, sae=sae)
@@ -359,10 +369,18 @@ class Trainer:
         log_path = os.path.join(config.out_dir, "metrics.jsonl") if config.out_dir else None
         if log_path and trainer.rank == 0 and os.path.exists(log_path):
             with open(log_path) as f:
-                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= trainer.step]
+                kept = [line for line in f if _logged_step(line) is not None and _logged_step(line) <= trainer.step]
             with open(log_path, "w") as f:
                 f.writelines(kept)
         return trainer
+
+
+def _logged_step(line: str) -> Optional[int]:
+    """The step of a metrics.jsonl line; None for a blank or half-written one (a crash mid-write)."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class _StopOnInterrupt:
@@ -374,9 +392,10 @@ class _StopOnInterrupt:
         self.enabled = enabled
 
     def __enter__(self):
-        self.requested, self._previous = False, None
+        self.requested, self._installed = False, False
         if self.enabled and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = signal.signal(signal.SIGINT, self._handle)  # None: a handler set from C
+            self._installed = True
         return self
 
     def _handle(self, signum, frame):
@@ -387,8 +406,8 @@ class _StopOnInterrupt:
               file=sys.stderr, flush=True)  # fmt: skip
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.SIG_DFL)
         return False
 
 
