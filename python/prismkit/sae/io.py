@@ -135,12 +135,10 @@ def save_saelens(sae: SparseAutoencoder, directory: str, extra_cfg: Optional[dic
 
 
 # SAELens architectures prismkit refuses, with why.
+_TRANSCODERS = "transcoders (which read one hook and write another) are not supported"
 _SAELENS_REFUSED = {
     "gated": "gated SAEs (separate gate and magnitude paths) are not supported",
-    "transcoder": "transcoders (which read one hook and write another) are not supported",
-    "skip_transcoder": "transcoders (which read one hook and write another) are not supported",
-    "jumprelu_transcoder": "transcoders (which read one hook and write another) are not supported",
-    "jumprelu_skip_transcoder": "transcoders (which read one hook and write another) are not supported",
+    **dict.fromkeys(("transcoder", "skip_transcoder", "jumprelu_transcoder", "jumprelu_skip_transcoder"), _TRANSCODERS),
 }
 # SAELens 5.x keys that 6.x keeps under "metadata" (loading/pretrained_sae_loaders.py's list).
 _SAELENS_METADATA_KEYS = ("model_name", "hook_name", "hook_layer", "hook_head_index", "model_class_name",
@@ -215,9 +213,7 @@ def load_saelens(directory: str, device=None) -> SparseAutoencoder:
     cfg = _saelens_6_config(_read_json(os.path.join(directory, "cfg.json")))
     arch = cfg.get("architecture", "standard")
     if arch in _SAELENS_REFUSED or "d_out" in cfg:
-        raise ValueError(
-            f"load_saelens: {directory} is a SAELens {arch!r}: {_SAELENS_REFUSED.get(arch, _SAELENS_REFUSED['transcoder'])}"
-        )
+        raise ValueError(f"load_saelens: {directory} is a SAELens {arch!r}: {_SAELENS_REFUSED.get(arch, _TRANSCODERS)}")
     known = ("standard", "topk", "jumprelu", "batchtopk", "matryoshka_batchtopk")
     if arch not in known:
         raise ValueError(f"load_saelens: unsupported SAELens architecture {arch!r} (supported: {', '.join(known)})")

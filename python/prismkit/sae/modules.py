@@ -349,8 +349,7 @@ class BatchTopKSAE(SparseAutoencoder):
         # Tensor operations only, no Python branch on the data, so torch.compile(fullgraph=True)
         # traces training steps: an empty selection gives +inf and, like a NaN activation (which
         # must not poison the threshold for good), leaves the threshold as it is.
-        smallest = torch.cat([values.flatten().double(), values.new_full((1,), float("inf"), dtype=torch.float64)])
-        smallest = smallest.min()
+        smallest = torch.cat([values.flatten(), values.new_full((1,), float("inf"))]).min().double()
         m = self.threshold_momentum
         updated = torch.where(self.threshold < 0, smallest, (1 - m) * self.threshold + m * smallest)
         self.threshold.copy_(torch.where(torch.isfinite(smallest), updated, self.threshold))
@@ -445,18 +444,26 @@ class FeatureChoiceSAE(SparseAutoencoder):
         cap[order] = by_rank
         return cap
 
+    def inference_thresholds(self, what: str = "encode") -> Tensor:
+        """Each latent's inference threshold, +inf (never firing) for latents never selected in
+        training. Raises when none is set yet (outside torch.compile, which cannot branch on it)."""
+        if not torch.compiler.is_compiling() and bool((self.threshold < 0).all()):
+            raise RuntimeError(
+                f"{type(self).__name__}.{what}: no inference thresholds yet (they are learned during training; "
+                "sae.calibrate(batches) sets them for a trained SAE without them); call .train() to encode with "
+                "the batch rule"
+            )
+        return torch.where(self.threshold < 0, torch.inf, self.threshold)
+
+    def _batch_rule(self, x_in: Tensor) -> tuple[SparseCode, Tensor]:
+        capacity = self.capacities(x_in.shape[0])
+        return ops.feature_choice_encode(x_in, self.W_enc, self.b_enc, capacity), capacity
+
     def _encode(self, x_in: Tensor) -> SparseCode:
         if not self.training:
-            if not torch.compiler.is_compiling() and bool((self.threshold < 0).all()):  # eager: say why
-                raise RuntimeError(
-                    f"{type(self).__name__}: no inference thresholds yet (they are learned during training; "
-                    "sae.calibrate(batches) sets them for a trained SAE without them); call .train() to encode with "
-                    "the batch rule"
-                )
-            theta = torch.where(self.threshold < 0, torch.inf, self.threshold).to(x_in.dtype)
+            theta = self.inference_thresholds().to(x_in.dtype)
             return ops.threshold_encode(x_in, self.W_enc, self.b_enc, theta.detach())
-        capacity = self.capacities(x_in.shape[0])
-        code = ops.feature_choice_encode(x_in, self.W_enc, self.b_enc, capacity)
+        code, capacity = self._batch_rule(x_in)
         if torch.is_grad_enabled():
             self._update_statistics(code, capacity)
         return code
@@ -467,9 +474,7 @@ class FeatureChoiceSAE(SparseAutoencoder):
         iterable of [..., d] activations) without training: for a Feature Choice SAE saved before
         it kept them, or to re-estimate them on other data."""
         for x in batches:
-            x_in = self.encoder_input(self._check_input(x))
-            capacity = self.capacities(x_in.shape[0])
-            self._update_statistics(ops.feature_choice_encode(x_in, self.W_enc, self.b_enc, capacity), capacity)
+            self._update_statistics(*self._batch_rule(self.encoder_input(self._check_input(x))))
 
     @torch.no_grad()
     def _update_statistics(self, code: SparseCode, capacity: Tensor) -> None:
@@ -499,9 +504,7 @@ class FeatureChoiceSAE(SparseAutoencoder):
     def to_jumprelu(self) -> JumpReLUSAE:
         """A JumpReLUSAE with the same weights and each latent's inference threshold (+inf, never
         firing, for latents never selected in training)."""
-        if bool((self.threshold < 0).all()):
-            raise RuntimeError(f"{type(self).__name__}.to_jumprelu: no inference thresholds yet (train first)")
-        return _jumprelu_copy(self, torch.where(self.threshold < 0, torch.inf, self.threshold))
+        return _jumprelu_copy(self, self.inference_thresholds("to_jumprelu"))
 
 
 def _jumprelu_copy(sae: SparseAutoencoder, threshold: Tensor) -> JumpReLUSAE:

@@ -369,7 +369,8 @@ class Trainer:
         log_path = os.path.join(config.out_dir, "metrics.jsonl") if config.out_dir else None
         if log_path and trainer.rank == 0 and os.path.exists(log_path):
             with open(log_path) as f:
-                kept = [line for line in f if _logged_step(line) is not None and _logged_step(line) <= trainer.step]
+                steps = ((line, _logged_step(line)) for line in f)
+                kept = [line for line, step in steps if step is not None and step <= trainer.step]
             with open(log_path, "w") as f:
                 f.writelines(kept)
         return trainer
