@@ -1,0 +1,93 @@
+// What the CPU compositing forward and backward share (rasterize_cpu.cpp,
+// rasterize_backward_cpu.cpp): a tile's place in the image, one Gaussian's 2-D parameters, and
+// the box of the tile's pixels where that Gaussian can reach alpha >= 1/255, so the per-pixel
+// loops visit only those (a pixel outside the box would be skipped by the alpha test anyway).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+
+namespace prismkit::splat {
+
+struct Tile {
+  int64_t camera, x0, y0, w, h;  // pixel origin and size (the last row and column of tiles may be cut)
+};
+
+inline Tile tile_at(int64_t k, int64_t tiles_x, int64_t tiles_y, int64_t tile_size, int64_t width, int64_t height) {
+  const int64_t tiles = tiles_x * tiles_y, t = k % tiles;
+  const int64_t x0 = (t % tiles_x) * tile_size, y0 = (t / tiles_x) * tile_size;
+  return {k / tiles, x0, y0, std::min(tile_size, width - x0), std::min(tile_size, height - y0)};
+}
+
+template <typename T>
+struct Splat2D {
+  T mx, my, a, b, c, opacity;
+};
+
+// alpha at pixel-centre offset (dx, dy) = mean - centre, or a negative value when the Gaussian is
+// skipped there (power > 0 or alpha < 1/255). vis = exp(power) for the backward.
+template <typename T>
+inline T splat_alpha(const Splat2D<T>& s, T dx, T dy, T* vis) {
+  const T power = T(-0.5) * (s.a * dx * dx + s.c * dy * dy) - s.b * dx * dy;
+  if (power > 0) return T(-1);
+  *vis = std::exp(power);
+  const T alpha = std::min(T(0.99), s.opacity * *vis);
+  return alpha < T(1.0 / 255.0) ? T(-1) : alpha;
+}
+
+struct PixelBox {
+  int64_t x0, x1, y0, y1;  // tile-local, half-open
+};
+
+// The tile's pixels where s may reach alpha >= 1/255: o exp(-q/2) >= 1/255 with q = d^T Conic d
+// means q <= 2 ln(255 o), an ellipse whose half-extents are sqrt(2 ln(255 o) (Conic^-1)_xx) and
+// likewise for y; one pixel of margin covers rounding. A conic that is not positive definite gets
+// the whole tile. False when no pixel can reach it (opacity < 1/255, a non-finite parameter, or
+// the box misses the tile).
+template <typename T>
+inline bool pixel_box(const Splat2D<T>& s, const Tile& tile, PixelBox* box) {
+  const double mx = s.mx, my = s.my, a = s.a, b = s.b, c = s.c, o = s.opacity;
+  if (!(std::isfinite(mx) && std::isfinite(my) && std::isfinite(a) && std::isfinite(b) && std::isfinite(c) &&
+        std::isfinite(o)))
+    return false;
+  if (!(s.opacity >= T(1.0 / 255.0))) return false;
+  *box = {0, tile.w, 0, tile.h};
+  const double det = a * c - b * b;
+  if (!(a > 0 && c > 0 && det > 0)) return true;
+  const double t = 2 * std::log(255 * o);
+  const double ex = std::sqrt(std::max(0.0, t * c / det)), ey = std::sqrt(std::max(0.0, t * a / det));
+  // pixel x (tile-local) has its centre at tile.x0 + x + 0.5
+  const double lx = mx - ex - 0.5 - tile.x0, hx = mx + ex - 0.5 - tile.x0;
+  const double ly = my - ey - 0.5 - tile.y0, hy = my + ey - 0.5 - tile.y0;
+  if (hx < -1 || lx > tile.w || hy < -1 || ly > tile.h) return false;
+  box->x0 = std::max<int64_t>(0, static_cast<int64_t>(std::ceil(std::max(lx, -2.0))) - 1);
+  box->x1 = std::min<int64_t>(tile.w, static_cast<int64_t>(std::floor(std::min(hx, tile.w + 1.0))) + 2);
+  box->y0 = std::max<int64_t>(0, static_cast<int64_t>(std::ceil(std::max(ly, -2.0))) - 1);
+  box->y1 = std::min<int64_t>(tile.h, static_cast<int64_t>(std::floor(std::min(hy, tile.h + 1.0))) + 2);
+  return box->x0 < box->x1 && box->y0 < box->y1;
+}
+
+// Spin locks striped over Gaussians: the backward adds each tile's per-Gaussian sums under one,
+// so only threads finishing the same Gaussian at the same moment wait (rarely, on few cores).
+class StripedLocks {
+ public:
+  explicit StripedLocks(int64_t n) : n_(n), locks_(new std::atomic<bool>[n]) {
+    for (int64_t i = 0; i < n; ++i) locks_[i].store(false, std::memory_order_relaxed);
+  }
+  void lock(int64_t key) {
+    std::atomic<bool>& l = locks_[key % n_];
+    while (l.exchange(true, std::memory_order_acquire))
+      while (l.load(std::memory_order_relaxed)) {
+      }
+  }
+  void unlock(int64_t key) { locks_[key % n_].store(false, std::memory_order_release); }
+
+ private:
+  int64_t n_;
+  std::unique_ptr<std::atomic<bool>[]> locks_;
+};
+
+}  // namespace prismkit::splat

@@ -1,0 +1,107 @@
+// prismkit::rasterize on the CPU: threads split the (camera, tile) pairs. Within a tile the loop
+// runs Gaussian by Gaussian (front to back) over the pixels of that Gaussian's box, with each
+// pixel's transmittance in a small tile array and its D channels accumulated in place in the
+// output row, so the per-pixel order of the reference is kept while each Gaussian's parameters and
+// feature row are loaded once per tile. The tile stops when all its pixels are done.
+#include "common/float32_compute.h"
+#include "splat/composite_kernels.h"
+#include "splat/raster_tile.h"
+#include "splat/splat_checks.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+namespace prismkit::splat {
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_cpu(
+    const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& features, const at::Tensor& opacities,
+    const at::Tensor& tile_offsets, const at::Tensor& flatten_ids, int64_t width, int64_t height, int64_t tile_size,
+    const std::optional<at::Tensor>& backgrounds) {
+  const RasterArgs a = check_rasterize_args("rasterize", means2d, conics, features, opacities, tile_offsets,
+                                            flatten_ids, width, height, tile_size, backgrounds);
+  check_tile_lists_cpu("rasterize", tile_offsets, flatten_ids, a);
+  if (is_reduced_float(means2d))
+    return in_float32(&rasterize_cpu, means2d, conics, features, opacities, tile_offsets, flatten_ids, width, height,
+                      tile_size, backgrounds);
+  const int64_t H = height, W = width, D = a.D, N = a.N;
+  at::Tensor render = at::empty({a.C, H, W, D}, means2d.options());
+  at::Tensor alpha = at::empty({a.C, H, W, 1}, means2d.options());
+  at::Tensor last_ids = at::empty({a.C, H, W}, tile_offsets.options());
+  const at::Tensor m = means2d.contiguous(), co = conics.contiguous(), f = features.contiguous();
+  const at::Tensor op = opacities.contiguous(), off = tile_offsets.contiguous(), ids = flatten_ids.contiguous();
+  const at::Tensor bg = backgrounds.has_value() ? backgrounds->contiguous() : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "rasterize_cpu", [&] {
+    using T = scalar_t;
+    const T *mp = m.const_data_ptr<T>(), *cp = co.const_data_ptr<T>(), *fp = f.const_data_ptr<T>();
+    const T* opp = op.const_data_ptr<T>();
+    const T* bgp = bg.defined() ? bg.const_data_ptr<T>() : nullptr;
+    const int32_t *offp = off.const_data_ptr<int32_t>(), *idp = ids.const_data_ptr<int32_t>();
+    T *rp = render.data_ptr<T>(), *ap = alpha.data_ptr<T>();
+    int32_t* lp = last_ids.data_ptr<int32_t>();
+    const int64_t tiles = a.tiles_x * a.tiles_y, all_tiles = a.C * tiles;
+    at::parallel_for(0, all_tiles, 1, [&](int64_t k0, int64_t k1) {
+      const int64_t P = tile_size * tile_size;
+      std::vector<T> trans(P);
+      std::vector<int32_t> last(P);
+      std::vector<char> done(P);
+      for (int64_t k = k0; k < k1; ++k) {
+        const Tile tile = tile_at(k, a.tiles_x, a.tiles_y, tile_size, W, H);
+        const int64_t tw = tile.w, th = tile.h;
+        auto row = [&](int64_t x, int64_t y) {
+          return rp + ((tile.camera * H + tile.y0 + y) * W + tile.x0 + x) * D;
+        };
+        for (int64_t y = 0; y < th; ++y) std::fill(row(0, y), row(0, y) + tw * D, T(0));
+        std::fill(trans.begin(), trans.end(), T(1));
+        std::fill(last.begin(), last.end(), -1);
+        std::fill(done.begin(), done.end(), 0);
+        int64_t remaining = tw * th;
+        const int64_t begin = offp[k], end = k + 1 < all_tiles ? offp[k + 1] : a.M;
+        for (int64_t i = begin; i < end && remaining > 0; ++i) {
+          const int64_t fid = idp[i], g = fid % N;
+          const Splat2D<T> s{mp[fid * 2], mp[fid * 2 + 1], cp[fid * 3], cp[fid * 3 + 1], cp[fid * 3 + 2],
+                             opp[a.camera_opacities ? fid : g]};
+          PixelBox box;
+          if (!pixel_box(s, tile, &box)) continue;
+          const T* feature = fp + (a.camera_features ? fid : g) * D;
+          for (int64_t y = box.y0; y < box.y1; ++y) {
+            const T dy = s.my - (static_cast<T>(tile.y0 + y) + T(0.5));
+            for (int64_t x = box.x0; x < box.x1; ++x) {
+              const int64_t p = y * tw + x;
+              if (done[p]) continue;
+              T vis;
+              const T al = splat_alpha(s, s.mx - (static_cast<T>(tile.x0 + x) + T(0.5)), dy, &vis);
+              if (al < 0) continue;
+              const T next = trans[p] * (T(1) - al);
+              if (next <= T(1e-4)) {  // this Gaussian would take the pixel below 1e-4: stop before it
+                done[p] = 1;
+                --remaining;
+                continue;
+              }
+              axpy(al * trans[p], feature, row(x, y), D);
+              last[p] = static_cast<int32_t>(i);
+              trans[p] = next;
+            }
+          }
+        }
+        for (int64_t y = 0; y < th; ++y)
+          for (int64_t x = 0; x < tw; ++x) {
+            const int64_t p = y * tw + x, pix = (tile.camera * H + tile.y0 + y) * W + tile.x0 + x;
+            if (bgp) axpy(trans[p], bgp + tile.camera * D, row(x, y), D);
+            ap[pix] = T(1) - trans[p];
+            lp[pix] = last[p];
+          }
+      }
+    });
+  });
+  return {render, alpha, last_ids};
+}
+
+TORCH_LIBRARY_IMPL(prismkit, CPU, m) { m.impl("rasterize", &rasterize_cpu); }
+
+}  // namespace prismkit::splat
