@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from prismkit.sae.capacity import equal_capacity
+import splat_cases
 
 
 def _gen():
@@ -79,6 +80,7 @@ VALID: dict[str, Callable[[], tuple]] = {
     "sparse_decode_backward": lambda: (torch.randn(4, 3), *fixed_k()[:3], fixed_k()[3]),
     "cswin_attention": _cswin,
     "cswin_attention_backward": _cswin_backward,
+    **splat_cases.VALID,
 }
 
 
@@ -227,4 +229,4 @@ def _cswin_rows() -> list[Bad]:
     return rows
 
 
-BAD: list[Bad] = _encoder_rows() + _decode_rows() + _cswin_rows()
+BAD: list[Bad] = _encoder_rows() + _decode_rows() + _cswin_rows() + splat_cases.contract_rows(Bad)

@@ -39,7 +39,7 @@ def test_registry_matches_the_dispatcher():
     CUDA C++ one, a Triton launcher, or the error that says the build lacks CUDA kernels)."""
     schemas = {n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("prismkit::")}
     assert set(registry.all_ops()) == schemas
-    assert [core.name for core in registry.cores()] == ["cswin", "sae"]  # discovered, in package order
+    assert [core.name for core in registry.cores()] == ["cswin", "sae", "splat"]  # discovered, in package order
     for name in schemas:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"prismkit::{name}", "CPU"), name
         if torch.version.cuda:
@@ -63,7 +63,7 @@ def test_info_command():
     out = subprocess.run([sys.executable, "-m", "prismkit", "info"], capture_output=True, text=True, check=True).stdout
     assert f"prismkit {prismkit.__version__}" in out and f"torch {torch.__version__}" in out
     assert "Triton:" in out and "CUDA kernels:" in out
-    rows = {line.split()[1]: line.split() for line in out.splitlines() if line.split()[:1] in (["sae"], ["cswin"])}
+    rows = {line.split()[1]: line.split() for line in out.splitlines() if line.split()[:1] in [[core.name] for core in registry.cores()]}
     assert set(rows) == set(registry.all_ops())
     from sae_cases import HAS_TRITON
 
