@@ -65,4 +65,13 @@ RasterArgs check_rasterize_backward_args(const at::Tensor& means2d, const at::Te
 void check_tile_lists_cpu(const char* op, const at::Tensor& tile_offsets, const at::Tensor& flatten_ids,
                           const RasterArgs& a);
 
+// The same conditions and messages on CUDA tensors, reduced on the device and read back in one
+// transfer (one synchronization per call); splat_checks_cuda.cpp, built with the CUDA glue.
+void check_tile_lists_cuda(const char* op, const at::Tensor& tile_offsets, const at::Tensor& flatten_ids,
+                           const RasterArgs& a);
+
+// The CUDA compositing kernels' limits (cuda/splat/rasterize.h): tile_size <= 16, the channel
+// count, and the number of tiles on the grid.
+void check_rasterize_cuda_limits(const char* op, const RasterArgs& a, int64_t tile_size);
+
 }  // namespace prismkit::splat

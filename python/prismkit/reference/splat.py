@@ -113,12 +113,13 @@ def tile_bin(means2d, radii, depths, tile_size, tiles_x, tiles_y):
 
 
 def rasterize(means2d, conics, features, opacities, tile_offsets, flatten_ids, width, height, tile_size=16,
-              backgrounds: Optional[Tensor] = None, chunk_elements: int = 1 << 24):  # fmt: skip
+              backgrounds: Optional[Tensor] = None, chunk_elements: int = 1 << 22):  # fmt: skip
     """-> render [C, H, W, D], alpha [C, H, W, 1], last_ids [C, H, W] int32 (-1: none).
 
     Per tile, alpha is a [pixels, list] matrix; the transmittance before each Gaussian is the
     exclusive cumprod of (1 - alpha) over the list; a Gaussian counts while the inclusive product
-    stays above 1e-4 (the first to reach it and every later one are excluded)."""
+    stays above 1e-4 (the first to reach it and every later one are excluded). Tiles are taken in
+    order of list length, in chunks of about ``chunk_elements`` matrix entries, so little is padded."""
     C, N = means2d.shape[:2]
     D = features.shape[-1]
     M = flatten_ids.numel()
@@ -126,40 +127,38 @@ def rasterize(means2d, conics, features, opacities, tile_offsets, flatten_ids, w
     feats = features.reshape(-1, D) if features.dim() == 3 else features
     opac = opacities.reshape(-1)
     tiles_y, tiles_x = tile_offsets.shape[1:]
+    ts = tile_size
     starts = tile_offsets.reshape(-1).to(torch.int64)
     ends = torch.cat([starts[1:], torch.tensor([M])])
-    renders, alphas, lasts = [], [], []
-    ts = tile_size
-    # pixel centres of a tile, relative to its origin
-    py, px = torch.meshgrid(torch.arange(ts, dtype=dtype), torch.arange(ts, dtype=dtype), indexing="ij")
-    centres = torch.stack([px.reshape(-1), py.reshape(-1)], -1) + 0.5  # [P, 2]
+    lengths = ends - starts
     tiles = starts.numel()
-    longest = int((ends - starts).max()) if tiles else 0
-    step = max(1, chunk_elements // max(1, ts * ts * max(longest, 1) + longest * D))
-    out = torch.zeros(tiles, ts * ts, D, dtype=dtype)
-    out_T = torch.ones(tiles, ts * ts, dtype=dtype)
-    out_last = torch.full((tiles, ts * ts), -1, dtype=torch.int64)
-    outs, outs_T = [], []
-    for t0 in range(0, tiles, step):
-        t1 = min(tiles, t0 + step)
-        s, e = starts[t0:t1], ends[t0:t1]
-        L = int((e - s).max()) if t1 > t0 else 0
-        pos = s[:, None] + torch.arange(L)[None]  # [t, L] positions in flatten_ids
-        live = pos < e[:, None]
-        ids = flatten_ids.to(torch.int64)[pos.clamp(max=max(M - 1, 0))] if M else pos * 0
-        ids = torch.where(live, ids, 0)
+    py, px = torch.meshgrid(torch.arange(ts, dtype=dtype), torch.arange(ts, dtype=dtype), indexing="ij")
+    px, py = px.reshape(-1) + 0.5, py.reshape(-1) + 0.5  # pixel centres relative to the tile origin
+    ids_all = flatten_ids.to(torch.int64)
+    order = torch.argsort(lengths, stable=True)
+    renders, transmittances, lasts, done = [], [], [], []
+    t0 = 0
+    while t0 < tiles:
+        L = max(int(lengths[order[t0]]), 1)
+        t1 = t0 + 1
+        while t1 < tiles and (t1 - t0 + 1) * ts * ts * max(int(lengths[order[t1]]), 1) <= chunk_elements:
+            t1 += 1
+        L = max(int(lengths[order[t1 - 1]]), 1)
+        tile = order[t0:t1]
+        pos = starts[tile, None] + torch.arange(L)[None]  # [t, L] positions in flatten_ids
+        live = pos < ends[tile, None]
+        ids = torch.where(live, ids_all[pos.clamp(max=max(M - 1, 0))] if M else pos * 0, 0)
         g = ids % N
-        tile = torch.arange(t0, t1) % (tiles_x * tiles_y)
-        origin = torch.stack([(tile % tiles_x) * ts, (tile // tiles_x) * ts], -1).to(dtype)  # [t, 2]
-        pixel = origin[:, None] + centres[None]  # [t, P, 2]
-        mean = means2d.reshape(-1, 2)[ids]  # [t, L, 2]
-        conic = conics.reshape(-1, 3)[ids]
+        in_image = tile % (tiles_x * tiles_y)
+        ox = ((in_image % tiles_x) * ts).to(dtype)[:, None, None]
+        oy = ((in_image // tiles_x) * ts).to(dtype)[:, None, None]
+        mean, conic = means2d.reshape(-1, 2)[ids], conics.reshape(-1, 3)[ids]  # [t, L, 2], [t, L, 3]
         o = opac[ids if opacities.dim() == 2 else g]
         f = feats[ids if features.dim() == 3 else g]  # [t, L, D]
         finite = torch.isfinite(torch.cat([mean, conic, o[..., None]], -1)).all(-1) & live
-        d = mean[:, None] - pixel[:, :, None]  # [t, P, L, 2]
-        dx, dy = d[..., 0], d[..., 1]
-        a, b, c = (conic[:, None, :, k] for k in range(3))
+        dx = mean[:, None, :, 0] - (ox + px[None, :, None])  # [t, P, L]
+        dy = mean[:, None, :, 1] - (oy + py[None, :, None])
+        a, b, c = conic[:, None, :, 0], conic[:, None, :, 1], conic[:, None, :, 2]
         power = -0.5 * (a * dx * dx + c * dy * dy) - b * dx * dy
         alpha = torch.clamp(o[:, None] * torch.exp(power), max=MAX_ALPHA)
         used = (power <= 0) & (alpha >= MIN_ALPHA) & finite[:, None]
@@ -168,15 +167,17 @@ def rasterize(means2d, conics, features, opacities, tile_offsets, flatten_ids, w
         counts = (T_incl > MIN_TRANSMITTANCE) & used  # monotone: once at or below 1e-4 it stays
         T_excl = torch.cat([torch.ones_like(T_incl[..., :1]), T_incl[..., :-1]], -1)
         weight = torch.where(counts, alpha * T_excl, torch.zeros_like(alpha))
-        outs.append(weight @ f)  # [t, P, D]
-        outs_T.append(torch.prod(1 - torch.where(counts, alpha, torch.zeros_like(alpha)), -1))
-        lastpos = torch.where(counts, pos[:, None].expand_as(counts), -1).amax(-1) if L else out_last[t0:t1]
-        out_last[t0:t1] = lastpos
-    if outs:
-        out = torch.cat(outs)
-        out_T = torch.cat(outs_T)
-    # tiles [C * tiles_y * tiles_x, ts * ts] -> images, cut to width x height
-    def image(v):
+        renders.append(weight @ f)  # [t, P, D]
+        transmittances.append(torch.prod(1 - torch.where(counts, alpha, torch.zeros_like(alpha)), -1))
+        lasts.append(torch.where(counts, pos[:, None].expand_as(counts), -1).amax(-1))
+        done.append(tile)
+        t0 = t1
+    inverse = torch.argsort(torch.cat(done)) if done else torch.zeros(0, dtype=torch.int64)
+    out = torch.cat(renders)[inverse] if renders else torch.zeros(0, ts * ts, D, dtype=dtype)
+    out_T = torch.cat(transmittances)[inverse] if renders else torch.zeros(0, ts * ts, dtype=dtype)
+    out_last = torch.cat(lasts)[inverse] if renders else torch.zeros(0, ts * ts, dtype=torch.int64)
+
+    def image(v):  # tiles [C * tiles_y * tiles_x, ts * ts, ...] -> images cut to height x width
         v = v.reshape(C, tiles_y, tiles_x, ts, ts, *v.shape[2:]).transpose(2, 3)
         return v.reshape(C, tiles_y * ts, tiles_x * ts, *v.shape[5:])[:, :height, :width]
 

@@ -1,0 +1,113 @@
+// What the CUDA compositing forward and backward (rasterize.cu, rasterize_backward.cu) share: the
+// block's tile and the thread's pixel, the channel chunk, and the staging of a batch of the tile's
+// Gaussians in shared memory.
+//
+// Run-time D: a block owns one (camera, tile) and one chunk of CH channels (blockIdx.y), with CH a
+// compiled power of two up to 32 (16 for double) chosen from D at launch; each thread keeps its
+// pixel's CH channels in registers and the chunk's feature rows of a batch sit in shared memory.
+// Every chunk's block recomputes the same alphas with the same code (so the same transmittance and
+// the same stopping point); the last chunk masks the channels past D. No width is compiled in and
+// nothing is padded in memory.
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/common/device_math.cuh"
+
+namespace prismkit::cuda::splat {
+
+constexpr int kRasterThreads = 256;  // the launch bound: tile_size <= 16
+
+// Channels per chunk: the smallest compiled width that holds D, else the widest.
+inline int chunk_width(int64_t D, bool is_double) {
+  const int widest = is_double ? 16 : 32;
+  int w = 1;
+  while (w < D && w < widest) w *= 2;
+  return w;
+}
+
+// Threads per block: the tile's pixels rounded up to whole warps, so every warp is full for the
+// backward's shuffles (the extra threads own no pixel).
+inline int raster_threads(int64_t tile_size) { return static_cast<int>((tile_size * tile_size + 31) / 32 * 32); }
+
+// One batch of Gaussians per block size: ids, feature rows, 6 parameters and CH channels each.
+template <typename A>
+inline size_t raster_smem_bytes(int threads, int CH) {
+  return static_cast<size_t>(threads) * (2 * sizeof(int32_t) + (6 + CH) * sizeof(A));
+}
+
+template <typename T>
+struct RasterParams {
+  const T *means2d, *conics, *features, *opacities, *backgrounds;
+  const int32_t *tile_offsets, *flatten_ids;
+  int64_t C, N, D, M, width, height, tile_size, tiles_x, tiles_y;
+  bool camera_features, camera_opacities;
+};
+
+// The batch in shared memory: fid (camera * N + gaussian), feature row, (mx, my, a, b, c,
+// opacity) and the chunk's CH channels per Gaussian.
+template <typename A>
+struct Stage {
+  int32_t *fid, *row;
+  A *geom, *feat;
+};
+
+template <typename A>
+__device__ __forceinline__ Stage<A> carve(unsigned char* smem, int batch) {
+  Stage<A> s;
+  s.fid = reinterpret_cast<int32_t*>(smem);
+  s.row = s.fid + batch;
+  s.geom = reinterpret_cast<A*>(s.row + batch);  // batch is a multiple of 32: aligned
+  s.feat = s.geom + 6 * batch;
+  return s;
+}
+
+// The flat [C, H, W] index of thread q's pixel in this block's tile, or -1 if it owns none.
+template <typename T>
+__device__ __forceinline__ int64_t pixel_of(const RasterParams<T>& p, int q) {
+  const int64_t tiles = p.tiles_x * p.tiles_y, k = blockIdx.x;
+  const int64_t camera = k / tiles, t = k % tiles;
+  const int64_t ts = p.tile_size;
+  if (q >= ts * ts) return -1;
+  const int64_t x = (t % p.tiles_x) * ts + q % ts, y = (t / p.tiles_x) * ts + q / ts;
+  if (x >= p.width || y >= p.height) return -1;
+  return (camera * p.height + y) * p.width + x;
+}
+
+// Pixel (x, y)'s centre (x + 0.5, y + 0.5).
+template <typename A, typename T>
+__device__ __forceinline__ void pixel_centre(const RasterParams<T>& p, int q, A* px, A* py) {
+  const int64_t t = blockIdx.x % (p.tiles_x * p.tiles_y), ts = p.tile_size;
+  *px = static_cast<A>((t % p.tiles_x) * ts + q % ts) + A(0.5);
+  *py = static_cast<A>((t / p.tiles_x) * ts + q / ts) + A(0.5);
+}
+
+// Stages the n Gaussians at flatten_ids[first + dir * j], j < n (dir = 1 front to back, -1 back to
+// front), and their channels [c0, c0 + nch) (zeros up to CH). Every thread of the block calls it.
+template <int CH, typename A, typename T>
+__device__ __forceinline__ void stage_batch(const RasterParams<T>& p, const Stage<A>& s, int64_t first, int dir, int n,
+                                            int64_t c0, int nch) {
+  const int tr = threadIdx.x;
+  if (tr < n) {
+    const int32_t fid = p.flatten_ids[first + dir * tr];
+    const int32_t g = static_cast<int32_t>(fid % p.N);
+    s.fid[tr] = fid;
+    s.row[tr] = p.camera_features ? fid : g;
+    A* geo = s.geom + 6 * tr;
+    geo[0] = to_acc(p.means2d[int64_t(fid) * 2]);
+    geo[1] = to_acc(p.means2d[int64_t(fid) * 2 + 1]);
+    geo[2] = to_acc(p.conics[int64_t(fid) * 3]);
+    geo[3] = to_acc(p.conics[int64_t(fid) * 3 + 1]);
+    geo[4] = to_acc(p.conics[int64_t(fid) * 3 + 2]);
+    geo[5] = to_acc(p.opacities[p.camera_opacities ? fid : g]);
+  }
+  __syncthreads();
+  // consecutive threads read consecutive channels of a row
+  for (int e = tr; e < n * CH; e += blockDim.x) {
+    const int j = e / CH, k = e % CH;
+    s.feat[e] = k < nch ? to_acc(p.features[int64_t(s.row[j]) * p.D + c0 + k]) : A(0);
+  }
+  __syncthreads();
+}
+
+}  // namespace prismkit::cuda::splat
