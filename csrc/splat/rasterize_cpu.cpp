@@ -1,8 +1,9 @@
-// prismkit::rasterize on the CPU: threads split the (camera, tile) pairs. Within a tile the loop
-// runs Gaussian by Gaussian (front to back) over the pixels of that Gaussian's box, with each
-// pixel's transmittance in a small tile array and its D channels accumulated in place in the
-// output row, so the per-pixel order of the reference is kept while each Gaussian's parameters and
-// feature row are loaded once per tile. The tile stops when all its pixels are done.
+// prismkit::rasterize on the CPU: threads take (camera, tile) pairs from a shared counter. Within
+// a tile the loop runs Gaussian by Gaussian (front to back), one composite-kernel call per
+// Gaussian over the pixels of its box (composite_kernels.h), with each pixel's transmittance in a
+// small tile array: the per-pixel order of the reference is kept while each Gaussian's parameters
+// and feature row are loaded once per tile. The tile stops when all its pixels are done.
+#include "common/cpu_alloc.h"
 #include "common/float32_compute.h"
 #include "splat/composite_kernels.h"
 #include "splat/raster_tile.h"
@@ -30,7 +31,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_cpu(
     return in_float32(&rasterize_cpu, means2d, conics, features, opacities, tile_offsets, flatten_ids, width, height,
                       tile_size, backgrounds);
   const int64_t H = height, W = width, D = a.D, N = a.N;
-  at::Tensor render = at::empty({a.C, H, W, D}, means2d.options());
+  at::Tensor render = empty_for_large_output({a.C, H, W, D}, means2d.options());
   at::Tensor alpha = at::empty({a.C, H, W, 1}, means2d.options());
   at::Tensor last_ids = at::empty({a.C, H, W}, tile_offsets.options());
   const at::Tensor m = means2d.contiguous(), co = conics.contiguous(), f = features.contiguous();
@@ -44,59 +45,55 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_cpu(
     const int32_t *offp = off.const_data_ptr<int32_t>(), *idp = ids.const_data_ptr<int32_t>();
     T *rp = render.data_ptr<T>(), *ap = alpha.data_ptr<T>();
     int32_t* lp = last_ids.data_ptr<int32_t>();
-    const int64_t tiles = a.tiles_x * a.tiles_y, all_tiles = a.C * tiles;
-    at::parallel_for(0, all_tiles, 1, [&](int64_t k0, int64_t k1) {
-      const int64_t P = tile_size * tile_size;
-      std::vector<T> trans(P);
-      std::vector<int32_t> last(P);
-      std::vector<char> done(P);
-      for (int64_t k = k0; k < k1; ++k) {
-        const Tile tile = tile_at(k, a.tiles_x, a.tiles_y, tile_size, W, H);
-        const int64_t tw = tile.w, th = tile.h;
-        auto row = [&](int64_t x, int64_t y) {
-          return rp + ((tile.camera * H + tile.y0 + y) * W + tile.x0 + x) * D;
-        };
+    const int64_t tiles = a.tiles_x * a.tiles_y;
+    // Up to kPlanarChannels accumulate in a channel-major tile buffer, a vector multiply-add per
+    // channel and box row; wider features accumulate in place in the output rows.
+    const bool planar = D <= kPlanarChannels;
+    const int64_t P = tile_size * tile_size;
+    struct Workspace {
+      std::vector<T> trans, done, planar, scratch;
+      std::vector<int32_t> last;
+    };
+    auto make_workspace = [&] {
+      return Workspace{std::vector<T>(P), std::vector<T>(P), std::vector<T>(planar ? D * P : 0),
+                       std::vector<T>(2 * (tile_size + 64)),
+                       std::vector<int32_t>(P)};
+    };
+    for_each_tile(a.C * tiles, make_workspace, [&](Workspace& w, int64_t k) {
+      const Tile tile = tile_at(k, a.tiles_x, a.tiles_y, tile_size, W, H);
+      const int64_t tw = tile.w, th = tile.h;
+      auto row = [&](int64_t x, int64_t y) { return rp + ((tile.camera * H + tile.y0 + y) * W + tile.x0 + x) * D; };
+      if (planar)
+        std::fill(w.planar.begin(), w.planar.end(), T(0));
+      else
         for (int64_t y = 0; y < th; ++y) std::fill(row(0, y), row(0, y) + tw * D, T(0));
-        std::fill(trans.begin(), trans.end(), T(1));
-        std::fill(last.begin(), last.end(), -1);
-        std::fill(done.begin(), done.end(), 0);
-        int64_t remaining = tw * th;
-        const int64_t begin = offp[k], end = k + 1 < all_tiles ? offp[k + 1] : a.M;
-        for (int64_t i = begin; i < end && remaining > 0; ++i) {
-          const int64_t fid = idp[i], g = fid % N;
-          const Splat2D<T> s{mp[fid * 2], mp[fid * 2 + 1], cp[fid * 3], cp[fid * 3 + 1], cp[fid * 3 + 2],
-                             opp[a.camera_opacities ? fid : g]};
-          PixelBox box;
-          if (!pixel_box(s, tile, &box)) continue;
-          const T* feature = fp + (a.camera_features ? fid : g) * D;
-          for (int64_t y = box.y0; y < box.y1; ++y) {
-            const T dy = s.my - (static_cast<T>(tile.y0 + y) + T(0.5));
-            for (int64_t x = box.x0; x < box.x1; ++x) {
-              const int64_t p = y * tw + x;
-              if (done[p]) continue;
-              T vis;
-              const T al = splat_alpha(s, s.mx - (static_cast<T>(tile.x0 + x) + T(0.5)), dy, &vis);
-              if (al < 0) continue;
-              const T next = trans[p] * (T(1) - al);
-              if (next <= T(1e-4)) {  // this Gaussian would take the pixel below 1e-4: stop before it
-                done[p] = 1;
-                --remaining;
-                continue;
-              }
-              axpy(al * trans[p], feature, row(x, y), D);
-              last[p] = static_cast<int32_t>(i);
-              trans[p] = next;
-            }
-          }
-        }
-        for (int64_t y = 0; y < th; ++y)
-          for (int64_t x = 0; x < tw; ++x) {
-            const int64_t p = y * tw + x, pix = (tile.camera * H + tile.y0 + y) * W + tile.x0 + x;
-            if (bgp) axpy(trans[p], bgp + tile.camera * D, row(x, y), D);
-            ap[pix] = T(1) - trans[p];
-            lp[pix] = last[p];
-          }
+      std::fill(w.trans.begin(), w.trans.end(), T(1));
+      std::fill(w.done.begin(), w.done.end(), T(0));
+      std::fill(w.last.begin(), w.last.end(), -1);
+      ForwardTile<T> state{w.trans.data(), w.done.data(), w.last.data(), w.planar.data(), P,     D,
+                           nullptr,       row(0, 0),    W * D,         w.scratch.data()};
+      int64_t remaining = tw * th;
+      const int64_t begin = offp[k], end = k + 1 < a.C * tiles ? offp[k + 1] : a.M;
+      for (int64_t i = begin; i < end && remaining > 0; ++i) {
+        const int64_t fid = idp[i], g = fid % N;
+        const Splat2D<T> s(mp[fid * 2], mp[fid * 2 + 1], cp[fid * 3], cp[fid * 3 + 1], cp[fid * 3 + 2],
+                           opp[a.camera_opacities ? fid : g]);
+        PixelBox box;
+        if (!pixel_box(s, tile, &box)) continue;
+        const BoxSplat<T> bs = box_splat(s, tile, box);
+        state.feature = fp + (a.camera_features ? fid : g) * D;
+        remaining -= forward_box(bs, static_cast<int32_t>(i), state);
       }
+      for (int64_t y = 0; y < th; ++y)
+        for (int64_t x = 0; x < tw; ++x) {
+          const int64_t p = y * tw + x, pix = (tile.camera * H + tile.y0 + y) * W + tile.x0 + x;
+          T* out = row(x, y);
+          if (planar)
+            for (int64_t c = 0; c < D; ++c) out[c] = w.planar[c * P + p];
+          if (bgp) axpy(w.trans[p], bgp + tile.camera * D, out, D);
+          ap[pix] = T(1) - w.trans[p];
+          lp[pix] = w.last[p];
+        }
     });
   });
   return {render, alpha, last_ids};

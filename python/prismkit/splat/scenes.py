@@ -60,9 +60,9 @@ def _checker(u: Tensor, v: Tensor, size: float) -> Tensor:
 
 
 def synthetic_scene(n_gaussians: int = 200_000, seed: int = 0) -> Scene:
-    """About n_gaussians Gaussians: 40% on the ground, the rest over the four objects by area."""
-    if n_gaussians < 50:
-        raise ValueError(f"synthetic_scene needs at least 50 Gaussians, got {n_gaussians}")
+    """n_gaussians Gaussians: 40% on the ground, the rest over the four objects by area."""
+    if n_gaussians < 100:
+        raise ValueError(f"synthetic_scene needs at least 100 Gaussians, got {n_gaussians}")
     g = torch.Generator().manual_seed(seed)
     rand = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
     parts = []
@@ -76,7 +76,8 @@ def synthetic_scene(n_gaussians: int = 200_000, seed: int = 0) -> Scene:
     areas = {"sphere": 4 * math.pi * 0.8**2, "cube": 6 * 1.2**2, "cylinder": 2 * math.pi * 0.5 * 1.5 + 2 * math.pi * 0.25,
              "cone": math.pi * 0.6 * math.hypot(0.6, 1.4) + math.pi * 0.36}  # fmt: skip
     total = sum(areas.values())
-    counts = {k: max(10, int(n_obj * a / total)) for k, a in areas.items()}
+    counts = {k: max(5, int(n_obj * a / total)) for k, a in areas.items()}
+    counts["cone"] = n_obj - counts["sphere"] - counts["cube"] - counts["cylinder"]  # exactly n_gaussians in all
     # sphere at (-1.5, -1, 0.8), radius 0.8: red and yellow latitude stripes
     n = counts["sphere"]
     d = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
