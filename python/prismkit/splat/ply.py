@@ -84,8 +84,8 @@ def load_ply(path: str | os.PathLike) -> GaussianCloud:
     if len(rest) % 3 or math.isqrt(len(rest) // 3 + 1) ** 2 != len(rest) // 3 + 1:
         raise ValueError(f"load_ply: {len(rest)} f_rest properties do not make whole SH degrees for 3 channels")
     K = len(rest) // 3 + 1
-    sh = torch.cat([take([f"f_dc_{i}" for i in range(3)])[:, None],
-                    take(rest).reshape(-1, 3, K - 1).transpose(1, 2)], 1)  # fmt: skip
+    dc = take([f"f_dc_{i}" for i in range(3)])[:, None]
+    sh = torch.cat([dc, take(rest).reshape(-1, 3, K - 1).transpose(1, 2)], 1) if rest else dc
     extra_names = sorted((n for n in names if n.startswith("f_extra_")), key=lambda n: int(n.split("_")[-1]))
     return GaussianCloud(
         means=take(["x", "y", "z"]),
