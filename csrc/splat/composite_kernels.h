@@ -30,8 +30,8 @@ struct ForwardTile {
   T* done;        // 1 once the pixel has stopped
   int32_t* last;  // the last contributing position in flatten_ids
   // D <= kPlanarChannels: channel-major accumulators [D][pixels] (stride P) that the kernel adds
-  // weight * feature to; wider: the output rows, out (the tile's first pixel) with image rows
-  // image_row elements apart.
+  // weight * feature to; wider: pixel-major accumulators, out (the tile's first pixel) with the
+  // tile's rows image_row elements apart.
   T* planar;
   int64_t P, D;
   const T* feature;

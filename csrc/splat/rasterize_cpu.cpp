@@ -31,7 +31,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_cpu(
     return in_float32(&rasterize_cpu, means2d, conics, features, opacities, tile_offsets, flatten_ids, width, height,
                       tile_size, backgrounds);
   const int64_t H = height, W = width, D = a.D, N = a.N;
-  at::Tensor render = empty_for_large_output({a.C, H, W, D}, means2d.options());
+  at::Tensor render = at::empty({a.C, H, W, D}, means2d.options());
   at::Tensor alpha = at::empty({a.C, H, W, 1}, means2d.options());
   at::Tensor last_ids = at::empty({a.C, H, W}, tile_offsets.options());
   const at::Tensor m = means2d.contiguous(), co = conics.contiguous(), f = features.contiguous();
@@ -46,32 +46,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_cpu(
     T *rp = render.data_ptr<T>(), *ap = alpha.data_ptr<T>();
     int32_t* lp = last_ids.data_ptr<int32_t>();
     const int64_t tiles = a.tiles_x * a.tiles_y;
-    // Up to kPlanarChannels accumulate in a channel-major tile buffer, a vector multiply-add per
-    // channel and box row; wider features accumulate in place in the output rows.
+    // Each tile accumulates in a workspace that stays in cache and is copied to the output once: up
+    // to kPlanarChannels channel-major ([D][pixels], a vector multiply-add per channel and box row),
+    // wider pixel-major ([pixels][D], a vector multiply-add per pixel across its channels).
     const bool planar = D <= kPlanarChannels;
     const int64_t P = tile_size * tile_size;
     struct Workspace {
-      std::vector<T> trans, done, planar, scratch;
+      std::vector<T> trans, done, acc, scratch;
       std::vector<int32_t> last;
     };
     auto make_workspace = [&] {
-      return Workspace{std::vector<T>(P), std::vector<T>(P), std::vector<T>(planar ? D * P : 0),
-                       std::vector<T>(2 * (tile_size + 64)),
-                       std::vector<int32_t>(P)};
+      return Workspace{std::vector<T>(P), std::vector<T>(P), std::vector<T>(D * P),
+                       std::vector<T>(2 * (tile_size + 64)), std::vector<int32_t>(P)};
     };
     for_each_tile(a.C * tiles, make_workspace, [&](Workspace& w, int64_t k) {
       const Tile tile = tile_at(k, a.tiles_x, a.tiles_y, tile_size, W, H);
       const int64_t tw = tile.w, th = tile.h;
       auto row = [&](int64_t x, int64_t y) { return rp + ((tile.camera * H + tile.y0 + y) * W + tile.x0 + x) * D; };
-      if (planar)
-        std::fill(w.planar.begin(), w.planar.end(), T(0));
-      else
-        for (int64_t y = 0; y < th; ++y) std::fill(row(0, y), row(0, y) + tw * D, T(0));
+      std::fill(w.acc.begin(), w.acc.end(), T(0));
       std::fill(w.trans.begin(), w.trans.end(), T(1));
       std::fill(w.done.begin(), w.done.end(), T(0));
       std::fill(w.last.begin(), w.last.end(), -1);
-      ForwardTile<T> state{w.trans.data(), w.done.data(), w.last.data(), w.planar.data(), P,     D,
-                           nullptr,       row(0, 0),    W * D,         w.scratch.data()};
+      ForwardTile<T> state{w.trans.data(), w.done.data(), w.last.data(), w.acc.data(), P,     D,
+                           nullptr,       w.acc.data(), tw * D,        w.scratch.data()};
       int64_t remaining = tw * th;
       const int64_t begin = offp[k], end = k + 1 < a.C * tiles ? offp[k + 1] : a.M;
       for (int64_t i = begin; i < end && remaining > 0; ++i) {
@@ -89,7 +86,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_cpu(
           const int64_t p = y * tw + x, pix = (tile.camera * H + tile.y0 + y) * W + tile.x0 + x;
           T* out = row(x, y);
           if (planar)
-            for (int64_t c = 0; c < D; ++c) out[c] = w.planar[c * P + p];
+            for (int64_t c = 0; c < D; ++c) out[c] = w.acc[c * P + p];
+          else
+            std::copy(w.acc.begin() + p * D, w.acc.begin() + (p + 1) * D, out);
           if (bgp) axpy(w.trans[p], bgp + tile.camera * D, out, D);
           ap[pix] = T(1) - w.trans[p];
           lp[pix] = w.last[p];

@@ -81,7 +81,7 @@ def tile_ranges(means2d, radii, tile_size, tiles_x, tiles_y):
     m = means2d / tile_size
     r = (radii.to(means2d.dtype) / tile_size)[..., None]
     lo, hi = torch.floor(m - r), torch.ceil(m + r)
-    limit = torch.tensor([tiles_x, tiles_y], dtype=m.dtype)
+    limit = torch.tensor([tiles_x, tiles_y], dtype=m.dtype, device=m.device)
     lo = torch.minimum(torch.clamp(lo, min=0), limit).to(torch.int64)
     hi = torch.minimum(torch.clamp(hi, min=0), limit).to(torch.int64)
     live = ((radii > 0) & torch.isfinite(means2d).all(-1))[..., None]
@@ -97,8 +97,9 @@ def tile_bin(means2d, radii, depths, tile_size, tiles_x, tiles_y):
     box = tile_ranges(means2d, radii, tile_size, tiles_x, tiles_y).reshape(C * N, 4)
     w, h = box[:, 1] - box[:, 0], box[:, 3] - box[:, 2]
     count = w * h
-    pair = torch.repeat_interleave(torch.arange(C * N), count)
-    k = torch.arange(pair.numel()) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+    dev = means2d.device
+    pair = torch.repeat_interleave(torch.arange(C * N, device=dev), count)
+    k = torch.arange(pair.numel(), device=dev) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
     tx = box[pair, 0] + k % w[pair]
     ty = box[pair, 2] + k // w[pair]
     key = (pair // N) * (tiles_x * tiles_y) + ty * tiles_x + tx
@@ -129,23 +130,25 @@ def rasterize(means2d, conics, features, opacities, tile_offsets, flatten_ids, w
     tiles_y, tiles_x = tile_offsets.shape[1:]
     ts = tile_size
     starts = tile_offsets.reshape(-1).to(torch.int64)
-    ends = torch.cat([starts[1:], torch.tensor([M])])
+    dev = means2d.device
+    ends = torch.cat([starts[1:], torch.tensor([M], device=dev)])
     lengths = ends - starts
     tiles = starts.numel()
-    py, px = torch.meshgrid(torch.arange(ts, dtype=dtype), torch.arange(ts, dtype=dtype), indexing="ij")
+    py, px = torch.meshgrid(torch.arange(ts, dtype=dtype, device=dev), torch.arange(ts, dtype=dtype, device=dev),
+                            indexing="ij")  # fmt: skip
     px, py = px.reshape(-1) + 0.5, py.reshape(-1) + 0.5  # pixel centres relative to the tile origin
     ids_all = flatten_ids.to(torch.int64)
     order = torch.argsort(lengths, stable=True)
     renders, transmittances, lasts, done = [], [], [], []
+    sorted_lengths = lengths[order].tolist()  # one transfer from a GPU
     t0 = 0
     while t0 < tiles:
-        L = max(int(lengths[order[t0]]), 1)
         t1 = t0 + 1
-        while t1 < tiles and (t1 - t0 + 1) * ts * ts * max(int(lengths[order[t1]]), 1) <= chunk_elements:
+        while t1 < tiles and (t1 - t0 + 1) * ts * ts * max(sorted_lengths[t1], 1) <= chunk_elements:
             t1 += 1
-        L = max(int(lengths[order[t1 - 1]]), 1)
+        L = max(sorted_lengths[t1 - 1], 1)
         tile = order[t0:t1]
-        pos = starts[tile, None] + torch.arange(L)[None]  # [t, L] positions in flatten_ids
+        pos = starts[tile, None] + torch.arange(L, device=dev)[None]  # [t, L] positions in flatten_ids
         live = pos < ends[tile, None]
         ids = torch.where(live, ids_all[pos.clamp(max=max(M - 1, 0))] if M else pos * 0, 0)
         g = ids % N
@@ -172,10 +175,10 @@ def rasterize(means2d, conics, features, opacities, tile_offsets, flatten_ids, w
         lasts.append(torch.where(counts, pos[:, None].expand_as(counts), -1).amax(-1))
         done.append(tile)
         t0 = t1
-    inverse = torch.argsort(torch.cat(done)) if done else torch.zeros(0, dtype=torch.int64)
-    out = torch.cat(renders)[inverse] if renders else torch.zeros(0, ts * ts, D, dtype=dtype)
-    out_T = torch.cat(transmittances)[inverse] if renders else torch.zeros(0, ts * ts, dtype=dtype)
-    out_last = torch.cat(lasts)[inverse] if renders else torch.zeros(0, ts * ts, dtype=torch.int64)
+    inverse = torch.argsort(torch.cat(done)) if done else torch.zeros(0, dtype=torch.int64, device=dev)
+    out = torch.cat(renders)[inverse] if renders else torch.zeros(0, ts * ts, D, dtype=dtype, device=dev)
+    out_T = torch.cat(transmittances)[inverse] if renders else torch.zeros(0, ts * ts, dtype=dtype, device=dev)
+    out_last = torch.cat(lasts)[inverse] if renders else torch.zeros(0, ts * ts, dtype=torch.int64, device=dev)
 
     def image(v):  # tiles [C * tiles_y * tiles_x, ts * ts, ...] -> images cut to height x width
         v = v.reshape(C, tiles_y, tiles_x, ts, ts, *v.shape[2:]).transpose(2, 3)
