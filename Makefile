@@ -134,8 +134,9 @@ gpu-check:
 	timeout 170 python3 -m pytest tests -m "not slow" -p no:cacheprovider -q -rs -n 8 --dist loadfile \
 		--junitxml=$(GPU_OUT)/junit.xml 2>&1 | tee $(GPU_OUT)/test.log; \
 		echo "pytest exit code $${PIPESTATUS[0]}" | tee -a $(GPU_OUT)/test.log
-	timeout 60 compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest tests/test_sae_cuda.py \
-		-k "decode or weight_gradient or bad_inputs" -p no:cacheprovider -q 2>&1 | tee $(GPU_OUT)/sanitizer.log; \
+	timeout 90 compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest tests/test_sae_cuda.py \
+		tests/test_splat_cuda.py -k "decode or weight_gradient or bad_inputs or projection_and_binning or \
+		(rasterize_matches_the_cpu and float32 and (64 or 513))" -p no:cacheprovider -q 2>&1 | tee $(GPU_OUT)/sanitizer.log; \
 		echo "compute-sanitizer exit code $${PIPESTATUS[0]}" | tee -a $(GPU_OUT)/sanitizer.log
 	timeout 150 python3 bench/run.py --device cuda --out-dir $(GPU_OUT) 2>&1 | tee $(GPU_OUT)/bench.log; true
 	python3 scripts/gpu_check_summary.py $(GPU_OUT) | tee $(GPU_OUT)/summary.txt

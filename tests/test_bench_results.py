@@ -75,12 +75,18 @@ CSWIN_CPU_ROWS = [
 ]  # fmt: skip
 
 
+SPLAT_CPU_ROWS = [
+    ("rasterization", mode, f"synthetic N100k 512x512 D{D}", "torch-reference")
+    for mode in ("forward", "forward+backward") for D in (3, 64, 512)
+] + [("rasterization", mode, "synthetic N100k 512x512 D512", "chunked-32") for mode in ("forward", "forward+backward")]  # fmt: skip
+
+
 @pytest.mark.parametrize("path", sorted(CPU_FILES))
 def test_cpu_files_have_every_row(path):
     for f in CPU_FILES[path]:
         with open(f) as fh:
             rows = json.load(fh)["rows"]
-        for core, wanted in (("sae", SAE_CPU_ROWS), ("cswin", CSWIN_CPU_ROWS)):
+        for core, wanted in (("sae", SAE_CPU_ROWS), ("cswin", CSWIN_CPU_ROWS), ("splat", SPLAT_CPU_ROWS)):
             for op, mode, case, baseline in wanted:
                 assert any(r["core"] == core and r["op"] == op and r["mode"] == mode and case in r["case"]
                            and r["baseline"] == baseline for r in rows), (f, op, mode, case, baseline)  # fmt: skip

@@ -50,3 +50,16 @@ def test_sae_methods_example_runs(tmp_path, monkeypatch):
     exec(small, namespace)
     assert namespace["out"].shape == (8, 384)
     assert (tmp_path / "runs" / "topk" / "metrics.jsonl").exists()
+
+
+def test_splat_example_runs(tmp_path, monkeypatch):
+    pytest.importorskip("PIL")
+    (code,) = [b for b in python_blocks() if "from prismkit import splat" in b]
+    monkeypatch.chdir(tmp_path)
+    small = (code.replace("synthetic_scene(100_000)", "synthetic_scene(2000)")
+             .replace("width=512, height=512", "width=32, height=24").replace("512, 512", "32, 24"))  # fmt: skip
+    assert small.count("32, 24") == 5  # the stacked cameras, two renders and the commented ply render
+    namespace = {}
+    exec(small, namespace)
+    assert namespace["rgb"].shape == (4, 24, 32, 3) and namespace["feat"].shape == (1, 24, 32, 512)
+    assert (tmp_path / "frame.png").exists() and namespace["features"].grad is not None

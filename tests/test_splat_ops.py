@@ -253,3 +253,13 @@ def test_opcheck():
     back = (*[a.detach() if isinstance(a, torch.Tensor) else a for a in args], alpha.detach(), last,
             torch.ones_like(render), torch.ones_like(alpha))  # fmt: skip
     torch.library.opcheck(P.rasterize_backward, back)
+
+
+@pytest.mark.parametrize("tile_size", [1, 2, 3, 5, 24])
+def test_rasterize_any_tile_size(tile_size):
+    """Tiles narrower than a vector and wider than the image (the CPU takes any tile_size; the
+    kernels' row scratch is padded for whole-vector stores)."""
+    for D in (1, 3, 9, 17):
+        args = raster_inputs(N=25, C=1, width=13, height=9, D=D, tile_size=tile_size, dtype=torch.float32,
+                             background=True, max_opacity=1.0, scale=0.4)  # fmt: skip
+        compare_rasterize(args, torch.float32, grads=True)

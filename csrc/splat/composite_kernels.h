@@ -37,10 +37,15 @@ struct ForwardTile {
   const T* feature;
   T* out;
   int64_t image_row;
-  T* scratch;  // 2 * (tile_size + 64) elements
+  T* scratch;  // scratch_elements(tile_size)
 };
 
 constexpr int64_t kPlanarChannels = 8;
+
+// The scratch a box kernel needs for tiles of tile_size: two rows padded to whole vectors (a row
+// of n pixels takes n rounded up to 64, plus 64).
+constexpr int64_t kScratchPad = 64;
+constexpr int64_t scratch_elements(int64_t tile_size) { return 2 * (tile_size + 2 * kScratchPad); }
 
 // The backward's per-pixel state of a tile and one Gaussian's sums over its pixels.
 template <typename T>
@@ -56,7 +61,7 @@ struct BackwardTile {
   T* grad_feature;          // [D] += this Gaussian's sum over the box
   T grad[6];                // += d means2d (x, y), d conic (a, b, c), d opacity
   bool touched;             // any pixel reached
-  T* scratch;               // 2 * (tile_size + 64) elements
+  T* scratch;               // scratch_elements(tile_size)
 };
 
 struct CompositeKernels {

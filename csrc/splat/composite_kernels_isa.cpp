@@ -19,7 +19,7 @@ using isa::VecF;
 typedef int32_t VecI __attribute__((vector_size(isa::kVectorBytes)));
 typedef int32_t UnalignedVecI __attribute__((vector_size(isa::kVectorBytes), aligned(4), may_alias));
 
-constexpr int64_t kPad = 64;  // scratch rows are padded so whole vectors can be stored
+constexpr int64_t kPad = kScratchPad;  // scratch rows are padded so whole vectors can be stored
 
 // exp(x) for x <= 0 (clamped at -87, where it underflows anyway): Cephes' expf, x = n ln2 + r with
 // |r| <= ln2 / 2, a polynomial for exp(r), and 2^n built in the exponent bits; within 2 ulp.

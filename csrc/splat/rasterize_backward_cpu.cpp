@@ -63,7 +63,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
     };
     auto make_workspace = [&] {
       return Workspace{std::vector<T>(P), std::vector<T>(P), std::vector<T>(P), std::vector<T>(P * D),
-                       std::vector<T>(D), std::vector<T>(bgp ? D : 0), std::vector<T>(2 * (tile_size + 64)),
+                       std::vector<T>(D), std::vector<T>(bgp ? D : 0), std::vector<T>(scratch_elements(tile_size)),
                        std::vector<int32_t>(P)};
     };
     for_each_tile(a.C * tiles, make_workspace, [&](Workspace& w, int64_t k) {

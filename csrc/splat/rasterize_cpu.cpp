@@ -57,7 +57,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_cpu(
     };
     auto make_workspace = [&] {
       return Workspace{std::vector<T>(P), std::vector<T>(P), std::vector<T>(D * P),
-                       std::vector<T>(2 * (tile_size + 64)), std::vector<int32_t>(P)};
+                       std::vector<T>(scratch_elements(tile_size)), std::vector<int32_t>(P)};
     };
     for_each_tile(a.C * tiles, make_workspace, [&](Workspace& w, int64_t k) {
       const Tile tile = tile_at(k, a.tiles_x, a.tiles_y, tile_size, W, H);

@@ -139,6 +139,13 @@ def rasterize(means2d, conics, features, opacities, tile_offsets, flatten_ids, w
     px, py = px.reshape(-1) + 0.5, py.reshape(-1) + 0.5  # pixel centres relative to the tile origin
     ids_all = flatten_ids.to(torch.int64)
     order = torch.argsort(lengths, stable=True)
+    if M == 0:  # nothing to composite: the background (or zeros) everywhere
+        T_final = torch.ones(C, height, width, dtype=dtype, device=dev)
+        render = torch.zeros(C, height, width, D, dtype=dtype, device=dev)
+        if backgrounds is not None:
+            render = render + backgrounds[:, None, None, :]
+        last = torch.full((C, height, width), -1, dtype=torch.int32, device=dev)
+        return render, (1 - T_final)[..., None], last
     renders, transmittances, lasts, done = [], [], [], []
     sorted_lengths = lengths[order].tolist()  # one transfer from a GPU
     t0 = 0
@@ -151,7 +158,7 @@ def rasterize(means2d, conics, features, opacities, tile_offsets, flatten_ids, w
         pos = starts[tile, None] + torch.arange(L, device=dev)[None]  # [t, L] positions in flatten_ids
         live = pos < ends[tile, None]
         ids = torch.where(live, ids_all[pos.clamp(max=max(M - 1, 0))] if M else pos * 0, 0)
-        g = ids % N
+        g = ids % max(N, 1)
         in_image = tile % (tiles_x * tiles_y)
         ox = ((in_image % tiles_x) * ts).to(dtype)[:, None, None]
         oy = ((in_image // tiles_x) * ts).to(dtype)[:, None, None]
