@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import splat_cases
 import torch
 
 from prismkit.sae.capacity import equal_capacity
-import splat_cases
 
 
 def _gen():

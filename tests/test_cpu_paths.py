@@ -128,8 +128,12 @@ def test_splat_composite_kernels(cpu_path, dtype):
     for D in (1, 3, 7, 8, 9, 15, 16, 17, 32, 33, 65):
         args = raster_inputs(N=30, C=1, width=13, height=11, D=D, tile_size=8, dtype=dtype, background=True,
                              generator=torch.Generator().manual_seed(D))  # fmt: skip
-        ours = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
-        theirs = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+        ours = [
+            a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args
+        ]
+        theirs = [
+            a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args
+        ]
         render, alpha, _ = P.rasterize(*ours)
         want, want_alpha, _ = splat_ref.rasterize(*theirs)
         torch.testing.assert_close(render, want, **TOLERANCES[dtype])

@@ -63,7 +63,11 @@ def test_info_command():
     out = subprocess.run([sys.executable, "-m", "prismkit", "info"], capture_output=True, text=True, check=True).stdout
     assert f"prismkit {prismkit.__version__}" in out and f"torch {torch.__version__}" in out
     assert "Triton:" in out and "CUDA kernels:" in out
-    rows = {line.split()[1]: line.split() for line in out.splitlines() if line.split()[:1] in [[core.name] for core in registry.cores()]}
+    rows = {
+        line.split()[1]: line.split()
+        for line in out.splitlines()
+        if line.split()[:1] in [[core.name] for core in registry.cores()]
+    }
     assert set(rows) == set(registry.all_ops())
     from sae_cases import HAS_TRITON
 

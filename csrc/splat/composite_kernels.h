@@ -17,10 +17,10 @@ namespace prismkit::splat {
 template <typename T>
 struct BoxSplat {
   T mx, my, a, b, c, opacity;
-  T min_power;       // below it, opacity exp(power) < 1/255 for certain (raster_tile.h)
-  T px0, py0;        // the centre of the box's first pixel
-  int64_t n, rows;   // box width and height in pixels
-  int64_t p0, tw;    // tile-local index of the box's first pixel; the tile's width (row stride)
+  T min_power;      // below it, opacity exp(power) < 1/255 for certain (raster_tile.h)
+  T px0, py0;       // the centre of the box's first pixel
+  int64_t n, rows;  // box width and height in pixels
+  int64_t p0, tw;   // tile-local index of the box's first pixel; the tile's width (row stride)
 };
 
 // The forward's per-pixel state of a tile ([tile pixels] arrays, tile-local index y * tw + x).
@@ -50,18 +50,18 @@ constexpr int64_t scratch_elements(int64_t tile_size) { return 2 * (tile_size + 
 // The backward's per-pixel state of a tile and one Gaussian's sums over its pixels.
 template <typename T>
 struct BackwardTile {
-  T* trans;                 // transmittance, walked back from final_trans
-  const T* final_trans;     // 1 - alpha
-  const T* extra;           // grad_alpha - background . dL/dC, per pixel
-  const int32_t* last;      // the forward's last_ids
-  T* acc;                   // [pixels][D]: features of the Gaussians behind, normalized
-  const T* grad_render;     // dL/dC of the tile's first pixel; rows of the image are image_row apart
+  T* trans;              // transmittance, walked back from final_trans
+  const T* final_trans;  // 1 - alpha
+  const T* extra;        // grad_alpha - background . dL/dC, per pixel
+  const int32_t* last;   // the forward's last_ids
+  T* acc;                // [pixels][D]: features of the Gaussians behind, normalized
+  const T* grad_render;  // dL/dC of the tile's first pixel; rows of the image are image_row apart
   int64_t image_row, D;
   const T* feature;
-  T* grad_feature;          // [D] += this Gaussian's sum over the box
-  T grad[6];                // += d means2d (x, y), d conic (a, b, c), d opacity
-  bool touched;             // any pixel reached
-  T* scratch;               // scratch_elements(tile_size)
+  T* grad_feature;  // [D] += this Gaussian's sum over the box
+  T grad[6];        // += d means2d (x, y), d conic (a, b, c), d opacity
+  bool touched;     // any pixel reached
+  T* scratch;       // scratch_elements(tile_size)
 };
 
 struct CompositeKernels {

@@ -149,8 +149,8 @@ int64_t forward_box(const BoxSplat<T>& s, int32_t index, const ForwardTile<T>& t
 // grad_f += w g and acc = alpha f + (1 - alpha) acc (acc before the update is the normalized
 // feature sum of the Gaussians behind this one).
 template <typename T>
-PRISMKIT_INLINE T backward_step(const T* __restrict f, const T* __restrict g, T* __restrict acc,
-                                T* __restrict grad_f, T w, T alpha, int64_t D) {
+PRISMKIT_INLINE T backward_step(const T* __restrict f, const T* __restrict g, T* __restrict acc, T* __restrict grad_f,
+                                T w, T alpha, int64_t D) {
   using Vec = isa::Vec<T>;
   constexpr int64_t L = kLanes<T>;
   T dot = 0;
@@ -203,8 +203,8 @@ void backward_box(const BoxSplat<T>& s, int32_t index, BackwardTile<T>& t) {
       const T ra = T(1) / (T(1) - alpha_i);
       const T t_i = t.trans[pix] * ra;
       t.trans[pix] = t_i;
-      const T sdot = backward_step(t.feature, g_row + x * t.D, t.acc + pix * t.D, t.grad_feature, alpha_i * t_i,
-                                   alpha_i, t.D);
+      const T sdot =
+          backward_step(t.feature, g_row + x * t.D, t.acc + pix * t.D, t.grad_feature, alpha_i * t_i, alpha_i, t.D);
       const T d_alpha = t_i * sdot + t.final_trans[pix] * ra * t.extra[pix];
       t.touched = true;
       if (s.opacity * vis[x] > T(0.99)) continue;  // clamped: no gradient to opacity or power
@@ -231,8 +231,8 @@ void axpy(T w, const T* f, T* out, int64_t D) {
   axpy_inline(w, f, out, D);
 }
 
-const CompositeKernels kTable = {&forward_box<float>,  &forward_box<double>, &backward_box<float>,
-                                 &backward_box<double>, &axpy<float>,        &axpy<double>};
+const CompositeKernels kTable = {&forward_box<float>,   &forward_box<double>, &backward_box<float>,
+                                 &backward_box<double>, &axpy<float>,         &axpy<double>};
 
 }  // namespace
 

@@ -53,17 +53,17 @@ Mat3<T> quat_to_rotmat(const T q[4]) {
 // Everything the forward computes for one (camera, Gaussian) pair, kept for the backward.
 template <typename T>
 struct Projected {
-  T q[4], qnorm;           // normalized quaternion and the input's norm
-  Mat3<T> Rq, M, Sigma;    // rotation, M = Rq diag(s), Sigma = M M^T (world)
-  T p[3];                  // camera-space mean
-  Mat3<T> Sigma_c;         // camera-space covariance
-  T ux, uy;                // x/z and y/z after the field-of-view clamp
+  T q[4], qnorm;         // normalized quaternion and the input's norm
+  Mat3<T> Rq, M, Sigma;  // rotation, M = Rq diag(s), Sigma = M M^T (world)
+  T p[3];                // camera-space mean
+  Mat3<T> Sigma_c;       // camera-space covariance
+  T ux, uy;              // x/z and y/z after the field-of-view clamp
   bool clamped_x, clamped_y;
-  T J[2][3];               // the Jacobian
-  T cov2d[3];              // a, b, c of the blurred 2-D covariance
+  T J[2][3];   // the Jacobian
+  T cov2d[3];  // a, b, c of the blurred 2-D covariance
   T det;
   T conic[3], mean2d[2];
-  int32_t radius;          // 0: culled
+  int32_t radius;  // 0: culled
 };
 
 template <typename T>
@@ -103,8 +103,7 @@ Projected<T> project_one(const T* mean, const T* quat, const T* scale, const Cam
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j) g.M.m[i][j] = g.Rq.m[i][j] * scale[j];
   g.Sigma = mul(g.M, transpose(g.M));
-  for (int i = 0; i < 3; ++i)
-    g.p[i] = cam.R[i][0] * mean[0] + cam.R[i][1] * mean[1] + cam.R[i][2] * mean[2] + cam.t[i];
+  for (int i = 0; i < 3; ++i) g.p[i] = cam.R[i][0] * mean[0] + cam.R[i][1] * mean[1] + cam.R[i][2] * mean[2] + cam.t[i];
   const T z = g.p[2];
   if (!(z > near_plane && z < far_plane)) return g;
   Mat3<T> Rv;

@@ -86,8 +86,18 @@ void for_each_tile(int64_t tiles, MakeState make_state, Fn fn) {
 // The box of s in tile as the composite kernels take it (composite_kernels.h).
 template <typename T>
 inline BoxSplat<T> box_splat(const Splat2D<T>& s, const Tile& tile, const PixelBox& box) {
-  return {s.mx, s.my, s.a, s.b, s.c, s.opacity, s.min_power, static_cast<T>(tile.x0 + box.x0) + T(0.5),
-          static_cast<T>(tile.y0 + box.y0) + T(0.5), box.x1 - box.x0, box.y1 - box.y0, box.y0 * tile.w + box.x0,
+  return {s.mx,
+          s.my,
+          s.a,
+          s.b,
+          s.c,
+          s.opacity,
+          s.min_power,
+          static_cast<T>(tile.x0 + box.x0) + T(0.5),
+          static_cast<T>(tile.y0 + box.y0) + T(0.5),
+          box.x1 - box.x0,
+          box.y1 - box.y0,
+          box.y0 * tile.w + box.x0,
           tile.w};
 }
 

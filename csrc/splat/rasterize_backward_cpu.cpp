@@ -1,9 +1,9 @@
 // prismkit::rasterize_backward on the CPU: threads take (camera, tile) pairs from a shared counter,
 // as in the forward. Within a tile the Gaussians are walked back to front, one composite-kernel
 // call each over the pixels of its box (only pixels whose last contributor is at or after it),
-// recovering each pixel's transmittance from the saved 1 - alpha. A Gaussian's gradients (D feature channels, 2 + 3 + 1 scalars) are
-// summed over the tile's pixels in a small buffer and added to the outputs once per tile, under a
-// lock striped by Gaussian: one add of D values per (tile, Gaussian) instead of one per pixel.
+// recovering each pixel's transmittance from the saved 1 - alpha. A Gaussian's gradients (D feature channels, 2 + 3 + 1
+// scalars) are summed over the tile's pixels in a small buffer and added to the outputs once per tile, under a lock
+// striped by Gaussian: one add of D values per (tile, Gaussian) instead of one per pixel.
 #include "common/float32_compute.h"
 #include "common/vector_math.h"
 #include "splat/composite_kernels.h"
@@ -62,8 +62,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
       std::vector<int32_t> last;
     };
     auto make_workspace = [&] {
-      return Workspace{std::vector<T>(P), std::vector<T>(P), std::vector<T>(P), std::vector<T>(P * D),
-                       std::vector<T>(D), std::vector<T>(bgp ? D : 0), std::vector<T>(scratch_elements(tile_size)),
+      return Workspace{std::vector<T>(P),
+                       std::vector<T>(P),
+                       std::vector<T>(P),
+                       std::vector<T>(P * D),
+                       std::vector<T>(D),
+                       std::vector<T>(bgp ? D : 0),
+                       std::vector<T>(scratch_elements(tile_size)),
                        std::vector<int32_t>(P)};
     };
     for_each_tile(a.C * tiles, make_workspace, [&](Workspace& w, int64_t k) {
@@ -81,8 +86,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
           w.extra[p] = gap[q] - (bgp ? dot(bgp + tile.camera * D, grp + q * D, D) : T(0));
         }
       std::fill(w.acc.begin(), w.acc.begin() + tw * th * D, T(0));
-      BackwardTile<T> state{w.trans.data(), w.final_trans.data(), w.extra.data(), w.last.data(), w.acc.data(),
-                            grp + pix(0, 0) * D, W * D, D, nullptr, w.grad_f.data(), {}, false,
+      BackwardTile<T> state{w.trans.data(),
+                            w.final_trans.data(),
+                            w.extra.data(),
+                            w.last.data(),
+                            w.acc.data(),
+                            grp + pix(0, 0) * D,
+                            W * D,
+                            D,
+                            nullptr,
+                            w.grad_f.data(),
+                            {},
+                            false,
                             w.scratch.data()};
       for (int64_t i = latest; i >= offp[k]; --i) {
         const int64_t fid = idp[i], g = fid % N;

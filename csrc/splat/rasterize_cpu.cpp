@@ -20,10 +20,12 @@
 
 namespace prismkit::splat {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_cpu(
-    const at::Tensor& means2d, const at::Tensor& conics, const at::Tensor& features, const at::Tensor& opacities,
-    const at::Tensor& tile_offsets, const at::Tensor& flatten_ids, int64_t width, int64_t height, int64_t tile_size,
-    const std::optional<at::Tensor>& backgrounds) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_cpu(const at::Tensor& means2d, const at::Tensor& conics,
+                                                             const at::Tensor& features, const at::Tensor& opacities,
+                                                             const at::Tensor& tile_offsets,
+                                                             const at::Tensor& flatten_ids, int64_t width,
+                                                             int64_t height, int64_t tile_size,
+                                                             const std::optional<at::Tensor>& backgrounds) {
   const RasterArgs a = check_rasterize_args("rasterize", means2d, conics, features, opacities, tile_offsets,
                                             flatten_ids, width, height, tile_size, backgrounds);
   check_tile_lists_cpu("rasterize", tile_offsets, flatten_ids, a);
@@ -67,8 +69,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_cpu(
       std::fill(w.trans.begin(), w.trans.end(), T(1));
       std::fill(w.done.begin(), w.done.end(), T(0));
       std::fill(w.last.begin(), w.last.end(), -1);
-      ForwardTile<T> state{w.trans.data(), w.done.data(), w.last.data(), w.acc.data(), P,     D,
-                           nullptr,       w.acc.data(), tw * D,        w.scratch.data()};
+      ForwardTile<T> state{w.trans.data(), w.done.data(), w.last.data(), w.acc.data(),    P, D,
+                           nullptr,        w.acc.data(),  tw * D,        w.scratch.data()};
       int64_t remaining = tw * th;
       const int64_t begin = offp[k], end = k + 1 < a.C * tiles ? offp[k + 1] : a.M;
       for (int64_t i = begin; i < end && remaining > 0; ++i) {

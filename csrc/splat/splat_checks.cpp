@@ -70,8 +70,8 @@ ProjectArgs check_project_gaussians_args(const char* op, const at::Tensor& means
   TORCH_CHECK_VALUE(near_plane > 0 && near_plane < far_plane, "prismkit::", op,
                     ": 'near_plane' and 'far_plane' must satisfy 0 < near_plane < far_plane, got ", near_plane, " and ",
                     far_plane);
-  TORCH_CHECK_VALUE(eps2d >= 0 && std::isfinite(eps2d), "prismkit::", op,
-                    ": 'eps2d' must be finite and >= 0, got ", eps2d);
+  TORCH_CHECK_VALUE(eps2d >= 0 && std::isfinite(eps2d), "prismkit::", op, ": 'eps2d' must be finite and >= 0, got ",
+                    eps2d);
   TORCH_CHECK_VALUE(radius_clip >= 0 && std::isfinite(radius_clip), "prismkit::", op,
                     ": 'radius_clip' must be finite and >= 0, got ", radius_clip);
   TORCH_CHECK_VALUE(C * N <= kMaxInt32, "prismkit::", op, ": C * N = ", C, " * ", N,
@@ -112,16 +112,16 @@ ProjectArgs check_tile_bin_args(const at::Tensor& means2d, const at::Tensor& rad
   check_positive(op, "tile_size", tile_size);
   check_positive(op, "tiles_x", tiles_x);
   check_positive(op, "tiles_y", tiles_y);
-  TORCH_CHECK_VALUE(C * N <= kMaxInt32 && C * tiles_x * tiles_y <= kMaxInt32, "prismkit::", op,
-                    ": C * N = ", C * N, " and C * tiles_y * tiles_x = ", C * tiles_x * tiles_y,
+  TORCH_CHECK_VALUE(C * N <= kMaxInt32 && C * tiles_x * tiles_y <= kMaxInt32, "prismkit::", op, ": C * N = ", C * N,
+                    " and C * tiles_y * tiles_x = ", C * tiles_x * tiles_y,
                     " must fit the int32 ids (at most 2^31 - 1)");
   return {C, N};
 }
 
 RasterArgs check_rasterize_args(const char* op, const at::Tensor& means2d, const at::Tensor& conics,
-                                const at::Tensor& features, const at::Tensor& opacities,
-                                const at::Tensor& tile_offsets, const at::Tensor& flatten_ids, int64_t width,
-                                int64_t height, int64_t tile_size, const std::optional<at::Tensor>& backgrounds) {
+                                const at::Tensor& features, const at::Tensor& opacities, const at::Tensor& tile_offsets,
+                                const at::Tensor& flatten_ids, int64_t width, int64_t height, int64_t tile_size,
+                                const std::optional<at::Tensor>& backgrounds) {
   check_rank(op, "means2d", means2d, 3, "[C, N, 2]");
   check_float_dtype(op, "means2d", means2d, /*cuda_float64=*/true);
   const int64_t C = means2d.size(0), N = means2d.size(1);
@@ -164,8 +164,8 @@ RasterArgs check_rasterize_args(const char* op, const at::Tensor& means2d, const
 
 RasterArgs check_rasterize_backward_args(const at::Tensor& means2d, const at::Tensor& conics,
                                          const at::Tensor& features, const at::Tensor& opacities,
-                                         const at::Tensor& tile_offsets, const at::Tensor& flatten_ids,
-                                         int64_t width, int64_t height, int64_t tile_size,
+                                         const at::Tensor& tile_offsets, const at::Tensor& flatten_ids, int64_t width,
+                                         int64_t height, int64_t tile_size,
                                          const std::optional<at::Tensor>& backgrounds, const at::Tensor& alpha,
                                          const at::Tensor& last_ids, const at::Tensor& grad_render,
                                          const at::Tensor& grad_alpha) {
@@ -198,8 +198,8 @@ void check_tile_lists_cpu(const char* op, const at::Tensor& tile_offsets, const 
   if (a.M == 0) return;
   const auto [lo, hi] = at::aminmax(flatten_ids);
   const int64_t low = lo.item<int32_t>(), high = hi.item<int32_t>();
-  TORCH_CHECK_INDEX(low >= 0 && high < a.C * a.N, "prismkit::", op, ": 'flatten_ids' must lie in [0, C * N = ",
-                    a.C * a.N, "), got values in [", low, ", ", high, "]");
+  TORCH_CHECK_INDEX(low >= 0 && high < a.C * a.N, "prismkit::", op,
+                    ": 'flatten_ids' must lie in [0, C * N = ", a.C * a.N, "), got values in [", low, ", ", high, "]");
 }
 
 }  // namespace prismkit::splat

@@ -35,10 +35,10 @@ ProjectArgs check_tile_bin_args(const at::Tensor& means2d, const at::Tensor& rad
                                 int64_t tile_size, int64_t tiles_x, int64_t tiles_y);
 
 struct RasterArgs {
-  int64_t C, N, D, M;               // cameras, Gaussians, feature channels, intersections
-  int64_t tiles_x, tiles_y;         // ceil(width / tile_size), ceil(height / tile_size)
-  bool camera_features;             // features [C, N, D] (else [N, D], shared by the cameras)
-  bool camera_opacities;            // opacities [C, N] (else [N])
+  int64_t C, N, D, M;        // cameras, Gaussians, feature channels, intersections
+  int64_t tiles_x, tiles_y;  // ceil(width / tile_size), ceil(height / tile_size)
+  bool camera_features;      // features [C, N, D] (else [N, D], shared by the cameras)
+  bool camera_opacities;     // opacities [C, N] (else [N])
 };
 
 // means2d [C, N, 2], conics [C, N, 3], features [C, N, D] or [N, D] (D >= 1), opacities [N] or
@@ -46,16 +46,16 @@ struct RasterArgs {
 // tiles_x] int32 and flatten_ids [M] int32 on that device (tile_bin's outputs); width, height,
 // tile_size >= 1.
 RasterArgs check_rasterize_args(const char* op, const at::Tensor& means2d, const at::Tensor& conics,
-                                const at::Tensor& features, const at::Tensor& opacities,
-                                const at::Tensor& tile_offsets, const at::Tensor& flatten_ids, int64_t width,
-                                int64_t height, int64_t tile_size, const std::optional<at::Tensor>& backgrounds);
+                                const at::Tensor& features, const at::Tensor& opacities, const at::Tensor& tile_offsets,
+                                const at::Tensor& flatten_ids, int64_t width, int64_t height, int64_t tile_size,
+                                const std::optional<at::Tensor>& backgrounds);
 
 // The forward's arguments, its outputs alpha [C, H, W, 1] and last_ids [C, H, W] int32, and the
 // gradients grad_render [C, H, W, D] and grad_alpha [C, H, W, 1].
 RasterArgs check_rasterize_backward_args(const at::Tensor& means2d, const at::Tensor& conics,
                                          const at::Tensor& features, const at::Tensor& opacities,
-                                         const at::Tensor& tile_offsets, const at::Tensor& flatten_ids,
-                                         int64_t width, int64_t height, int64_t tile_size,
+                                         const at::Tensor& tile_offsets, const at::Tensor& flatten_ids, int64_t width,
+                                         int64_t height, int64_t tile_size,
                                          const std::optional<at::Tensor>& backgrounds, const at::Tensor& alpha,
                                          const at::Tensor& last_ids, const at::Tensor& grad_render,
                                          const at::Tensor& grad_alpha);

@@ -95,7 +95,9 @@ def rasterization(
         raise NotImplementedError(f'prismkit.splat.rasterization: camera_model "{camera_model}" is not supported; '
                                   'use "pinhole"')  # fmt: skip
     if render_mode not in RENDER_MODES:
-        raise ValueError(f"prismkit.splat.rasterization: render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
+        raise ValueError(
+            f"prismkit.splat.rasterization: render_mode must be one of {RENDER_MODES}, got {render_mode!r}"
+        )
     means2d, conics, depths, radii = ops.project_gaussians(means, quats, scales, viewmats, Ks, width, height,
                                                            near_plane, far_plane, eps2d, radius_clip)  # fmt: skip
     if sh_degree is not None:
