@@ -198,3 +198,25 @@ def test_reference_pipeline_agrees(scene, cameras):
     got = splat.rasterization(*args)[0]
     want = ref.rasterization(*args)[0]
     torch.testing.assert_close(got, want, **TOLERANCES[torch.float32])
+
+
+def test_no_gaussians_render_the_background(cameras):
+    viewmats, Ks = cameras
+    empty = [torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 3)]
+    render, alpha, meta = splat.rasterization(*empty, viewmats, Ks, 48, 40, backgrounds=torch.tensor([[0.1, 0.2, 0.3]] * 2))
+    assert torch.equal(render, torch.tensor([0.1, 0.2, 0.3]).expand(2, 40, 48, 3)) and not alpha.any()
+    assert meta["flatten_ids"].numel() == 0
+
+
+def test_rasterization_compiles_into_one_graph(scene, cameras):
+    """The ops' fake implementations give tile_bin's intersection count as an unbacked size, so the
+    pipeline traces whole (with dynamo's capture of data-dependent output shapes) and matches eager."""
+    viewmats, Ks = cameras
+    args = (scene.means[:500], scene.quats[:500], scene.scales[:500], scene.opacities[:500], scene.colors[:500])
+
+    def render(*a):
+        return splat.rasterization(*a, viewmats, Ks, 48, 40)[0]
+
+    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
+        compiled = torch.compile(render, fullgraph=True, backend="aot_eager")
+        torch.testing.assert_close(compiled(*args), render(*args), atol=0, rtol=0)

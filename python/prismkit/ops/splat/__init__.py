@@ -98,7 +98,8 @@ def rasterize(
     walks each pixel's list back to front from the saved transmittance (1 - alpha), as gsplat's does.
     The forward is bit-deterministic; the CPU backward adds each tile's per-Gaussian sums under a
     lock, in an order that depends on thread timing (deterministic on one thread), as gsplat's
-    atomics do on the GPU."""
+    atomics do on the GPU. ``tile_size``: any on the CPU, at most 16 on CUDA (one thread per pixel
+    of a tile). A Gaussian with a non-finite mean, conic or opacity is skipped."""
     op = "rasterize"
     check_tensor_args(op, means2d=means2d, conics=conics, features=features, opacities=opacities,
                       tile_offsets=tile_offsets, flatten_ids=flatten_ids)  # fmt: skip
