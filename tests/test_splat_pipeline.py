@@ -203,7 +203,9 @@ def test_reference_pipeline_agrees(scene, cameras):
 def test_no_gaussians_render_the_background(cameras):
     viewmats, Ks = cameras
     empty = [torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 3)]
-    render, alpha, meta = splat.rasterization(*empty, viewmats, Ks, 48, 40, backgrounds=torch.tensor([[0.1, 0.2, 0.3]] * 2))
+    render, alpha, meta = splat.rasterization(
+        *empty, viewmats, Ks, 48, 40, backgrounds=torch.tensor([[0.1, 0.2, 0.3]] * 2)
+    )
     assert torch.equal(render, torch.tensor([0.1, 0.2, 0.3]).expand(2, 40, 48, 3)) and not alpha.any()
     assert meta["flatten_ids"].numel() == 0
 

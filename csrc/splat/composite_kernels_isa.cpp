@@ -1,11 +1,12 @@
 // composite_kernels.h for one instruction set (common/isa_config.h): a box row's alphas and the
-// forward's transmittance step as vectors of the path's width across pixels (a polynomial exp for
-// float), the channel loops as vectors across D with scalar tails, two accumulators in the dot
+// forward's transmittance step as vectors of the path's width across pixels (common/vector_exp.h's
+// exp for float), the channel loops as vectors across D with scalar tails, two accumulators in the dot
 // product so the FMA latency is hidden.
 #include <algorithm>
 #include <cmath>
 
 #include "common/isa_config.h"
+#include "common/vector_exp.h"
 #include "splat/composite_kernels.h"
 
 namespace prismkit::splat {
@@ -16,28 +17,10 @@ using isa::load;
 using isa::store;
 using isa::VecF;
 
-typedef int32_t VecI __attribute__((vector_size(isa::kVectorBytes)));
+using isa::VecI;
 typedef int32_t UnalignedVecI __attribute__((vector_size(isa::kVectorBytes), aligned(4), may_alias));
 
 constexpr int64_t kPad = kScratchPad;  // scratch rows are padded so whole vectors can be stored
-
-// exp(x) for x <= 0 (clamped at -87, where it underflows anyway): Cephes' expf, x = n ln2 + r with
-// |r| <= ln2 / 2, a polynomial for exp(r), and 2^n built in the exponent bits; within 2 ulp.
-PRISMKIT_INLINE VecF exp_nonpositive(VecF x) {
-  x = x < VecF{} - 87.0f ? VecF{} - 87.0f : x;
-  x = x > VecF{} ? VecF{} : x;
-  const VecI n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, VecI);  // round, x <= 0
-  const VecF nf = __builtin_convertvector(n, VecF);
-  const VecF r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
-  VecF p = VecF{} + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  return p * (VecF)((n + 127) << 23);
-}
 
 // One box row: alpha[k] = min(0.99, o exp(power)) and vis[k] = exp(power), or alpha[k] = -1 where
 // the Gaussian is skipped (power > 0, or alpha < 1/255). Whole vectors are stored (padded rows).
@@ -49,7 +32,7 @@ PRISMKIT_INLINE void row_alphas(const BoxSplat<float>& s, float dy, float* alpha
   for (int64_t k = 0; k < s.n; k += L) {
     const VecF dx = s.mx - (iota + (s.px0 + static_cast<float>(k)));
     const VecF power = -0.5f * (s.a * dx * dx + cyy) - s.b * dx * dy;
-    const VecF e = exp_nonpositive(power);
+    const VecF e = isa::exp_vec(power > 0.0f ? VecF{} : power);  // lanes with power > 0 are skipped
     VecF al = s.opacity * e;
     al = al > 0.99f ? VecF{} + 0.99f : al;
     const VecI skip = (power > 0.0f) | (power < s.min_power) | (al < static_cast<float>(1.0 / 255.0));
@@ -199,7 +182,7 @@ void backward_box(const BoxSplat<T>& s, int32_t index, BackwardTile<T>& t) {
     for (int64_t x = 0; x < s.n; ++x) {
       const int64_t pix = s.p0 + r * s.tw + x;
       const T alpha_i = alpha[x];
-      if (alpha_i < 0 || index > t.last[pix]) continue;
+      if (!(alpha_i >= 0) || index > t.last[pix]) continue;
       const T ra = T(1) / (T(1) - alpha_i);
       const T t_i = t.trans[pix] * ra;
       t.trans[pix] = t_i;

@@ -35,7 +35,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> project_gaussians_cpu
     T *m2 = means2d.data_ptr<T>(), *co = conics.data_ptr<T>(), *de = depths.data_ptr<T>();
     int32_t* ra = radii.data_ptr<int32_t>();
     for (int64_t c = 0; c < a.C; ++c) {
-      const Camera<T> cam = read_camera(Vp + c * 16, Kp + c * 9, width, height);
+      const Camera<T> cam = read_camera<T>(Vp + c * 16, Kp + c * 9, width, height);
       at::parallel_for(0, a.N, 1024, [&](int64_t n0, int64_t n1) {
         for (int64_t n = n0; n < n1; ++n) {
           const Projected<T> g = project_one(mp + n * 3, qp + n * 4, sp + n * 3, cam, width, height, T(near_plane),
