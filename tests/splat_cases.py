@@ -165,8 +165,12 @@ def contract_rows(Bad) -> list:
             Bad(op, "ids out of range", lambda b=build: b(flatten_ids=torch.full((_raster()[5].numel(),), 10, dtype=torch.int32)), IndexError, "'flatten_ids' must lie in [0, C * N = 10), got values in [10, 10]", reads_data=True),
             Bad(op, "offsets decreasing", lambda b=build: b(tile_offsets=_raster()[4].flip(-1).contiguous() + 1), IndexError, "'tile_offsets' must be non-decreasing within [0, M = ", reads_data=True),
         ]  # fmt: skip
+    rows.append(Bad("tile_bin", "tile grid overflow", lambda: _bin(tiles_x=2**32, tiles_y=2**32), ValueError,
+                    "C * N = 2 * 5 and C * tiles_y * tiles_x = 2 * 4294967296 * 4294967296 must fit the int32 ids"))  # fmt: skip
     op = "rasterize_backward"
     rows += [
+        Bad(op, "last_ids out of range", lambda: _raster_backward(last_ids=torch.full((2, 16, 16), 10_000, dtype=torch.int32)), IndexError, "'last_ids' must lie in [-1, M = ", reads_data=True),
+        Bad(op, "last_ids below -1", lambda: _raster_backward(last_ids=torch.full((2, 16, 16), -2, dtype=torch.int32)), IndexError, "'last_ids' must lie in [-1, M = ", reads_data=True),
         Bad(op, "grad_render D", lambda: _raster_backward(grad_render=torch.ones(2, 16, 16, 4)), ValueError, "'grad_render' must have shape [C, H, W, D] = [2, 16, 16, 3]"),
         Bad(op, "last_ids dtype", lambda: _raster_backward(last_ids=torch.zeros(2, 16, 16, dtype=torch.int64)), TypeError, "'last_ids' must have dtype int32 on cpu"),
         Bad(op, "alpha shape", lambda: _raster_backward(alpha=torch.ones(2, 16, 16)), ValueError, "'alpha' must be a 4-D tensor [C, H, W, 1]"),

@@ -134,11 +134,16 @@ def test_splat_composite_kernels(cpu_path, dtype):
         theirs = [
             a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args
         ]
-        render, alpha, _ = P.rasterize(*ours)
-        want, want_alpha, _ = splat_ref.rasterize(*theirs)
+        render, alpha, last = P.rasterize(*ours)
+        want, want_alpha, want_last = splat_ref.rasterize(*theirs)
         torch.testing.assert_close(render, want, **TOLERANCES[dtype])
+        torch.testing.assert_close(alpha, want_alpha, **TOLERANCES[dtype])
+        assert torch.equal(last, want_last)
         grad = torch.randn(render.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+        grad_alpha = torch.randn(alpha.shape, generator=torch.Generator().manual_seed(2), dtype=dtype)
         wrt = [a for a in ours if isinstance(a, torch.Tensor) and a.requires_grad]
         wrt_ref = [a for a in theirs if isinstance(a, torch.Tensor) and a.requires_grad]
-        for g, w in zip(torch.autograd.grad(render, wrt, grad), torch.autograd.grad(want, wrt_ref, grad), strict=True):
+        got = torch.autograd.grad((render, alpha), wrt, (grad, grad_alpha))
+        expected = torch.autograd.grad((want, want_alpha), wrt_ref, (grad, grad_alpha))
+        for g, w in zip(got, expected, strict=True):
             torch.testing.assert_close(g, w, atol=1e-3 if dtype == torch.float32 else 1e-9, rtol=1e-4)

@@ -23,9 +23,11 @@ def test_projection_and_binning_match_the_cpu(dtype):
         means, quats, scales, viewmats, Ks = scene(N, C, W, H, dtype, spread=2.0)
         cpu = splat.project_gaussians(means, quats, scales, viewmats, Ks, W, H)
         gpu = splat.project_gaussians(*cuda((means, quats, scales, viewmats, Ks)), W, H)
-        assert torch.equal(gpu[3].cpu(), cpu[3])
+        # nvcc fuses multiply-adds, so a radius on an integer boundary may round the other way
+        assert (gpu[3].cpu() - cpu[3]).abs().max() <= 1 and (gpu[3].cpu() != cpu[3]).float().mean() < 1e-3
+        kept = (gpu[3].cpu() > 0) & (cpu[3] > 0)
         for g, c in zip(gpu[:3], cpu[:3], strict=True):
-            torch.testing.assert_close(g.cpu(), c, **TOLERANCES[dtype])
+            torch.testing.assert_close(g.cpu()[kept], c[kept], **TOLERANCES[dtype])
         tx, ty = -(-W // 16), -(-H // 16)
         offsets, ids = splat.tile_bin(*cpu[0:1], cpu[3], cpu[2], 16, tx, ty)
         g_offsets, g_ids = splat.tile_bin(*cuda((cpu[0], cpu[3], cpu[2])), 16, tx, ty)
@@ -46,8 +48,9 @@ def test_projection_gradients_match_the_cpu():
 
 @pytest.mark.parametrize("D", [1, 3, 32, 64, 192, 513, 1536])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_rasterize_matches_the_cpu(D, dtype):
-    args = raster_inputs(N=200, C=2, width=45, height=33, D=D, tile_size=16, dtype=dtype, background=D % 2 == 1,
+@pytest.mark.parametrize("tile_size", [16, 5])
+def test_rasterize_matches_the_cpu(D, dtype, tile_size):
+    args = raster_inputs(N=200, C=2, width=45, height=33, D=D, tile_size=tile_size, dtype=dtype, background=D % 2 == 1,
                          max_opacity=1.0, generator=torch.Generator().manual_seed(D))  # fmt: skip
     results = []
     for device_args in (args, cuda(args)):
@@ -77,6 +80,18 @@ def test_rasterize_bfloat16_within_twice_the_eager_error():
     assert (got.double() - want).abs().max() <= 2 * (eager.double() - want).abs().max() + 1e-6
 
 
+def test_rasterize_skips_non_finite_gaussians_on_cuda():
+    args = list(raster_inputs(N=30, C=1, width=32, height=32, D=3, tile_size=16, dtype=torch.float32))
+    means2d, opacities = args[0].clone(), args[3].clone()
+    means2d[0, 0, 0] = float("nan")
+    opacities[1] = float("inf")
+    args[0], args[3] = means2d, opacities
+    cpu = splat.rasterize(*args)
+    gpu = splat.rasterize(*cuda(args))
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0], atol=1e-4, rtol=1e-4)
+    assert torch.equal(gpu[2].cpu(), cpu[2])
+
+
 def test_rasterize_refuses_tiles_wider_than_16_on_cuda():
     args = cuda(raster_inputs(N=20, C=1, width=64, height=64, D=3, tile_size=32, dtype=torch.float32))
     with pytest.raises(ValueError, match="prismkit::rasterize: .*tile_size"):
@@ -92,3 +107,21 @@ def test_full_pipeline_on_cuda_matches_the_cpu():
     cpu = method.rasterization(*tensors, 320, 240)[0]
     gpu = method.rasterization(*cuda(tensors), 320, 240)[0].cpu()
     torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_gradients_on_cuda(dtype):
+    """As on the CPU: the float16/bfloat16 backward walks back from an alpha recomputed in float32, so
+    its gradients are the float32 gradients of the same rounded inputs, rounded once."""
+    args = raster_inputs(N=300, C=1, width=24, height=20, D=5, tile_size=8, dtype=torch.float32, background=True,
+                         max_opacity=1.0, spread=0.5, scale=0.5)  # fmt: skip
+    low = cuda([a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args])
+    results = []
+    for inputs in (low, [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in low]):
+        leaves = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                  for a in inputs]  # fmt: skip
+        render, alpha, _ = splat.rasterize(*leaves)
+        wrt = [a for a in leaves if isinstance(a, torch.Tensor) and a.requires_grad]
+        results.append(torch.autograd.grad((render, alpha), wrt, (torch.ones_like(render), torch.ones_like(alpha))))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got.cpu(), want.to(dtype).cpu(), atol=2e-2, rtol=2e-2)

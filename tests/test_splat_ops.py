@@ -94,6 +94,7 @@ def test_projection_gradcheck():
 
 
 def test_tile_bin_matches_reference_and_gsplat():
+    binned = []
     for seed, (N, C, W, H, ts) in enumerate([(30, 2, 40, 30, 8), (300, 3, 64, 40, 16), (5, 1, 7, 5, 4)]):
         means, quats, scales, viewmats, Ks = scene(N, C, W, H, torch.float32, torch.Generator().manual_seed(seed))
         means2d, _, depths, radii = splat.project_gaussians(means, quats, scales, viewmats, Ks, W, H)
@@ -101,7 +102,10 @@ def test_tile_bin_matches_reference_and_gsplat():
         offsets, ids = splat.tile_bin(means2d, radii, depths, ts, tx, ty)
         want_offsets, want_ids = ref.tile_bin(means2d, radii, depths, ts, tx, ty)
         assert torch.equal(offsets, want_offsets) and torch.equal(ids, want_ids)
-        impl = pytest.importorskip("gsplat.cuda._torch_impl")
+        binned.append((means2d, radii, depths, ts, tx, ty, ids))
+    impl = pytest.importorskip("gsplat.cuda._torch_impl")
+    for means2d, radii, depths, ts, tx, ty, ids in binned:
+        C, N = radii.shape
         _, _, g_ids = impl._isect_tiles(means2d, radii[..., None].expand(C, N, 2), depths, ts, tx, ty)
         assert torch.equal(ids, g_ids.to(torch.int32))
 
@@ -263,3 +267,24 @@ def test_rasterize_any_tile_size(tile_size):
         args = raster_inputs(N=25, C=1, width=13, height=9, D=D, tile_size=tile_size, dtype=torch.float32,
                              background=True, max_opacity=1.0, scale=0.4)  # fmt: skip
         compare_rasterize(args, torch.float32, grads=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_gradients_come_from_a_float32_walk(dtype):
+    """The backward of float16/bfloat16 inputs walks back from an alpha recomputed in float32 (a
+    rounded saved alpha would zero the gradients of nearly opaque pixels): its gradients are the
+    float32 gradients of the same (rounded) inputs, rounded once."""
+    args = raster_inputs(N=300, C=1, width=24, height=20, D=5, tile_size=8, dtype=torch.float32, background=True,
+                         max_opacity=1.0, spread=0.5, scale=0.5)  # fmt: skip
+    low = [a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+    results = []
+    for inputs in (low, [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in low]):
+        leaves = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                  for a in inputs]  # fmt: skip
+        render, alpha, _ = splat.rasterize(*leaves)
+        grad = torch.ones_like(render)
+        results.append(torch.autograd.grad((render, alpha), [a for a in leaves if isinstance(a, torch.Tensor)
+                                                             and a.requires_grad], (grad, torch.ones_like(alpha))))  # fmt: skip
+    assert (1 - splat.rasterize(*low)[1].float()).min() < 0.004  # some pixels are nearly opaque
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want.to(dtype), **TOLERANCES[dtype])

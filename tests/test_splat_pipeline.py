@@ -106,6 +106,8 @@ def test_rasterization_refuses_what_it_does_not_do(scene, cameras):
         splat.rasterization(*args, render_mode="RGB+N")
     with pytest.raises(ValueError, match=r"with sh_degree, colors must be \[N, K, 3\]"):
         splat.rasterization(*args, sh_degree=0)
+    with pytest.raises(ValueError, match=r"backgrounds must be \[C, 1\]"):
+        splat.rasterization(*args, render_mode="D", backgrounds=torch.zeros(2, 3))
     with pytest.raises(ValueError, match="degree 3 needs 16 coefficients"):
         splat.spherical_harmonics(3, scene.means, torch.zeros(len(scene), 9, 3))
 

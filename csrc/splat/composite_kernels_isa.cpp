@@ -2,7 +2,6 @@
 // forward's transmittance step as vectors of the path's width across pixels (common/vector_exp.h's
 // exp for float), the channel loops as vectors across D with scalar tails, two accumulators in the dot
 // product so the FMA latency is hidden.
-#include <algorithm>
 #include <cmath>
 
 #include "common/isa_config.h"
@@ -49,7 +48,7 @@ PRISMKIT_INLINE void row_alphas(const BoxSplat<double>& s, double dy, double* al
     alpha[k] = -1;
     if (power > 0 || power < s.min_power) continue;
     vis[k] = std::exp(power);
-    const double al = std::min(0.99, s.opacity * vis[k]);
+    const double al = s.opacity * vis[k] > 0.99 ? 0.99 : s.opacity * vis[k];  // a NaN stays NaN, and is skipped
     if (al >= 1.0 / 255.0) alpha[k] = al;
   }
 }

@@ -1,6 +1,7 @@
 // The EWA projection of one Gaussian into one camera, and its backward, shared by the CPU kernels
 // (project_gaussians_cpu.cpp, project_gaussians_backward_cpu.cpp) and the CUDA kernels
-// (cuda/splat/project_gaussians.cu): one source, so both devices compute and round alike. Plain
+// (cuda/splat/project_gaussians.cu): one source, so both devices compute alike (nvcc fuses
+// multiply-adds where the host compiler may not, so results agree to rounding). Plain
 // scalar code, torch-free, host and device (PRISMKIT_HD); every comparison is written so that a
 // NaN culls. The work per Gaussian is a few hundred flops of 3x3 algebra; the callers parallelize
 // over Gaussians.

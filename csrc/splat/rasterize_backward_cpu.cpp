@@ -30,7 +30,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
   const RasterArgs a =
       check_rasterize_backward_args(means2d, conics, features, opacities, tile_offsets, flatten_ids, width, height,
                                     tile_size, backgrounds, alpha, last_ids, grad_render, grad_alpha);
-  check_tile_lists_cpu("rasterize_backward", tile_offsets, flatten_ids, a);
+  check_tile_lists_cpu("rasterize_backward", tile_offsets, flatten_ids, a, last_ids);
   if (is_reduced_float(means2d))
     return in_float32(&rasterize_backward_cpu, means2d, conics, features, opacities, tile_offsets, flatten_ids, width,
                       height, tile_size, backgrounds, alpha, last_ids, grad_render, grad_alpha);
@@ -56,7 +56,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
     const int32_t* lip = li.const_data_ptr<int32_t>();
     T *gmp = grad_means2d.data_ptr<T>(), *gcp = grad_conics.data_ptr<T>(), *gfp = grad_features.data_ptr<T>();
     T *gop = grad_opacities.data_ptr<T>(), *gbp = grad_backgrounds.data_ptr<T>();
-    const int64_t tiles = a.tiles_x * a.tiles_y, P = tile_size * tile_size;
+    // a tile is at most min(tile_size, width) x min(tile_size, height) pixels
+    const int64_t tiles = a.tiles_x * a.tiles_y, tile_w = std::min(tile_size, W), P = tile_w * std::min(tile_size, H);
     struct Workspace {
       std::vector<T> trans, final_trans, extra, acc, grad_f, grad_bg, scratch;
       std::vector<int32_t> last;
@@ -68,7 +69,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
                        std::vector<T>(P * D),
                        std::vector<T>(D),
                        std::vector<T>(bgp ? D : 0),
-                       std::vector<T>(scratch_elements(tile_size)),
+                       std::vector<T>(scratch_elements(tile_w)),
                        std::vector<int32_t>(P)};
     };
     for_each_tile(a.C * tiles, make_workspace, [&](Workspace& w, int64_t k) {
@@ -99,7 +100,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
                             {},
                             false,
                             w.scratch.data()};
-      for (int64_t i = latest; i >= offp[k]; --i) {
+      const int64_t end = k + 1 < a.C * tiles ? offp[k + 1] : a.M;  // this tile's last_ids lie before it
+      for (int64_t i = std::min<int64_t>(latest, end - 1); i >= offp[k]; --i) {
         const int64_t fid = idp[i], g = fid % N;
         const Splat2D<T> s(mp[fid * 2], mp[fid * 2 + 1], cp[fid * 3], cp[fid * 3 + 1], cp[fid * 3 + 2],
                            opp[a.camera_opacities ? fid : g]);

@@ -24,7 +24,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
                                     tile_size, backgrounds, alpha, last_ids, grad_render, grad_alpha);
   check_rasterize_cuda_limits(op, a, tile_size);
   const c10::cuda::CUDAGuard guard(means2d.device());
-  check_tile_lists_cuda(op, tile_offsets, flatten_ids, a);
+  check_tile_lists_cuda(op, tile_offsets, flatten_ids, a, last_ids);
   const at::ScalarType dtype = means2d.scalar_type();
   const at::TensorOptions acc = means2d.options().dtype(dtype == at::kDouble ? at::kDouble : at::kFloat);
   at::Tensor grad_means2d = at::zeros({a.C, a.N, 2}, acc);

@@ -52,14 +52,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_cpu(const at::Tensor& m
     // to kPlanarChannels channel-major ([D][pixels], a vector multiply-add per channel and box row),
     // wider pixel-major ([pixels][D], a vector multiply-add per pixel across its channels).
     const bool planar = D <= kPlanarChannels;
-    const int64_t P = tile_size * tile_size;
+    // a tile is at most min(tile_size, width) x min(tile_size, height) pixels
+    const int64_t tile_w = std::min(tile_size, W), P = tile_w * std::min(tile_size, H);
     struct Workspace {
       std::vector<T> trans, done, acc, scratch;
       std::vector<int32_t> last;
     };
     auto make_workspace = [&] {
       return Workspace{std::vector<T>(P), std::vector<T>(P), std::vector<T>(D * P),
-                       std::vector<T>(scratch_elements(tile_size)), std::vector<int32_t>(P)};
+                       std::vector<T>(scratch_elements(tile_w)), std::vector<int32_t>(P)};
     };
     for_each_tile(a.C * tiles, make_workspace, [&](Workspace& w, int64_t k) {
       const Tile tile = tile_at(k, a.tiles_x, a.tiles_y, tile_size, W, H);

@@ -112,9 +112,11 @@ ProjectArgs check_tile_bin_args(const at::Tensor& means2d, const at::Tensor& rad
   check_positive(op, "tile_size", tile_size);
   check_positive(op, "tiles_x", tiles_x);
   check_positive(op, "tiles_y", tiles_y);
-  TORCH_CHECK_VALUE(C * N <= kMaxInt32 && C * tiles_x * tiles_y <= kMaxInt32, "prismkit::", op, ": C * N = ", C * N,
-                    " and C * tiles_y * tiles_x = ", C * tiles_x * tiles_y,
-                    " must fit the int32 ids (at most 2^31 - 1)");
+  // each factor first, so the products cannot wrap
+  const bool fits = tiles_x <= kMaxInt32 && tiles_y <= kMaxInt32 && C * N <= kMaxInt32 &&
+                    (C == 0 || tiles_x * tiles_y <= kMaxInt32 / C);
+  TORCH_CHECK_VALUE(fits, "prismkit::", op, ": C * N = ", C, " * ", N, " and C * tiles_y * tiles_x = ", C, " * ",
+                    tiles_y, " * ", tiles_x, " must fit the int32 ids (at most 2^31 - 1)");
   return {C, N};
 }
 
@@ -184,7 +186,7 @@ RasterArgs check_rasterize_backward_args(const at::Tensor& means2d, const at::Te
 }
 
 void check_tile_lists_cpu(const char* op, const at::Tensor& tile_offsets, const at::Tensor& flatten_ids,
-                          const RasterArgs& a) {
+                          const RasterArgs& a, const at::Tensor& last_ids) {
   const at::Tensor off = tile_offsets.contiguous();
   const int32_t* o = off.const_data_ptr<int32_t>();
   const int64_t tiles = off.numel();
@@ -195,11 +197,22 @@ void check_tile_lists_cpu(const char* op, const at::Tensor& tile_offsets, const 
                       "] (tile_bin's, for these flatten_ids), got ", o[t], " at flat tile ", t);
     previous = o[t];
   }
-  if (a.M == 0) return;
-  const auto [lo, hi] = at::aminmax(flatten_ids);
-  const int64_t low = lo.item<int32_t>(), high = hi.item<int32_t>();
-  TORCH_CHECK_INDEX(low >= 0 && high < a.C * a.N, "prismkit::", op,
-                    ": 'flatten_ids' must lie in [0, C * N = ", a.C * a.N, "), got values in [", low, ", ", high, "]");
+  if (a.M > 0) {
+    const auto [lo, hi] = at::aminmax(flatten_ids);
+    const int64_t low = lo.item<int32_t>(), high = hi.item<int32_t>();
+    TORCH_CHECK_INDEX(low >= 0 && high < a.C * a.N, "prismkit::", op,
+                      ": 'flatten_ids' must lie in [0, C * N = ", a.C * a.N, "), got values in [", low, ", ", high,
+                      "]");
+  }
+  if (last_ids.defined() && last_ids.numel() > 0) {
+    const auto [lo, hi] = at::aminmax(last_ids);
+    check_last_ids_range(op, lo.item<int32_t>(), hi.item<int32_t>(), a.M);
+  }
+}
+
+void check_last_ids_range(const char* op, int64_t low, int64_t high, int64_t M) {
+  TORCH_CHECK_INDEX(low >= -1 && high < M, "prismkit::", op, ": 'last_ids' must lie in [-1, M = ", M,
+                    ") (rasterize's, for these flatten_ids), got values in [", low, ", ", high, "]");
 }
 
 }  // namespace prismkit::splat

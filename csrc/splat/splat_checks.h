@@ -61,17 +61,21 @@ RasterArgs check_rasterize_backward_args(const at::Tensor& means2d, const at::Te
                                          const at::Tensor& grad_alpha);
 
 // Value checks of CPU tile lists (they read the data): tile_offsets non-decreasing within
-// [0, M], flatten_ids within [0, C * N). The CUDA glue reduces the same conditions on the device.
+// [0, M], flatten_ids within [0, C * N), and, when given (the backward), last_ids within [-1, M).
+// The CUDA glue reduces the same conditions on the device.
 void check_tile_lists_cpu(const char* op, const at::Tensor& tile_offsets, const at::Tensor& flatten_ids,
-                          const RasterArgs& a);
+                          const RasterArgs& a, const at::Tensor& last_ids = at::Tensor());
 
 // The same conditions and messages on CUDA tensors, reduced on the device and read back in one
 // transfer (one synchronization per call); splat_checks_cuda.cpp, built with the CUDA glue.
 void check_tile_lists_cuda(const char* op, const at::Tensor& tile_offsets, const at::Tensor& flatten_ids,
-                           const RasterArgs& a);
+                           const RasterArgs& a, const at::Tensor& last_ids = at::Tensor());
 
 // The CUDA compositing kernels' limits (cuda/splat/rasterize.h): tile_size <= 16, the channel
 // count, and the number of tiles on the grid.
 void check_rasterize_cuda_limits(const char* op, const RasterArgs& a, int64_t tile_size);
+
+// last_ids' value range, checked by both devices' tile-list checks with one message.
+void check_last_ids_range(const char* op, int64_t low, int64_t high, int64_t M);
 
 }  // namespace prismkit::splat

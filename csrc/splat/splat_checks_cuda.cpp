@@ -32,7 +32,7 @@ void check_rasterize_cuda_limits(const char* op, const RasterArgs& a, int64_t ti
 }
 
 void check_tile_lists_cuda(const char* op, const at::Tensor& tile_offsets, const at::Tensor& flatten_ids,
-                           const RasterArgs& a) {
+                           const RasterArgs& a, const at::Tensor& last_ids) {
   const int64_t tiles = tile_offsets.numel();
   std::vector<at::Tensor> parts;
   if (tiles > 0) {
@@ -49,6 +49,12 @@ void check_tile_lists_cuda(const char* op, const at::Tensor& tile_offsets, const
     parts.push_back(lo.to(at::kLong));
     parts.push_back(hi.to(at::kLong));
   }
+  const bool with_last = last_ids.defined() && last_ids.numel() > 0;
+  if (with_last) {
+    const auto [lo, hi] = at::aminmax(last_ids);
+    parts.push_back(lo.to(at::kLong));
+    parts.push_back(hi.to(at::kLong));
+  }
   if (parts.empty()) return;
   const at::Tensor host = at::stack(parts).to(at::kCPU);
   const int64_t* v = host.const_data_ptr<int64_t>();
@@ -57,10 +63,13 @@ void check_tile_lists_cuda(const char* op, const at::Tensor& tile_offsets, const
                       "] (tile_bin's, for these flatten_ids), got ", v[2], " at flat tile ", v[1]);
     v += 3;
   }
-  if (a.M > 0)
+  if (a.M > 0) {
     TORCH_CHECK_INDEX(v[0] >= 0 && v[1] < a.C * a.N, "prismkit::", op,
                       ": 'flatten_ids' must lie in [0, C * N = ", a.C * a.N, "), got values in [", v[0], ", ", v[1],
                       "]");
+    v += 2;
+  }
+  if (with_last) check_last_ids_range(op, v[0], v[1], a.M);
 }
 
 }  // namespace prismkit::splat

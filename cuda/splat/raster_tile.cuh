@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "cuda/common/device_math.cuh"
+#include "cuda/splat/splat_math.cuh"
 
 namespace prismkit::cuda::splat {
 
@@ -100,6 +101,11 @@ __device__ __forceinline__ void stage_batch(const RasterParams<T>& p, const Stag
     geo[3] = to_acc(p.conics[int64_t(fid) * 3 + 1]);
     geo[4] = to_acc(p.conics[int64_t(fid) * 3 + 2]);
     geo[5] = to_acc(p.opacities[p.camera_opacities ? fid : g]);
+    // a Gaussian with a non-finite parameter is skipped (as on the CPU): zero opacity never reaches 1/255
+    bool ok = true;
+#pragma unroll
+    for (int k = 0; k < 6; ++k) ok = ok && finite_(geo[k]);
+    if (!ok) geo[5] = A(0);
   }
   __syncthreads();
   // consecutive threads read consecutive channels of a row

@@ -119,6 +119,9 @@ def rasterization(
             if features.dim() == 2:
                 features = features[None].expand(depth.shape[0], -1, -1)
             features = torch.cat([features, depth], -1)
+        if backgrounds is not None and render_mode in ("D", "ED") and backgrounds.shape[-1] != 1:
+            raise ValueError(f'prismkit.splat.rasterization: render_mode "{render_mode}" renders one depth channel, so '
+                             f"backgrounds must be [C, 1], got shape {list(backgrounds.shape)}")  # fmt: skip
         if backgrounds is not None and backgrounds.shape[-1] == features.shape[-1] - 1:
             backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(backgrounds.shape[0], 1)], -1)
     tiles_x, tiles_y = math.ceil(width / tile_size), math.ceil(height / tile_size)

@@ -24,7 +24,9 @@ Conventions (gsplat's where gsplat and the Inria rasterizer differ):
   crash or an out-of-range write).
 * Binning: a Gaussian touches the tiles [floor(m / t - r / t), ceil(m / t + r / t)) on each axis
   (gsplat's rule; t = tile_size), clamped to the grid. Intersections are sorted by (camera, tile,
-  depth), depth ties by Gaussian index: the order of a stable sort, as CUB's radix sort gives.
+  depth), depth as the bit pattern of its float32 value (the key of CUB's radix sort: the order of
+  the values for positive depths, which projection guarantees; a negative depth sorts after every
+  positive one) and ties by Gaussian index: the order of a stable sort.
 * Compositing, front to back per pixel over its tile's list: power = -(a dx^2 + c dy^2) / 2 - b dx dy
   (skipped when positive), alpha = min(0.99, opacity * exp(power)), skipped when alpha < 1/255; when
   T * (1 - alpha) <= 1e-4 the pixel stops and that Gaussian is excluded (gsplat's rule; Inria tests

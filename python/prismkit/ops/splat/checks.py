@@ -101,10 +101,10 @@ def check_tile_bin_args(means2d, radii, depths, tile_size, tiles_x, tiles_y):
     _check_positive(op, "tile_size", tile_size)
     _check_positive(op, "tiles_x", tiles_x)
     _check_positive(op, "tiles_y", tiles_y)
-    if C * N > _MAX_INT32 or C * tiles_x * tiles_y > _MAX_INT32:
+    if max(tiles_x, tiles_y, C * N, C * tiles_x * tiles_y) > _MAX_INT32:
         raise ValueError(
-            f"prismkit::{op}: C * N = {C * N} and C * tiles_y * tiles_x = {C * tiles_x * tiles_y} must fit the "
-            "int32 ids (at most 2^31 - 1)"
+            f"prismkit::{op}: C * N = {C} * {N} and C * tiles_y * tiles_x = {C} * {tiles_y} * {tiles_x} must fit "
+            "the int32 ids (at most 2^31 - 1)"
         )
     return C, N
 
