@@ -143,7 +143,7 @@ def compare_rasterize(args, dtype, grads=False):
         torch.testing.assert_close(a, b, atol=1e-9 if dtype == torch.float64 else 2e-3, rtol=1e-6)
 
 
-@pytest.mark.parametrize("D", [1, 3, 32, 64, 192, 513])
+@pytest.mark.parametrize("D", [1, 3, 16, 32, 64, 192, 513, 1536])
 def test_rasterize_matches_reference_for_any_width(D):
     args = raster_inputs(N=60, C=2, width=29, height=21, D=D, tile_size=8, dtype=torch.float32,
                          generator=torch.Generator().manual_seed(D), background=D % 2 == 1, max_opacity=1.0)  # fmt: skip
