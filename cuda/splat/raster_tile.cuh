@@ -45,6 +45,32 @@ struct RasterParams {
   bool camera_features, camera_opacities;
 };
 
+// The launchers' untyped arguments as RasterParams<T> (the forward's and the backward's alike).
+template <typename T>
+RasterParams<T> raster_params(const void* means2d, const void* conics, const void* features, bool camera_features,
+                              const void* opacities, bool camera_opacities, const void* backgrounds,
+                              const int32_t* tile_offsets, const int32_t* flatten_ids, int64_t C, int64_t N, int64_t D,
+                              int64_t M, int64_t width, int64_t height, int64_t tile_size) {
+  return {static_cast<const T*>(means2d),
+          static_cast<const T*>(conics),
+          static_cast<const T*>(features),
+          static_cast<const T*>(opacities),
+          static_cast<const T*>(backgrounds),
+          tile_offsets,
+          flatten_ids,
+          C,
+          N,
+          D,
+          M,
+          width,
+          height,
+          tile_size,
+          (width + tile_size - 1) / tile_size,
+          (height + tile_size - 1) / tile_size,
+          camera_features,
+          camera_opacities};
+}
+
 // The batch in shared memory: fid (camera * N + gaussian), feature row, (mx, my, a, b, c,
 // opacity) and the chunk's CH channels per Gaussian.
 template <typename A>

@@ -97,27 +97,11 @@ cudaError_t launch_rasterize(DType dtype, const void* means2d, const void* conic
                              int64_t tile_size, void* render, void* alpha, int32_t* last_ids, cudaStream_t stream) {
   if (C == 0 || D == 0) return cudaSuccess;
   if (tile_size < 1 || tile_size > kRasterMaxTileSize || D > kRasterMaxChannels) return cudaErrorInvalidValue;
-  const int64_t tiles_x = (width + tile_size - 1) / tile_size, tiles_y = (height + tile_size - 1) / tile_size;
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
-    const RasterParams<T> p{static_cast<const T*>(means2d),
-                            static_cast<const T*>(conics),
-                            static_cast<const T*>(features),
-                            static_cast<const T*>(opacities),
-                            static_cast<const T*>(backgrounds),
-                            tile_offsets,
-                            flatten_ids,
-                            C,
-                            N,
-                            D,
-                            M,
-                            width,
-                            height,
-                            tile_size,
-                            tiles_x,
-                            tiles_y,
-                            camera_features,
-                            camera_opacities};
+    const RasterParams<T> p =
+        raster_params<T>(means2d, conics, features, camera_features, opacities, camera_opacities, backgrounds,
+                         tile_offsets, flatten_ids, C, N, D, M, width, height, tile_size);
     T *r = static_cast<T*>(render), *a = static_cast<T*>(alpha);
     switch (chunk_width(D, sizeof(T) == 8)) {
       case 1: launch<T, 1>(p, r, a, last_ids, stream); break;

@@ -189,28 +189,12 @@ cudaError_t launch_rasterize_backward(DType dtype, const void* means2d, const vo
                                       void* grad_backgrounds, cudaStream_t stream) {
   if (C == 0 || D == 0) return cudaSuccess;
   if (tile_size < 1 || tile_size > kRasterMaxTileSize || D > kRasterMaxChannels) return cudaErrorInvalidValue;
-  const int64_t tiles_x = (width + tile_size - 1) / tile_size, tiles_y = (height + tile_size - 1) / tile_size;
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     using A = typename Acc<T>::type;
-    const RasterParams<T> p{static_cast<const T*>(means2d),
-                            static_cast<const T*>(conics),
-                            static_cast<const T*>(features),
-                            static_cast<const T*>(opacities),
-                            static_cast<const T*>(backgrounds),
-                            tile_offsets,
-                            flatten_ids,
-                            C,
-                            N,
-                            D,
-                            M,
-                            width,
-                            height,
-                            tile_size,
-                            tiles_x,
-                            tiles_y,
-                            camera_features,
-                            camera_opacities};
+    const RasterParams<T> p =
+        raster_params<T>(means2d, conics, features, camera_features, opacities, camera_opacities, backgrounds,
+                         tile_offsets, flatten_ids, C, N, D, M, width, height, tile_size);
     const RasterGrads<A> out{static_cast<A*>(grad_means2d), static_cast<A*>(grad_conics),
                              static_cast<A*>(grad_features), static_cast<A*>(grad_opacities),
                              static_cast<A*>(grad_backgrounds)};
