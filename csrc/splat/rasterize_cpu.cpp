@@ -3,7 +3,6 @@
 // Gaussian over the pixels of its box (composite_kernels.h), with each pixel's transmittance in a
 // small tile array: the per-pixel order of the reference is kept while each Gaussian's parameters
 // and feature row are loaded once per tile. The tile stops when all its pixels are done.
-#include "common/cpu_alloc.h"
 #include "common/float32_compute.h"
 #include "splat/composite_kernels.h"
 #include "splat/raster_tile.h"

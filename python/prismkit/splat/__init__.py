@@ -1,11 +1,12 @@
 """3D Gaussian splatting on prismkit's rasterizer (``prismkit.ops.splat``): a gsplat-compatible
-``rasterization`` call, cameras, the standard 3DGS ``.ply`` layout, and synthetic scenes.
+``rasterization`` call, cameras, the standard 3DGS ``.ply`` layout, PNG output and synthetic scenes.
 
     from prismkit import splat
-    scene = splat.scenes.synthetic_scene(n_gaussians=50_000)
-    cams = splat.orbit(4, radius=7.0, height=3.0, width=256, height_px=256)
-    viewmats, Ks = splat.stack_cameras(cams)
-    rgb, alpha, meta = splat.rasterization(scene.means, scene.quats, scale=None, ...)  # see rasterization
+    scene = splat.scenes.synthetic_scene(50_000)
+    viewmats, Ks = splat.stack_cameras(scene.cameras(4, width=256, height=256))
+    rgb, alpha, meta = splat.rasterization(scene.means, scene.quats, scene.scales, scene.opacities,
+                                           scene.colors, viewmats, Ks, 256, 256)
+    splat.save_png(rgb[0], "frame.png")
 """
 
 from __future__ import annotations
