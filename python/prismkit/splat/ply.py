@@ -16,7 +16,6 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,6 +38,7 @@ def save_ply(path: str | os.PathLike, means: Tensor, quats: Tensor, scales: Tens
              extra: Optional[Tensor] = None) -> str:  # fmt: skip
     """Write Gaussians in the standard layout (see the module docstring); sh [N, K, 3] with K a
     square (1, 4, 9 or 16). Returns the path."""
+    import numpy as np
     from plyfile import PlyData, PlyElement
 
     N, K = means.shape[0], sh.shape[1]
@@ -69,6 +69,7 @@ def save_ply(path: str | os.PathLike, means: Tensor, quats: Tensor, scales: Tens
 
 def load_ply(path: str | os.PathLike) -> GaussianCloud:
     """Read a standard 3DGS ``.ply`` (any SH degree up to 3, with or without extra channels)."""
+    import numpy as np
     from plyfile import PlyData
 
     v = PlyData.read(str(path))["vertex"].data
