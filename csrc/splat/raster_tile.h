@@ -58,7 +58,7 @@ inline bool pixel_box(const Splat2D<T>& s, const Tile& tile, PixelBox* box) {
   *box = {0, tile.w, 0, tile.h};
   const double det = a * c - b * b;
   if (!(a > 0 && c > 0 && det > 0)) return true;
-  const double t = 2 * std::log(255 * o);
+  const double t = -2.0 * static_cast<double>(s.min_power);  // 2 ln(255 o), widened by min_power's margin
   const double ex = std::sqrt(std::max(0.0, t * c / det)), ey = std::sqrt(std::max(0.0, t * a / det));
   // pixel x (tile-local) has its centre at tile.x0 + x + 0.5
   const double lx = mx - ex - 0.5 - tile.x0, hx = mx + ex - 0.5 - tile.x0;
