@@ -109,6 +109,31 @@ __device__ __forceinline__ void pixel_centre(const RasterParams<T>& p, int q, A*
   *py = static_cast<A>((t / p.tiles_x) * ts + q / ts) + A(0.5);
 }
 
+// What a compositing block and one of its threads own: the thread's pixel (pixel_of) and its
+// centre, the block's camera, its channel chunk [c0, c0 + nch) and its tile's range [begin, end) of
+// flatten_ids. The forward and the backward kernel start from the same.
+template <typename A>
+struct BlockTile {
+  int64_t pix;
+  A px, py;
+  int64_t camera, c0;
+  int nch;
+  int64_t begin, end;
+};
+
+template <typename A, int CH, typename T>
+__device__ __forceinline__ BlockTile<A> block_tile(const RasterParams<T>& p, int tr) {
+  BlockTile<A> b;
+  b.pix = pixel_of(p, tr);
+  pixel_centre(p, tr, &b.px, &b.py);
+  b.camera = blockIdx.x / (p.tiles_x * p.tiles_y);
+  b.c0 = static_cast<int64_t>(blockIdx.y) * CH;
+  b.nch = static_cast<int>(p.D - b.c0 < CH ? p.D - b.c0 : CH);
+  b.begin = p.tile_offsets[blockIdx.x];
+  b.end = blockIdx.x + 1 < gridDim.x ? p.tile_offsets[blockIdx.x + 1] : p.M;
+  return b;
+}
+
 // Stages the n Gaussians at flatten_ids[first + dir * j], j < n (dir = 1 front to back, -1 back to
 // front), and their channels [c0, c0 + nch) (zeros up to CH). Every thread of the block calls it.
 template <int CH, typename A, typename T>

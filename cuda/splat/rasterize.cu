@@ -21,14 +21,7 @@ __global__ void __launch_bounds__(kRasterThreads, 1)
   extern __shared__ __align__(16) unsigned char smem[];
   const Stage<A> s = carve<A>(smem, blockDim.x);
   const int tr = threadIdx.x;
-  const int64_t pix = pixel_of(p, tr);
-  A px, py;
-  pixel_centre(p, tr, &px, &py);
-  const int64_t camera = blockIdx.x / (p.tiles_x * p.tiles_y);
-  const int64_t c0 = static_cast<int64_t>(blockIdx.y) * CH;
-  const int nch = static_cast<int>(p.D - c0 < CH ? p.D - c0 : CH);
-  const int64_t begin = p.tile_offsets[blockIdx.x];
-  const int64_t end = blockIdx.x + 1 < gridDim.x ? p.tile_offsets[blockIdx.x + 1] : p.M;
+  const auto [pix, px, py, camera, c0, nch, begin, end] = block_tile<A, CH>(p, tr);
 
   A trans = 1;
   A acc[CH];

@@ -57,14 +57,7 @@ __global__ void __launch_bounds__(kRasterThreads, 1)
   __shared__ int32_t s_last;
   const Stage<A> s = carve<A>(smem, blockDim.x);
   const int tr = threadIdx.x, lane = tr & 31;
-  const int64_t pix = pixel_of(p, tr);
-  A px, py;
-  pixel_centre(p, tr, &px, &py);
-  const int64_t camera = blockIdx.x / (p.tiles_x * p.tiles_y);
-  const int64_t c0 = static_cast<int64_t>(blockIdx.y) * CH;
-  const int nch = static_cast<int>(p.D - c0 < CH ? p.D - c0 : CH);
-  const int64_t begin = p.tile_offsets[blockIdx.x];
-  const int64_t end = blockIdx.x + 1 < gridDim.x ? p.tile_offsets[blockIdx.x + 1] : p.M;
+  const auto [pix, px, py, camera, c0, nch, begin, end] = block_tile<A, CH>(p, tr);
 
   // dL/dC of the chunk, read in channel-contiguous runs through shared memory
   A* staged = reinterpret_cast<A*>(smem);
