@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import splat_cases
+import splat_sparse_cases
 import torch
 
 from prismkit.sae.capacity import equal_capacity
@@ -81,6 +82,7 @@ VALID: dict[str, Callable[[], tuple]] = {
     "cswin_attention": _cswin,
     "cswin_attention_backward": _cswin_backward,
     **splat_cases.VALID,
+    **splat_sparse_cases.VALID,
 }
 
 
@@ -229,4 +231,10 @@ def _cswin_rows() -> list[Bad]:
     return rows
 
 
-BAD: list[Bad] = _encoder_rows() + _decode_rows() + _cswin_rows() + splat_cases.contract_rows(Bad)
+BAD: list[Bad] = (
+    _encoder_rows()
+    + _decode_rows()
+    + _cswin_rows()
+    + splat_cases.contract_rows(Bad)
+    + splat_sparse_cases.contract_rows(Bad)
+)

@@ -38,6 +38,9 @@ struct ForwardTile {
   T* out;
   int64_t image_row;
   T* scratch;  // scratch_elements(tile_size)
+  // Sparse coefficients (rasterize_sparse_coef): when set, feature holds the Gaussian's D weights
+  // and entry c adds to channel[c] of the planar accumulators (any channel count; duplicates add).
+  const int32_t* channel = nullptr;
 };
 
 constexpr int64_t kPlanarChannels = 8;
@@ -62,6 +65,12 @@ struct BackwardTile {
   T grad[6];        // += d means2d (x, y), d conic (a, b, c), d opacity
   bool touched;     // any pixel reached
   T* scratch;       // scratch_elements(tile_size)
+  // Sparse coefficients: when set, feature holds the Gaussian's D weights for the channels
+  // channel[0:D] of dL/dW (grad_render, `channels` per pixel), grad_feature gets the weights'
+  // gradients, and acc holds one value per pixel, acc . dL/dW (dL/dW is fixed per pixel, so the
+  // back-to-front walk needs only that product).
+  const int32_t* channel = nullptr;
+  int64_t channels = 0;
 };
 
 struct CompositeKernels {
@@ -76,6 +85,13 @@ struct CompositeKernels {
   // out[0:D] += w * f[0:D]
   void (*axpy_f)(float w, const float* f, float* out, int64_t D);
   void (*axpy_d)(double w, const double* f, double* out, int64_t D);
+  // A codebook product over n pixels: out[x * out_stride + d] = sum over l < L of
+  // w[l * w_stride + x] S[l * D + d] (weights channel-major as the planar accumulators hold them,
+  // S [L, D] row-major), for x < n, d < D; out is written, not read.
+  void (*decode_f)(const float* w, int64_t w_stride, int64_t n, const float* S, int64_t L, int64_t D, float* out,
+                   int64_t out_stride);
+  void (*decode_d)(const double* w, int64_t w_stride, int64_t n, const double* S, int64_t L, int64_t D, double* out,
+                   int64_t out_stride);
 };
 
 PRISMKIT_ISA_DISPATCH(CompositeKernels, composite_kernels)
@@ -94,5 +110,13 @@ inline void backward_box(const BoxSplat<double>& s, int32_t index, BackwardTile<
 }
 inline void axpy(float w, const float* f, float* out, int64_t D) { composite_kernels().axpy_f(w, f, out, D); }
 inline void axpy(double w, const double* f, double* out, int64_t D) { composite_kernels().axpy_d(w, f, out, D); }
+inline void decode(const float* w, int64_t w_stride, int64_t n, const float* S, int64_t L, int64_t D, float* out,
+                   int64_t out_stride) {
+  composite_kernels().decode_f(w, w_stride, n, S, L, D, out, out_stride);
+}
+inline void decode(const double* w, int64_t w_stride, int64_t n, const double* S, int64_t L, int64_t D, double* out,
+                   int64_t out_stride) {
+  composite_kernels().decode_d(w, w_stride, n, S, L, D, out, out_stride);
+}
 
 }  // namespace prismkit::splat

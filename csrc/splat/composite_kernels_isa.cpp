@@ -107,7 +107,7 @@ int64_t forward_box(const BoxSplat<T>& s, int32_t index, const ForwardTile<T>& t
   const int64_t stride = (s.n + kPad - 1) / kPad * kPad + kPad;
   T* alpha = t.scratch;
   T* vis = t.scratch + stride;  // exp(power), then the row's weights
-  const bool planar = t.D <= kPlanarChannels;
+  const bool planar = t.channel || t.D <= kPlanarChannels;
   const int64_t bx0 = s.p0 % s.tw, by0 = s.p0 / s.tw;
   int64_t stopped = 0;
   for (int64_t r = 0; r < s.rows; ++r) {
@@ -117,7 +117,8 @@ int64_t forward_box(const BoxSplat<T>& s, int32_t index, const ForwardTile<T>& t
     T* weight = vis;  // exp(power) is not needed past the alphas
     stopped += row_step(alpha, s.n, t.trans + p, t.done + p, t.last + p, index, weight);
     if (planar) {
-      for (int64_t c = 0; c < t.D; ++c) axpy_inline(t.feature[c], weight, t.planar + c * t.P + p, s.n);
+      for (int64_t c = 0; c < t.D; ++c)
+        axpy_inline(t.feature[c], weight, t.planar + (t.channel ? t.channel[c] : c) * t.P + p, s.n);
     } else {
       T* out = t.out + (by0 + r) * t.image_row + bx0 * t.D;
       for (int64_t x = 0; x < s.n; ++x)
@@ -167,6 +168,22 @@ PRISMKIT_INLINE T backward_step(const T* __restrict f, const T* __restrict g, T*
   return dot;
 }
 
+// backward_step for sparse coefficients (BackwardTile::channel): f . g gathered over the D pairs,
+// then the same step with acc = the scalar (acc . g).
+template <typename T>
+PRISMKIT_INLINE T sparse_backward_step(const int32_t* __restrict channel, const T* __restrict f, const T* __restrict g,
+                                       T* __restrict acc, T* __restrict grad_f, T w, T alpha, int64_t D) {
+  T fg = 0;
+  for (int64_t k = 0; k < D; ++k) {
+    const T gk = g[channel[k]];
+    fg += f[k] * gk;
+    grad_f[k] += w * gk;
+  }
+  const T dot = fg - *acc;
+  *acc = alpha * fg + (T(1) - alpha) * *acc;
+  return dot;
+}
+
 template <typename T>
 void backward_box(const BoxSplat<T>& s, int32_t index, BackwardTile<T>& t) {
   const int64_t stride = (s.n + kPad - 1) / kPad * kPad + kPad;
@@ -177,7 +194,8 @@ void backward_box(const BoxSplat<T>& s, int32_t index, BackwardTile<T>& t) {
   for (int64_t r = 0; r < s.rows; ++r) {
     const T dy = s.my - (s.py0 + static_cast<T>(r));
     row_alphas(s, dy, alpha, vis);
-    const T* g_row = t.grad_render + (by0 + r) * t.image_row + bx0 * t.D;
+    const int64_t gs = t.channel ? t.channels : t.D;  // dL/dC values per pixel
+    const T* g_row = t.grad_render + (by0 + r) * t.image_row + bx0 * gs;
     for (int64_t x = 0; x < s.n; ++x) {
       const int64_t pix = s.p0 + r * s.tw + x;
       const T alpha_i = alpha[x];
@@ -185,8 +203,10 @@ void backward_box(const BoxSplat<T>& s, int32_t index, BackwardTile<T>& t) {
       const T ra = T(1) / (T(1) - alpha_i);
       const T t_i = t.trans[pix] * ra;
       t.trans[pix] = t_i;
-      const T sdot =
-          backward_step(t.feature, g_row + x * t.D, t.acc + pix * t.D, t.grad_feature, alpha_i * t_i, alpha_i, t.D);
+      const T sdot = t.channel ? sparse_backward_step(t.channel, t.feature, g_row + x * gs, t.acc + pix, t.grad_feature,
+                                                      alpha_i * t_i, alpha_i, t.D)
+                               : backward_step(t.feature, g_row + x * gs, t.acc + pix * t.D, t.grad_feature,
+                                               alpha_i * t_i, alpha_i, t.D);
       const T d_alpha = t_i * sdot + t.final_trans[pix] * ra * t.extra[pix];
       t.touched = true;
       if (s.opacity * vis[x] > T(0.99)) continue;  // clamped: no gradient to opacity or power
@@ -213,8 +233,56 @@ void axpy(T w, const T* f, T* out, int64_t D) {
   axpy_inline(w, f, out, D);
 }
 
-const CompositeKernels kTable = {&forward_box<float>,   &forward_box<double>, &backward_box<float>,
-                                 &backward_box<double>, &axpy<float>,         &axpy<double>};
+// decode for RX pixels (x0 .. x0 + RX - 1): RX x 2 vector accumulators across d (8 of the 16 or 32
+// registers at RX = 4), one broadcast weight per pixel and two codebook loads per l.
+template <typename T, int RX>
+PRISMKIT_INLINE void decode_pixels(const T* __restrict w, int64_t ws, const T* __restrict S, int64_t L, int64_t D,
+                                   T* __restrict out, int64_t os) {
+  using Vec = isa::Vec<T>;
+  constexpr int64_t V = kLanes<T>;
+  int64_t d = 0;
+  for (; d + 2 * V <= D; d += 2 * V) {
+    Vec a0[RX], a1[RX];
+    for (int i = 0; i < RX; ++i) a0[i] = a1[i] = Vec{};
+    for (int64_t l = 0; l < L; ++l) {
+      const Vec s0 = load(S + l * D + d), s1 = load(S + l * D + d + V);
+      for (int i = 0; i < RX; ++i) {
+        const T wi = w[l * ws + i];
+        a0[i] += wi * s0;
+        a1[i] += wi * s1;
+      }
+    }
+    for (int i = 0; i < RX; ++i) {
+      store(out + i * os + d, a0[i]);
+      store(out + i * os + d + V, a1[i]);
+    }
+  }
+  for (; d + V <= D; d += V) {
+    Vec a0[RX];
+    for (int i = 0; i < RX; ++i) a0[i] = Vec{};
+    for (int64_t l = 0; l < L; ++l) {
+      const Vec s0 = load(S + l * D + d);
+      for (int i = 0; i < RX; ++i) a0[i] += w[l * ws + i] * s0;
+    }
+    for (int i = 0; i < RX; ++i) store(out + i * os + d, a0[i]);
+  }
+  for (; d < D; ++d)
+    for (int i = 0; i < RX; ++i) {
+      T acc = 0;
+      for (int64_t l = 0; l < L; ++l) acc += w[l * ws + i] * S[l * D + d];
+      out[i * os + d] = acc;
+    }
+}
+
+template <typename T>
+void decode(const T* w, int64_t ws, int64_t n, const T* S, int64_t L, int64_t D, T* out, int64_t os) {
+  int64_t x = 0;
+  for (; x + 4 <= n; x += 4) decode_pixels<T, 4>(w + x, ws, S, L, D, out + x * os, os);
+  for (; x < n; ++x) decode_pixels<T, 1>(w + x, ws, S, L, D, out + x * os, os);
+}
+
+const CompositeKernels kTable = {&forward_box<float>, &forward_box<double>, &backward_box<float>, &backward_box<double>,
+                                 &axpy<float>,        &axpy<double>,        &decode<float>,       &decode<double>};
 
 }  // namespace
 

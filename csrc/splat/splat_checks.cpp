@@ -20,7 +20,10 @@ std::string sizes_str(const std::vector<int64_t>& sizes) {
   return s.str();
 }
 
-// 'name' must be a tensor of exactly this shape; layout names the dims ("[C, N, 2]").
+constexpr int64_t kMaxInt32 = 2147483647;
+
+}  // namespace
+
 void check_shape(const char* op, const char* name, const at::Tensor& t, const std::vector<int64_t>& sizes,
                  const char* layout) {
   check_rank(op, name, t, static_cast<int64_t>(sizes.size()), layout);
@@ -42,10 +45,6 @@ void check_int32_on(const char* op, const char* name, const at::Tensor& t, const
   check_dtype(op, name, t, {at::kInt});
   check_same_device(op, name, t, ref_name, ref);
 }
-
-constexpr int64_t kMaxInt32 = 2147483647;
-
-}  // namespace
 
 ProjectArgs check_project_gaussians_args(const char* op, const at::Tensor& means, const at::Tensor& quats,
                                          const at::Tensor& scales, const at::Tensor& viewmats, const at::Tensor& Ks,
@@ -120,24 +119,16 @@ ProjectArgs check_tile_bin_args(const at::Tensor& means2d, const at::Tensor& rad
   return {C, N};
 }
 
-RasterArgs check_rasterize_args(const char* op, const at::Tensor& means2d, const at::Tensor& conics,
-                                const at::Tensor& features, const at::Tensor& opacities, const at::Tensor& tile_offsets,
-                                const at::Tensor& flatten_ids, int64_t width, int64_t height, int64_t tile_size,
-                                const std::optional<at::Tensor>& backgrounds) {
+std::pair<int64_t, int64_t> check_means_conics(const char* op, const at::Tensor& means2d, const at::Tensor& conics) {
   check_rank(op, "means2d", means2d, 3, "[C, N, 2]");
   check_float_dtype(op, "means2d", means2d, /*cuda_float64=*/true);
   const int64_t C = means2d.size(0), N = means2d.size(1);
   check_shape(op, "means2d", means2d, {C, N, 2}, "[C, N, 2]");
   check_shape(op, "conics", conics, {C, N, 3}, "[C, N, 3] (a, b, c of the inverse 2-D covariance)");
-  TORCH_CHECK_VALUE(features.defined() && (features.dim() == 2 || features.dim() == 3), "prismkit::", op,
-                    ": 'features' must be a 2-D tensor [N, D] or a 3-D tensor [C, N, D], got ", describe(features));
-  const bool camera_features = features.dim() == 3;
-  const int64_t D = features.size(-1);
-  if (camera_features)
-    check_shape(op, "features", features, {C, N, D}, "[C, N, D]");
-  else
-    check_shape(op, "features", features, {N, D}, "[N, D]");
-  TORCH_CHECK_VALUE(D >= 1, "prismkit::", op, ": 'features' must have D >= 1 channels, got ", describe(features));
+  return {C, N};
+}
+
+bool check_opacities(const char* op, const at::Tensor& opacities, int64_t C, int64_t N) {
   TORCH_CHECK_VALUE(opacities.defined() && (opacities.dim() == 1 || opacities.dim() == 2), "prismkit::", op,
                     ": 'opacities' must be a 1-D tensor [N] or a 2-D tensor [C, N], got ", describe(opacities));
   const bool camera_opacities = opacities.dim() == 2;
@@ -145,13 +136,13 @@ RasterArgs check_rasterize_args(const char* op, const at::Tensor& means2d, const
     check_shape(op, "opacities", opacities, {C, N}, "[C, N]");
   else
     check_shape(op, "opacities", opacities, {N}, "[N]");
-  check_like(op, "conics", conics, "means2d", means2d);
-  check_like(op, "features", features, "means2d", means2d);
-  check_like(op, "opacities", opacities, "means2d", means2d);
-  if (backgrounds.has_value()) {
-    check_shape(op, "backgrounds", *backgrounds, {C, D}, "[C, D]");
-    check_like(op, "backgrounds", *backgrounds, "means2d", means2d);
-  }
+  return camera_opacities;
+}
+
+std::pair<int64_t, int64_t> check_tile_grid(const char* op, const at::Tensor& means2d, const at::Tensor& tile_offsets,
+                                            const at::Tensor& flatten_ids, int64_t width, int64_t height,
+                                            int64_t tile_size) {
+  const int64_t C = means2d.size(0);
   check_positive(op, "width", width);
   check_positive(op, "height", height);
   check_positive(op, "tile_size", tile_size);
@@ -161,6 +152,32 @@ RasterArgs check_rasterize_args(const char* op, const at::Tensor& means2d, const
   check_int32_on(op, "tile_offsets", tile_offsets, "means2d", means2d);
   check_rank(op, "flatten_ids", flatten_ids, 1, "[M] (tile_bin's)");
   check_int32_on(op, "flatten_ids", flatten_ids, "means2d", means2d);
+  return {tiles_x, tiles_y};
+}
+
+RasterArgs check_rasterize_args(const char* op, const at::Tensor& means2d, const at::Tensor& conics,
+                                const at::Tensor& features, const at::Tensor& opacities, const at::Tensor& tile_offsets,
+                                const at::Tensor& flatten_ids, int64_t width, int64_t height, int64_t tile_size,
+                                const std::optional<at::Tensor>& backgrounds) {
+  const auto [C, N] = check_means_conics(op, means2d, conics);
+  TORCH_CHECK_VALUE(features.defined() && (features.dim() == 2 || features.dim() == 3), "prismkit::", op,
+                    ": 'features' must be a 2-D tensor [N, D] or a 3-D tensor [C, N, D], got ", describe(features));
+  const bool camera_features = features.dim() == 3;
+  const int64_t D = features.size(-1);
+  if (camera_features)
+    check_shape(op, "features", features, {C, N, D}, "[C, N, D]");
+  else
+    check_shape(op, "features", features, {N, D}, "[N, D]");
+  TORCH_CHECK_VALUE(D >= 1, "prismkit::", op, ": 'features' must have D >= 1 channels, got ", describe(features));
+  const bool camera_opacities = check_opacities(op, opacities, C, N);
+  check_like(op, "conics", conics, "means2d", means2d);
+  check_like(op, "features", features, "means2d", means2d);
+  check_like(op, "opacities", opacities, "means2d", means2d);
+  if (backgrounds.has_value()) {
+    check_shape(op, "backgrounds", *backgrounds, {C, D}, "[C, D]");
+    check_like(op, "backgrounds", *backgrounds, "means2d", means2d);
+  }
+  const auto [tiles_x, tiles_y] = check_tile_grid(op, means2d, tile_offsets, flatten_ids, width, height, tile_size);
   return {C, N, D, flatten_ids.size(0), tiles_x, tiles_y, camera_features, camera_opacities};
 }
 

@@ -6,6 +6,8 @@
 #include <ATen/core/Tensor.h>
 
 #include <optional>
+#include <utility>
+#include <vector>
 
 namespace prismkit::splat {
 
@@ -77,5 +79,23 @@ void check_rasterize_cuda_limits(const char* op, const RasterArgs& a, int64_t ti
 
 // last_ids' value range, checked by both devices' tile-list checks with one message.
 void check_last_ids_range(const char* op, int64_t low, int64_t high, int64_t M);
+
+// The pieces the splat ops' contracts are written with (sparse_checks.cpp uses them too).
+// 'name' must be a tensor of exactly this shape; layout names the dims ("[C, N, 2]").
+void check_shape(const char* op, const char* name, const at::Tensor& t, const std::vector<int64_t>& sizes,
+                 const char* layout);
+void check_positive(const char* op, const char* name, int64_t v);
+// t has the dtype and device of ref
+void check_like(const char* op, const char* name, const at::Tensor& t, const char* ref_name, const at::Tensor& ref);
+void check_int32_on(const char* op, const char* name, const at::Tensor& t, const char* ref_name, const at::Tensor& ref);
+// means2d [C, N, 2] floating and conics [C, N, 3]; returns (C, N).
+std::pair<int64_t, int64_t> check_means_conics(const char* op, const at::Tensor& means2d, const at::Tensor& conics);
+// opacities [N] or [C, N]; returns whether per camera.
+bool check_opacities(const char* op, const at::Tensor& opacities, int64_t C, int64_t N);
+// width, height, tile_size >= 1, tile_offsets [C, tiles_y, tiles_x] int32, flatten_ids [M] int32;
+// returns (tiles_x, tiles_y).
+std::pair<int64_t, int64_t> check_tile_grid(const char* op, const at::Tensor& means2d, const at::Tensor& tile_offsets,
+                                            const at::Tensor& flatten_ids, int64_t width, int64_t height,
+                                            int64_t tile_size);
 
 }  // namespace prismkit::splat

@@ -29,4 +29,23 @@ TORCH_LIBRARY_FRAGMENT(prismkit, m) {
       "Tensor last_ids, Tensor grad_render, Tensor grad_alpha) "
       "-> (Tensor grad_means2d, Tensor grad_conics, Tensor grad_features, Tensor grad_opacities, "
       "Tensor grad_backgrounds)");
+  // Sparse coefficient splatting (LangSplatV2): each Gaussian carries P (index, weight) pairs
+  // into a weight map of num_coefs entries (levels x L of a codebook [levels, L, D]).
+  m.def(
+      "rasterize_sparse_coef(Tensor means2d, Tensor conics, Tensor opacities, Tensor coef_indices, "
+      "Tensor coef_weights, int num_coefs, Tensor tile_offsets, Tensor flatten_ids, SymInt width, SymInt height, "
+      "int tile_size) -> (Tensor weight_map, Tensor alpha, Tensor last_ids)");
+  m.def(
+      "rasterize_sparse_coef_backward(Tensor means2d, Tensor conics, Tensor opacities, Tensor coef_indices, "
+      "Tensor coef_weights, int num_coefs, Tensor tile_offsets, Tensor flatten_ids, SymInt width, SymInt height, "
+      "int tile_size, Tensor alpha, Tensor last_ids, Tensor grad_weight_map, Tensor grad_alpha) "
+      "-> (Tensor grad_means2d, Tensor grad_conics, Tensor grad_opacities, Tensor grad_coef_weights)");
+  m.def(
+      "rasterize_sparse_features(Tensor means2d, Tensor conics, Tensor opacities, Tensor coef_indices, "
+      "Tensor coef_weights, Tensor codebook, Tensor tile_offsets, Tensor flatten_ids, SymInt width, SymInt height, "
+      "int tile_size, bool normalize=False) -> Tensor");
+  m.def(
+      "language_relevancy(Tensor means2d, Tensor conics, Tensor opacities, Tensor coef_indices, "
+      "Tensor coef_weights, Tensor codebook, Tensor queries, Tensor negatives, Tensor tile_offsets, "
+      "Tensor flatten_ids, SymInt width, SymInt height, int tile_size) -> Tensor");
 }

@@ -33,7 +33,7 @@ inline int raster_threads(int64_t tile_size) { return static_cast<int>((tile_siz
 
 // One batch of Gaussians per block size: ids, feature rows, 6 parameters and CH channels each.
 template <typename A>
-inline size_t raster_smem_bytes(int threads, int CH) {
+__host__ __device__ inline size_t raster_smem_bytes(int threads, int CH) {
   return static_cast<size_t>(threads) * (2 * sizeof(int32_t) + (6 + CH) * sizeof(A));
 }
 
@@ -135,7 +135,8 @@ __device__ __forceinline__ BlockTile<A> block_tile(const RasterParams<T>& p, int
 }
 
 // Stages the n Gaussians at flatten_ids[first + dir * j], j < n (dir = 1 front to back, -1 back to
-// front), and their channels [c0, c0 + nch) (zeros up to CH). Every thread of the block calls it.
+// front), and their channels [c0, c0 + nch) (zeros up to CH; CH = 0 stages no channels). Every
+// thread of the block calls it.
 template <int CH, typename A, typename T>
 __device__ __forceinline__ void stage_batch(const RasterParams<T>& p, const Stage<A>& s, int64_t first, int dir, int n,
                                             int64_t c0, int nch) {
@@ -159,12 +160,34 @@ __device__ __forceinline__ void stage_batch(const RasterParams<T>& p, const Stag
     if (!ok) geo[5] = A(0);
   }
   __syncthreads();
-  // consecutive threads read consecutive channels of a row
-  for (int e = tr; e < n * CH; e += blockDim.x) {
-    const int j = e / CH, k = e % CH;
-    s.feat[e] = k < nch ? to_acc(p.features[int64_t(s.row[j]) * p.D + c0 + k]) : A(0);
+  if constexpr (CH > 0) {  // CH = 0: geometry only (the sparse kernels, sparse_tile.cuh)
+    // consecutive threads read consecutive channels of a row
+    for (int e = tr; e < n * CH; e += blockDim.x) {
+      const int j = e / CH, k = e % CH;
+      s.feat[e] = k < nch ? to_acc(p.features[int64_t(s.row[j]) * p.D + c0 + k]) : A(0);
+    }
+    __syncthreads();
   }
-  __syncthreads();
+}
+
+// Sums v[0, N) over the warp and scatters the sums: afterwards lane l holds, in v[0], the sum of
+// element l / (32 / N) (N a power of two <= 32; the lanes of a group of 32 / N hold the same sum).
+template <int N, int OFFSET, typename A>
+__device__ __forceinline__ void reduce_scatter(A* v, int lane) {
+  if constexpr (N > 1) {
+    constexpr int H = N / 2;
+    const bool upper = (lane & OFFSET) != 0;
+#pragma unroll
+    for (int i = 0; i < H; ++i) {
+      const A send = upper ? v[i] : v[i + H];
+      const A keep = upper ? v[i + H] : v[i];
+      v[i] = keep + __shfl_xor_sync(0xffffffffu, send, OFFSET);
+    }
+    reduce_scatter<H, OFFSET / 2>(v, lane);
+  } else if constexpr (OFFSET > 0) {
+    v[0] += __shfl_xor_sync(0xffffffffu, v[0], OFFSET);
+    reduce_scatter<1, OFFSET / 2>(v, lane);
+  }
 }
 
 }  // namespace prismkit::cuda::splat

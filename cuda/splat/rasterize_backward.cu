@@ -22,26 +22,6 @@ namespace {
 
 using namespace splat;
 
-// Sums v[0, N) over the warp and scatters the sums: afterwards lane l holds, in v[0], the sum of
-// element l / (32 / N) (N a power of two <= 32; the lanes of a group of 32 / N hold the same sum).
-template <int N, int OFFSET, typename A>
-__device__ __forceinline__ void reduce_scatter(A* v, int lane) {
-  if constexpr (N > 1) {
-    constexpr int H = N / 2;
-    const bool upper = (lane & OFFSET) != 0;
-#pragma unroll
-    for (int i = 0; i < H; ++i) {
-      const A send = upper ? v[i] : v[i + H];
-      const A keep = upper ? v[i + H] : v[i];
-      v[i] = keep + __shfl_xor_sync(0xffffffffu, send, OFFSET);
-    }
-    reduce_scatter<H, OFFSET / 2>(v, lane);
-  } else if constexpr (OFFSET > 0) {
-    v[0] += __shfl_xor_sync(0xffffffffu, v[0], OFFSET);
-    reduce_scatter<1, OFFSET / 2>(v, lane);
-  }
-}
-
 template <typename A>
 struct RasterGrads {
   A *means2d, *conics, *features, *opacities, *backgrounds;

@@ -198,6 +198,45 @@ def rasterize(means2d, conics, features, opacities, tile_offsets, flatten_ids, w
     return render, (1 - T_final)[..., None], image(out_last).to(torch.int32)
 
 
+def scatter_coefficients(coef_indices: Tensor, coef_weights: Tensor, num_coefs: int) -> Tensor:
+    """The dense [N, num_coefs] coefficients of N Gaussians' P (index, weight) pairs (duplicate
+    indices add up): what LangSplatV2's training path renders."""
+    dense = coef_weights.new_zeros(coef_weights.shape[0], num_coefs)
+    return dense.scatter_add_(1, coef_indices.to(torch.int64), coef_weights)
+
+
+def rasterize_sparse_coef(means2d, conics, opacities, coef_indices, coef_weights, num_coefs, tile_offsets,
+                          flatten_ids, width, height, tile_size=16):  # fmt: skip
+    """-> weight_map [C, H, W, num_coefs], alpha [C, H, W, 1], last_ids [C, H, W]: the dense
+    splat of the scattered coefficients (no background)."""
+    dense = scatter_coefficients(coef_indices, coef_weights, num_coefs)
+    return rasterize(means2d, conics, dense, opacities, tile_offsets, flatten_ids, width, height, tile_size)
+
+
+def rasterize_sparse_features(means2d, conics, opacities, coef_indices, coef_weights, codebook, tile_offsets,
+                              flatten_ids, width, height, tile_size=16, normalize=False):  # fmt: skip
+    """-> features [C, H, W, levels, D]: the weight map's level l times codebook[l] [L, D],
+    L2-normalized per pixel and level when asked (torch's F.normalize)."""
+    levels, L, _ = codebook.shape
+    weight_map, _, _ = rasterize_sparse_coef(means2d, conics, opacities, coef_indices, coef_weights, levels * L,
+                                             tile_offsets, flatten_ids, width, height, tile_size)  # fmt: skip
+    features = torch.einsum("chwlk,lkd->chwld", weight_map.unflatten(-1, (levels, L)), codebook)
+    return torch.nn.functional.normalize(features, dim=-1) if normalize else features
+
+
+def language_relevancy(means2d, conics, opacities, coef_indices, coef_weights, codebook, queries, negatives,
+                       tile_offsets, flatten_ids, width, height, tile_size=16):  # fmt: skip
+    """-> relevancy [C, H, W, levels, Q], as LangSplat's evaluation computes it: for each query and
+    each negative phrase the softmax of 10 x (f . q, f . c_j) over the pair, the query's share, and
+    the minimum over the negatives (f the normalized rendered feature)."""
+    f = rasterize_sparse_features(means2d, conics, opacities, coef_indices, coef_weights, codebook, tile_offsets,
+                                  flatten_ids, width, height, tile_size, normalize=True)  # fmt: skip
+    positive = f @ queries.T  # [C, H, W, levels, Q]
+    negative = f @ negatives.T  # [C, H, W, levels, M]
+    pairs = torch.stack(torch.broadcast_tensors(positive[..., :, None], negative[..., None, :]), -1)
+    return torch.softmax(10 * pairs, -1)[..., 0].amin(-1)
+
+
 def rasterization(means, quats, scales, opacities, features, viewmats, Ks, width, height, tile_size=16,
                   backgrounds=None, **projection):  # fmt: skip
     """The whole pipeline (project, bin, composite) with the functions above: the benchmark's

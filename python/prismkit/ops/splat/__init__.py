@@ -1,8 +1,10 @@
-"""3D Gaussian splatting: projection, tile binning and alpha compositing of features of any width.
+"""3D Gaussian splatting: projection, tile binning and alpha compositing of features of any width,
+and LangSplatV2's sparse coefficient splatting (sparse.py: the weight map, the fused codebook
+decode, the text-query relevancy).
 
 Where each piece lives (see CONTRIBUTING.md): schemas in csrc/splat/splat_schemas.cpp; argument
-checks in checks.py here and csrc/splat/splat_checks.cpp; fake implementations in fake.py; autograd
-in autograd.py; C++ CPU kernels in csrc/splat/; CUDA kernels in cuda/splat/ (glue in
+checks in checks.py and sparse_checks.py here and csrc/splat/splat_checks.cpp and
+sparse_checks.cpp; fake implementations in fake.py; autograd in autograd.py; C++ CPU kernels in csrc/splat/; CUDA kernels in cuda/splat/ (glue in
 csrc/splat/*_cuda.cpp); the pure-PyTorch reference in prismkit/reference/splat.py; the
 gsplat-compatible pipeline in prismkit/splat/.
 
@@ -44,8 +46,10 @@ from torch import Tensor
 from .. import registry
 from .._checks import check_float_args, check_int_args, check_tensor_args
 from . import autograd, fake  # noqa: F401  (register the fake implementations and autograd)
+from .sparse import language_relevancy, rasterize_sparse_coef, rasterize_sparse_features
 
-__all__ = ["project_gaussians", "tile_bin", "rasterize"]
+__all__ = ["project_gaussians", "tile_bin", "rasterize", "rasterize_sparse_coef", "rasterize_sparse_features",
+           "language_relevancy"]  # fmt: skip
 
 _ops = torch.ops.prismkit
 
@@ -120,5 +124,9 @@ CORE = registry.register_core(
         "tile_bin": "cuda",
         "rasterize": "cuda",
         "rasterize_backward": "cuda",
+        "rasterize_sparse_coef": "cuda",
+        "rasterize_sparse_coef_backward": "cuda",
+        "rasterize_sparse_features": "cuda",
+        "language_relevancy": "cuda",
     },
 )

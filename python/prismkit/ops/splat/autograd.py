@@ -69,3 +69,84 @@ def _rasterize_backward(ctx, grad_render, grad_alpha, _grad_last_ids):
 
 
 torch.library.register_autograd("prismkit::rasterize", _rasterize_backward, setup_context=_rasterize_setup)
+
+
+def _sparse_coef_setup(ctx, inputs, output):
+    means2d, conics, opacities, coef_indices, coef_weights, num_coefs, tile_offsets, flatten_ids = inputs[:8]
+    width, height, tile_size = inputs[8:]
+    _, alpha, last_ids = output
+    ctx.save_for_backward(means2d, conics, opacities, coef_indices, coef_weights, tile_offsets, flatten_ids, alpha,
+                          last_ids)  # fmt: skip
+    ctx.args = (num_coefs, width, height, tile_size)
+    ctx.mark_non_differentiable(last_ids)
+
+
+def _sparse_coef_grads(saved, args, grad_weight_map, grad_alpha):
+    """rasterize_sparse_coef_backward, from a float32 recomputation of alpha for float16 and bfloat16
+    (as _rasterize_backward says why) -> grads of means2d, conics, opacities, coef_weights."""
+    means2d, conics, opacities, coef_indices, coef_weights, tile_offsets, flatten_ids, alpha, last_ids = saved
+    num_coefs, width, height, tile_size = args
+    if grad_alpha is None:
+        grad_alpha = torch.zeros_like(alpha)
+    if means2d.dtype not in (torch.float16, torch.bfloat16):
+        return _ops.rasterize_sparse_coef_backward(means2d, conics, opacities, coef_indices, coef_weights, num_coefs,
+                                                   tile_offsets, flatten_ids, width, height, tile_size, alpha,
+                                                   last_ids, grad_weight_map, grad_alpha)  # fmt: skip
+    dtype = means2d.dtype
+    up = [t.float() for t in (means2d, conics, opacities)]
+    weights = coef_weights.float()
+    _, alpha, last_ids = _ops.rasterize_sparse_coef(*up, coef_indices, weights, num_coefs, tile_offsets, flatten_ids,
+                                                    width, height, tile_size)  # fmt: skip
+    grads = _ops.rasterize_sparse_coef_backward(*up, coef_indices, weights, num_coefs, tile_offsets, flatten_ids,
+                                                width, height, tile_size, alpha, last_ids, grad_weight_map.float(),
+                                                grad_alpha.float())  # fmt: skip
+    return [g.to(dtype) for g in grads]
+
+
+def _sparse_coef_backward(ctx, grad_weight_map, grad_alpha, _grad_last_ids):
+    num_coefs = ctx.args[0]
+    alpha = ctx.saved_tensors[7]
+    if grad_weight_map is None:
+        grad_weight_map = alpha.new_zeros(*alpha.shape[:3], num_coefs)
+    gm, gc, go, gw = _sparse_coef_grads(ctx.saved_tensors, ctx.args, grad_weight_map, grad_alpha)
+    return gm, gc, go, None, gw, None, None, None, None, None, None
+
+
+torch.library.register_autograd("prismkit::rasterize_sparse_coef", _sparse_coef_backward,
+                                setup_context=_sparse_coef_setup)  # fmt: skip
+
+
+def _sparse_features_setup(ctx, inputs, output):
+    means2d, conics, opacities, coef_indices, coef_weights, codebook, tile_offsets, flatten_ids = inputs[:8]
+    width, height, tile_size, normalize = inputs[8:]
+    ctx.save_for_backward(means2d, conics, opacities, coef_indices, coef_weights, codebook, tile_offsets, flatten_ids)
+    ctx.args = (width, height, tile_size, normalize)
+
+
+def _sparse_features_backward(ctx, grad_features):
+    """Recomputes the weight map W (rasterize_sparse_coef), then dL/dW = dL/dF S^T and
+    dL/dS = W^T dL/dF per level (two batched products), through the normalization when it was
+    applied, and the sparse backward for the rest."""
+    means2d, conics, opacities, coef_indices, coef_weights, codebook, tile_offsets, flatten_ids = ctx.saved_tensors
+    width, height, tile_size, normalize = ctx.args
+    levels, L, _ = codebook.shape
+    weight_map, alpha, last_ids = _ops.rasterize_sparse_coef(means2d, conics, opacities, coef_indices, coef_weights,
+                                                             levels * L, tile_offsets, flatten_ids, width, height,
+                                                             tile_size)  # fmt: skip
+    W = weight_map.unflatten(-1, (levels, L))  # [C, H, W, levels, L]
+    g = grad_features
+    if normalize:  # y = F / max(|F|, eps): dL/dF = (g - y (y . g)) / |F|, or g / eps where |F| <= eps
+        eps = 1e-12
+        F = torch.einsum("chwlk,lkd->chwld", W, codebook)
+        norm = F.norm(dim=-1, keepdim=True)
+        y = F / norm.clamp_min(eps)
+        g = torch.where(norm > eps, (g - y * (y * g).sum(-1, keepdim=True)) / norm.clamp_min(eps), g / eps)
+    grad_codebook = torch.einsum("chwlk,chwld->lkd", W, g) if ctx.needs_input_grad[5] else None
+    grad_W = torch.einsum("chwld,lkd->chwlk", g, codebook).flatten(-2)
+    saved = (means2d, conics, opacities, coef_indices, coef_weights, tile_offsets, flatten_ids, alpha, last_ids)
+    gm, gc, go, gw = _sparse_coef_grads(saved, (levels * L, width, height, tile_size), grad_W, None)
+    return gm, gc, go, None, gw, grad_codebook, None, None, None, None, None, None
+
+
+torch.library.register_autograd("prismkit::rasterize_sparse_features", _sparse_features_backward,
+                                setup_context=_sparse_features_setup)  # fmt: skip

@@ -1,12 +1,12 @@
 """Fake (meta) implementations of the splat ops, for torch.compile and opcheck: the kernels'
-argument checks (checks.py), then outputs of the right shapes. tile_bin's intersection count
-depends on the data, so its flatten_ids get an unbacked size."""
+argument checks (checks.py, sparse_checks.py), then outputs of the right shapes. tile_bin's
+intersection count depends on the data, so its flatten_ids get an unbacked size."""
 
 from __future__ import annotations
 
 import torch
 
-from . import checks
+from . import checks, sparse_checks
 
 
 @torch.library.register_fake("prismkit::project_gaussians")
@@ -50,3 +50,42 @@ def _rasterize_backward_fake(means2d, conics, features, opacities, tile_offsets,
                                                    grad_render, grad_alpha)  # fmt: skip
     return (torch.empty_like(means2d), torch.empty_like(conics), torch.empty_like(features),
             torch.empty_like(opacities), means2d.new_empty(C, D))  # fmt: skip
+
+
+@torch.library.register_fake("prismkit::rasterize_sparse_coef")
+def _rasterize_sparse_coef_fake(means2d, conics, opacities, coef_indices, coef_weights, num_coefs, tile_offsets,
+                                flatten_ids, width, height, tile_size):  # fmt: skip
+    a = sparse_checks.check_sparse_coef_args("rasterize_sparse_coef", means2d, conics, opacities, coef_indices,
+                                             coef_weights, num_coefs, tile_offsets, flatten_ids, width, height,
+                                             tile_size)  # fmt: skip
+    return (means2d.new_empty(a.C, height, width, num_coefs), means2d.new_empty(a.C, height, width, 1),
+            means2d.new_empty(a.C, height, width, dtype=torch.int32))  # fmt: skip
+
+
+@torch.library.register_fake("prismkit::rasterize_sparse_coef_backward")
+def _rasterize_sparse_coef_backward_fake(means2d, conics, opacities, coef_indices, coef_weights, num_coefs,
+                                         tile_offsets, flatten_ids, width, height, tile_size, alpha, last_ids,
+                                         grad_weight_map, grad_alpha):  # fmt: skip
+    sparse_checks.check_sparse_coef_backward_args(means2d, conics, opacities, coef_indices, coef_weights, num_coefs,
+                                                  tile_offsets, flatten_ids, width, height, tile_size, alpha,
+                                                  last_ids, grad_weight_map, grad_alpha)  # fmt: skip
+    return (torch.empty_like(means2d), torch.empty_like(conics), torch.empty_like(opacities),
+            torch.empty_like(coef_weights))  # fmt: skip
+
+
+@torch.library.register_fake("prismkit::rasterize_sparse_features")
+def _rasterize_sparse_features_fake(means2d, conics, opacities, coef_indices, coef_weights, codebook, tile_offsets,
+                                    flatten_ids, width, height, tile_size, normalize=False):  # fmt: skip
+    a = sparse_checks.check_sparse_features_args("rasterize_sparse_features", means2d, conics, opacities,
+                                                 coef_indices, coef_weights, codebook, tile_offsets, flatten_ids,
+                                                 width, height, tile_size)  # fmt: skip
+    return means2d.new_empty(a.C, height, width, a.levels, a.D)
+
+
+@torch.library.register_fake("prismkit::language_relevancy")
+def _language_relevancy_fake(means2d, conics, opacities, coef_indices, coef_weights, codebook, queries, negatives,
+                             tile_offsets, flatten_ids, width, height, tile_size):  # fmt: skip
+    a = sparse_checks.check_language_relevancy_args(means2d, conics, opacities, coef_indices, coef_weights, codebook,
+                                                    queries, negatives, tile_offsets, flatten_ids, width, height,
+                                                    tile_size)  # fmt: skip
+    return means2d.new_empty(a.C, height, width, a.levels, a.Q)
