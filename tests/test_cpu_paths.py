@@ -147,3 +147,44 @@ def test_splat_composite_kernels(cpu_path, dtype):
         expected = torch.autograd.grad((want, want_alpha), wrt_ref, (grad, grad_alpha))
         for g, w in zip(got, expected, strict=True):
             torch.testing.assert_close(g, w, atol=1e-3 if dtype == torch.float32 else 1e-9, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_splat_sparse_kernels(cpu_path, dtype):
+    """The sparse coefficient ops (forward_box with channel indices, the sparse backward step, and
+    the codebook product `decode`) at codebook widths on both sides of every path's vector width
+    and the decode's 4-pixel and two-vector blocks."""
+    from splat_sparse_cases import sparse_inputs
+
+    from prismkit.reference import splat as splat_ref
+
+    for D, L in ((1, 3), (7, 5), (16, 4), (17, 6), (33, 2), (65, 9)):
+        args = sparse_inputs(N=30, C=1, width=13, height=11, P=5, num_coefs=2 * L, dtype=dtype,
+                             generator=torch.Generator().manual_seed(D))  # fmt: skip
+        means2d, conics, opacities, idx, w, nc, offsets, ids, W, H, ts = args
+        codebook = torch.randn(2, L, D, generator=torch.Generator().manual_seed(L), dtype=dtype)
+        got = P.rasterize_sparse_features(means2d, conics, opacities, idx, w, codebook, offsets, ids, W, H, ts, True)
+        want = splat_ref.rasterize_sparse_features(means2d, conics, opacities, idx, w, codebook, offsets, ids, W, H,
+                                                   ts, True)  # fmt: skip
+        torch.testing.assert_close(got, want, **TOLERANCES[dtype])
+        q = torch.nn.functional.normalize(
+            torch.randn(3, D, dtype=dtype, generator=torch.Generator().manual_seed(9)), dim=-1
+        )
+        rel = P.language_relevancy(means2d, conics, opacities, idx, w, codebook, q[:1], q[1:], offsets, ids, W, H, ts)
+        want_rel = splat_ref.language_relevancy(means2d, conics, opacities, idx, w, codebook, q[:1], q[1:], offsets,
+                                                ids, W, H, ts)  # fmt: skip
+        torch.testing.assert_close(rel, want_rel, atol=1e-4 if dtype == torch.float32 else 1e-9, rtol=0)
+        leaves = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                  for a in args]  # fmt: skip
+        refs = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                for a in args]  # fmt: skip
+        out, alpha, _ = P.rasterize_sparse_coef(*leaves)
+        want_out, want_alpha, _ = splat_ref.rasterize_sparse_coef(*refs)
+        torch.testing.assert_close(out, want_out, **TOLERANCES[dtype])
+        grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+        wrt = [a for a in leaves if isinstance(a, torch.Tensor) and a.requires_grad]
+        wrt_ref = [a for a in refs if isinstance(a, torch.Tensor) and a.requires_grad]
+        got_grads = torch.autograd.grad((out, alpha), wrt, (grad, torch.ones_like(alpha)))
+        want_grads = torch.autograd.grad((want_out, want_alpha), wrt_ref, (grad, torch.ones_like(alpha)))
+        for g, w_ in zip(got_grads, want_grads, strict=True):
+            torch.testing.assert_close(g, w_, atol=1e-3 if dtype == torch.float32 else 1e-9, rtol=1e-4)

@@ -125,3 +125,59 @@ def test_low_precision_gradients_on_cuda(dtype):
         results.append(torch.autograd.grad((render, alpha), wrt, (torch.ones_like(render), torch.ones_like(alpha))))
     for got, want in zip(*results, strict=True):
         torch.testing.assert_close(got.cpu(), want.to(dtype).cpu(), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("num_coefs", [12, 192, 1000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_coef_matches_the_cpu(num_coefs, dtype):
+    """192 float32 channels take the shared-memory accumulator; 1000 (and float64 at 192) the
+    per-pixel rows of the output."""
+    from splat_sparse_cases import sparse_inputs
+
+    args = sparse_inputs(N=300, C=2, width=45, height=33, P=12, num_coefs=num_coefs, tile_size=16, dtype=dtype,
+                         max_opacity=1.0)  # fmt: skip
+    results = []
+    for device_args in (args, cuda(args)):
+        leaves = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                  for a in device_args]  # fmt: skip
+        out, alpha, last = splat.rasterize_sparse_coef(*leaves)
+        grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=dtype).to(out.device)
+        wrt = [a for a in leaves if isinstance(a, torch.Tensor) and a.requires_grad]
+        grads = torch.autograd.grad((out, alpha), wrt, (grad, torch.ones_like(alpha)))
+        results.append([t.detach().cpu() for t in (out, alpha, last, *grads)])
+    cpu, gpu = results
+    tol = TOLERANCES[dtype]
+    torch.testing.assert_close(gpu[0], cpu[0], **tol)
+    torch.testing.assert_close(gpu[1], cpu[1], **tol)
+    assert torch.equal(gpu[2], cpu[2])
+    for g, c in zip(gpu[3:], cpu[3:], strict=True):
+        torch.testing.assert_close(g, c, atol=1e-3 if dtype == torch.float32 else 1e-9, rtol=1e-4)
+
+
+@pytest.mark.parametrize("levels, L, D", [(3, 64, 512), (1, 8, 3), (2, 4, 33)])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_sparse_features_and_relevancy_match_the_cpu(levels, L, D, normalize):
+    from splat_sparse_cases import sparse_inputs
+
+    args = sparse_inputs(N=400, C=1, width=50, height=40, P=4 * levels, num_coefs=levels * L, tile_size=16,
+                         dtype=torch.float32)  # fmt: skip
+    means2d, conics, opacities, idx, w, _, offsets, ids, W, H, ts = args
+    codebook = torch.randn(levels, L, D, generator=torch.Generator().manual_seed(D))
+    rest = (codebook, offsets, ids, W, H, ts)
+    cpu = splat.rasterize_sparse_features(means2d, conics, opacities, idx, w, *rest, normalize=normalize)
+    gpu = splat.rasterize_sparse_features(*cuda((means2d, conics, opacities, idx, w, *rest)), normalize=normalize)
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4 * codebook.abs().max().item(), rtol=1e-4)
+    q = torch.nn.functional.normalize(torch.randn(5, D, generator=torch.Generator().manual_seed(1)), dim=-1)
+    rel_args = (means2d, conics, opacities, idx, w, codebook, q[:1], q[1:], offsets, ids, W, H, ts)
+    torch.testing.assert_close(splat.language_relevancy(*cuda(rel_args)).cpu(), splat.language_relevancy(*rel_args),
+                               atol=2e-4, rtol=0)  # fmt: skip
+
+
+def test_sparse_index_out_of_range_is_an_error_on_cuda():
+    from splat_sparse_cases import sparse_inputs
+
+    args = list(sparse_inputs(N=20, C=1, width=32, height=32, P=4, num_coefs=8, tile_size=16, dtype=torch.float32))
+    args[3] = args[3].clone()
+    args[3][3, 2] = 8
+    with pytest.raises(IndexError, match=r"'coef_indices' must lie in \[0, num_coefs = 8\), got values in \[0, 8\]"):
+        splat.rasterize_sparse_coef(*cuda(args))
