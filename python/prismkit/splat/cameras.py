@@ -53,11 +53,12 @@ def look_at(eye: Sequence[float], target: Sequence[float] = (0.0, 0.0, 0.0), up:
 
 
 def orbit(n: int, radius: float = 6.0, height: float = 2.5, target: Sequence[float] = (0.0, 0.0, 0.5),
-          fov_x_degrees: float = 60.0, width: int = 512, height_px: int = 512) -> list[Camera]:  # fmt: skip
-    """n cameras evenly spaced on a circle of ``radius`` around ``target`` (z up), ``height`` above it."""
+          fov_x_degrees: float = 60.0, width: int = 512, height_px: int = 512, phase: float = 0.0) -> list[Camera]:  # fmt: skip
+    """n cameras evenly spaced on a circle of ``radius`` around ``target`` (z up), ``height`` above it;
+    ``phase`` turns them by that fraction of a step (0.5: halfway between the cameras of phase 0)."""
     cams = []
     for i in range(n):
-        a = 2 * math.pi * i / n
+        a = 2 * math.pi * (i + phase) / n
         eye = (target[0] + radius * math.cos(a), target[1] + radius * math.sin(a), target[2] + height)
         cams.append(look_at(eye, target, (0.0, 0.0, 1.0), fov_x_degrees, width, height_px))
     return cams
