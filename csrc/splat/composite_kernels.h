@@ -39,8 +39,11 @@ struct ForwardTile {
   int64_t image_row;
   T* scratch;  // scratch_elements(tile_size)
   // Sparse coefficients (rasterize_sparse_coef): when set, feature holds the Gaussian's D weights
-  // and entry c adds to channel[c] of the planar accumulators (any channel count; duplicates add).
+  // and each contributing pixel adds weight x feature[c] to its accumulator channel[c] of
+  // `channels` (pixel-major, at out as above; duplicates add): D scalar multiply-adds per pixel,
+  // whatever the channel count.
   const int32_t* channel = nullptr;
+  int64_t channels = 0;
 };
 
 constexpr int64_t kPlanarChannels = 8;
@@ -86,12 +89,12 @@ struct CompositeKernels {
   void (*axpy_f)(float w, const float* f, float* out, int64_t D);
   void (*axpy_d)(double w, const double* f, double* out, int64_t D);
   // A codebook product over n pixels: out[x * out_stride + d] = sum over l < L of
-  // w[l * w_stride + x] S[l * D + d] (weights channel-major as the planar accumulators hold them,
-  // S [L, D] row-major), for x < n, d < D; out is written, not read.
-  void (*decode_f)(const float* w, int64_t w_stride, int64_t n, const float* S, int64_t L, int64_t D, float* out,
-                   int64_t out_stride);
-  void (*decode_d)(const double* w, int64_t w_stride, int64_t n, const double* S, int64_t L, int64_t D, double* out,
-                   int64_t out_stride);
+  // w[l * l_stride + x * x_stride] S[l * D + d] (S [L, D] row-major), for x < n, d < D; out is
+  // written, not read.
+  void (*decode_f)(const float* w, int64_t l_stride, int64_t x_stride, int64_t n, const float* S, int64_t L, int64_t D,
+                   float* out, int64_t out_stride);
+  void (*decode_d)(const double* w, int64_t l_stride, int64_t x_stride, int64_t n, const double* S, int64_t L,
+                   int64_t D, double* out, int64_t out_stride);
 };
 
 PRISMKIT_ISA_DISPATCH(CompositeKernels, composite_kernels)
@@ -110,13 +113,13 @@ inline void backward_box(const BoxSplat<double>& s, int32_t index, BackwardTile<
 }
 inline void axpy(float w, const float* f, float* out, int64_t D) { composite_kernels().axpy_f(w, f, out, D); }
 inline void axpy(double w, const double* f, double* out, int64_t D) { composite_kernels().axpy_d(w, f, out, D); }
-inline void decode(const float* w, int64_t w_stride, int64_t n, const float* S, int64_t L, int64_t D, float* out,
-                   int64_t out_stride) {
-  composite_kernels().decode_f(w, w_stride, n, S, L, D, out, out_stride);
+inline void decode(const float* w, int64_t l_stride, int64_t x_stride, int64_t n, const float* S, int64_t L, int64_t D,
+                   float* out, int64_t out_stride) {
+  composite_kernels().decode_f(w, l_stride, x_stride, n, S, L, D, out, out_stride);
 }
-inline void decode(const double* w, int64_t w_stride, int64_t n, const double* S, int64_t L, int64_t D, double* out,
-                   int64_t out_stride) {
-  composite_kernels().decode_d(w, w_stride, n, S, L, D, out, out_stride);
+inline void decode(const double* w, int64_t l_stride, int64_t x_stride, int64_t n, const double* S, int64_t L,
+                   int64_t D, double* out, int64_t out_stride) {
+  composite_kernels().decode_d(w, l_stride, x_stride, n, S, L, D, out, out_stride);
 }
 
 }  // namespace prismkit::splat

@@ -107,7 +107,7 @@ int64_t forward_box(const BoxSplat<T>& s, int32_t index, const ForwardTile<T>& t
   const int64_t stride = (s.n + kPad - 1) / kPad * kPad + kPad;
   T* alpha = t.scratch;
   T* vis = t.scratch + stride;  // exp(power), then the row's weights
-  const bool planar = t.channel || t.D <= kPlanarChannels;
+  const bool planar = !t.channel && t.D <= kPlanarChannels;
   const int64_t bx0 = s.p0 % s.tw, by0 = s.p0 / s.tw;
   int64_t stopped = 0;
   for (int64_t r = 0; r < s.rows; ++r) {
@@ -116,9 +116,13 @@ int64_t forward_box(const BoxSplat<T>& s, int32_t index, const ForwardTile<T>& t
     const int64_t p = s.p0 + r * s.tw;
     T* weight = vis;  // exp(power) is not needed past the alphas
     stopped += row_step(alpha, s.n, t.trans + p, t.done + p, t.last + p, index, weight);
-    if (planar) {
-      for (int64_t c = 0; c < t.D; ++c)
-        axpy_inline(t.feature[c], weight, t.planar + (t.channel ? t.channel[c] : c) * t.P + p, s.n);
+    if (t.channel) {
+      T* out = t.out + (by0 + r) * t.image_row + bx0 * t.channels;
+      for (int64_t x = 0; x < s.n; ++x)
+        if (weight[x] != T(0))
+          for (int64_t c = 0; c < t.D; ++c) out[x * t.channels + t.channel[c]] += weight[x] * t.feature[c];
+    } else if (planar) {
+      for (int64_t c = 0; c < t.D; ++c) axpy_inline(t.feature[c], weight, t.planar + c * t.P + p, s.n);
     } else {
       T* out = t.out + (by0 + r) * t.image_row + bx0 * t.D;
       for (int64_t x = 0; x < s.n; ++x)
@@ -236,8 +240,8 @@ void axpy(T w, const T* f, T* out, int64_t D) {
 // decode for RX pixels (x0 .. x0 + RX - 1): RX x 2 vector accumulators across d (8 of the 16 or 32
 // registers at RX = 4), one broadcast weight per pixel and two codebook loads per l.
 template <typename T, int RX>
-PRISMKIT_INLINE void decode_pixels(const T* __restrict w, int64_t ws, const T* __restrict S, int64_t L, int64_t D,
-                                   T* __restrict out, int64_t os) {
+PRISMKIT_INLINE void decode_pixels(const T* __restrict w, int64_t ls, int64_t xs, const T* __restrict S, int64_t L,
+                                   int64_t D, T* __restrict out, int64_t os) {
   using Vec = isa::Vec<T>;
   constexpr int64_t V = kLanes<T>;
   int64_t d = 0;
@@ -247,7 +251,7 @@ PRISMKIT_INLINE void decode_pixels(const T* __restrict w, int64_t ws, const T* _
     for (int64_t l = 0; l < L; ++l) {
       const Vec s0 = load(S + l * D + d), s1 = load(S + l * D + d + V);
       for (int i = 0; i < RX; ++i) {
-        const T wi = w[l * ws + i];
+        const T wi = w[l * ls + i * xs];
         a0[i] += wi * s0;
         a1[i] += wi * s1;
       }
@@ -262,23 +266,23 @@ PRISMKIT_INLINE void decode_pixels(const T* __restrict w, int64_t ws, const T* _
     for (int i = 0; i < RX; ++i) a0[i] = Vec{};
     for (int64_t l = 0; l < L; ++l) {
       const Vec s0 = load(S + l * D + d);
-      for (int i = 0; i < RX; ++i) a0[i] += w[l * ws + i] * s0;
+      for (int i = 0; i < RX; ++i) a0[i] += w[l * ls + i * xs] * s0;
     }
     for (int i = 0; i < RX; ++i) store(out + i * os + d, a0[i]);
   }
   for (; d < D; ++d)
     for (int i = 0; i < RX; ++i) {
       T acc = 0;
-      for (int64_t l = 0; l < L; ++l) acc += w[l * ws + i] * S[l * D + d];
+      for (int64_t l = 0; l < L; ++l) acc += w[l * ls + i * xs] * S[l * D + d];
       out[i * os + d] = acc;
     }
 }
 
 template <typename T>
-void decode(const T* w, int64_t ws, int64_t n, const T* S, int64_t L, int64_t D, T* out, int64_t os) {
+void decode(const T* w, int64_t ls, int64_t xs, int64_t n, const T* S, int64_t L, int64_t D, T* out, int64_t os) {
   int64_t x = 0;
-  for (; x + 4 <= n; x += 4) decode_pixels<T, 4>(w + x, ws, S, L, D, out + x * os, os);
-  for (; x < n; ++x) decode_pixels<T, 1>(w + x, ws, S, L, D, out + x * os, os);
+  for (; x + 4 <= n; x += 4) decode_pixels<T, 4>(w + x * xs, ls, xs, S, L, D, out + x * os, os);
+  for (; x < n; ++x) decode_pixels<T, 1>(w + x * xs, ls, xs, S, L, D, out + x * os, os);
 }
 
 const CompositeKernels kTable = {&forward_box<float>, &forward_box<double>, &backward_box<float>, &backward_box<double>,

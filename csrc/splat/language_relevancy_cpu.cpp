@@ -68,21 +68,22 @@ at::Tensor language_relevancy_cpu(const at::Tensor& means2d, const at::Tensor& c
       SparseWorkspace<T> tile;
       std::vector<T> products;  // [tile_w][K]
     };
+    const int64_t nc = a.num_coefs;
     auto make_workspace = [&] {
-      return Workspace{SparseWorkspace<T>(a.num_coefs, tile_w, tile_h), std::vector<T>(tile_w * K)};
+      return Workspace{SparseWorkspace<T>(nc, tile_w, tile_h, true), std::vector<T>(tile_w * K)};
     };
     for_each_tile(in.tiles, make_workspace, [&](Workspace& ws, int64_t k) {
       SparseWorkspace<T>& w = ws.tile;
       const Tile tile = tile_at(k, a.raster.tiles_x, a.raster.tiles_y, tile_size, W, H);
-      composite_sparse_tile(in, tile, k, w);
+      composite_sparse_tile(in, tile, k, w, w.weights.data(), tile.w * nc, nc);
       for (int64_t y = 0; y < tile.h; ++y)
         for (int64_t l = 0; l < levels; ++l) {
-          const T* wl = w.planar.data() + l * L * w.pixels + y * tile.w;  // the level's weights, channel-major
+          const T* wl = w.weights.data() + y * tile.w * nc + l * L;  // pixel x's level-l weights at wl[x * nc]
           T* prod = ws.products.data();
-          decode(wl, w.pixels, tile.w, Bp + l * L * K, L, K, prod, K);
+          decode(wl, 1, nc, tile.w, Bp + l * L * K, L, K, prod, K);
           for (int64_t x = 0; x < tile.w; ++x, prod += K) {
             T norm2 = 0;
-            for (int64_t j = 0; j < L; ++j) norm2 += wl[j * w.pixels + x] * prod[j];
+            for (int64_t j = 0; j < L; ++j) norm2 += wl[x * nc + j] * prod[j];
             const T scale = norm2 > T(0) ? T(1) / std::max(std::sqrt(norm2), T(1e-12)) : T(0);
             T negative = prod[L + Q];
             for (int64_t j = 1; j < a.negatives; ++j) negative = std::max(negative, prod[L + Q + j]);

@@ -3,6 +3,7 @@
 // Gaussian over the pixels of its box (composite_kernels.h), with each pixel's transmittance in a
 // small tile array: the per-pixel order of the reference is kept while each Gaussian's parameters
 // and feature row are loaded once per tile. The tile stops when all its pixels are done.
+#include "common/cpu_alloc.h"
 #include "common/float32_compute.h"
 #include "splat/composite_kernels.h"
 #include "splat/raster_tile.h"
@@ -32,7 +33,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_cpu(const at::Tensor& m
     return in_float32(&rasterize_cpu, means2d, conics, features, opacities, tile_offsets, flatten_ids, width, height,
                       tile_size, backgrounds);
   const int64_t H = height, W = width, D = a.D, N = a.N;
-  at::Tensor render = at::empty({a.C, H, W, D}, means2d.options());
+  at::Tensor render = empty_for_large_output({a.C, H, W, D}, means2d.options());
   at::Tensor alpha = at::empty({a.C, H, W, 1}, means2d.options());
   at::Tensor last_ids = at::empty({a.C, H, W}, tile_offsets.options());
   const at::Tensor m = means2d.contiguous(), co = conics.contiguous(), f = features.contiguous();

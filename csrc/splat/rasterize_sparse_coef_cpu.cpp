@@ -1,7 +1,8 @@
 // prismkit::rasterize_sparse_coef on the CPU: threads take (camera, tile) pairs from a shared
-// counter; each tile's weight map is composited channel-major in a cache-resident workspace
-// (sparse_tile.h: P multiply-adds per Gaussian and box row, not num_coefs) and written to the
-// [C, H, W, num_coefs] output once.
+// counter; each tile's weight maps are composited in place in the [C, H, W, num_coefs] output
+// (sparse_tile.h: P multiply-adds per contributing Gaussian and pixel, not num_coefs; a tile's
+// rows of the output stay in cache while it is composited).
+#include "common/cpu_alloc.h"
 #include "common/float32_compute.h"
 #include "splat/raster_tile.h"
 #include "splat/sparse_checks.h"
@@ -27,7 +28,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_sparse_coef_cpu(
                       tile_offsets, flatten_ids, width, height, tile_size);
   const at::Tensor idx = check_sparse_values_cpu(op, a, coef_indices, tile_offsets, flatten_ids);
   const int64_t H = height, W = width, nc = num_coefs, C = a.raster.C;
-  at::Tensor weight_map = at::empty({C, H, W, nc}, means2d.options());
+  at::Tensor weight_map = empty_for_large_output({C, H, W, nc}, means2d.options());
   at::Tensor alpha = at::empty({C, H, W, 1}, means2d.options());
   at::Tensor last_ids = at::empty({C, H, W}, tile_offsets.options());
   const at::Tensor m = means2d.contiguous(), co = conics.contiguous(), op_ = opacities.contiguous();
@@ -49,15 +50,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_sparse_coef_cpu(
     T *wp = weight_map.data_ptr<T>(), *ap = alpha.data_ptr<T>();
     int32_t* lp = last_ids.data_ptr<int32_t>();
     const int64_t tile_w = std::min(tile_size, W), tile_h = std::min(tile_size, H);
-    auto make_workspace = [&] { return SparseWorkspace<T>(nc, tile_w, tile_h); };
+    auto make_workspace = [&] { return SparseWorkspace<T>(nc, tile_w, tile_h, false); };
     for_each_tile(in.tiles, make_workspace, [&](SparseWorkspace<T>& w, int64_t k) {
       const Tile tile = tile_at(k, a.raster.tiles_x, a.raster.tiles_y, tile_size, W, H);
-      composite_sparse_tile(in, tile, k, w);
+      const int64_t first = (tile.camera * H + tile.y0) * W + tile.x0;  // the tile's first pixel
+      composite_sparse_tile(in, tile, k, w, wp + first * nc, W * nc, nc);
       for (int64_t y = 0; y < tile.h; ++y)
         for (int64_t x = 0; x < tile.w; ++x) {
-          const int64_t p = y * tile.w + x, pix = (tile.camera * H + tile.y0 + y) * W + tile.x0 + x;
-          T* out = wp + pix * nc;
-          for (int64_t c = 0; c < nc; ++c) out[c] = w.planar[c * w.pixels + p];
+          const int64_t p = y * tile.w + x, pix = first + y * W + x;
           ap[pix] = T(1) - w.trans[p];
           lp[pix] = w.last[p];
         }

@@ -1,8 +1,9 @@
 // prismkit::rasterize_sparse_features on the CPU: rasterize_sparse_coef's tile compositing
-// (sparse_tile.h), then, still per tile and per row of its pixels, the codebook product
+// (sparse_tile.h) into a tile workspace, then, still per tile and per row of its pixels, the codebook product
 // F = S_level^T W_level for each level (composite_kernels.h's decode: register-blocked over 4
 // pixels x 2 vectors of D), optionally L2-normalized, straight into the [C, H, W, levels, D]
 // output: the weight map lives only in the tile workspace.
+#include "common/cpu_alloc.h"
 #include "common/float32_compute.h"
 #include "common/vector_math.h"
 #include "splat/composite_kernels.h"
@@ -31,7 +32,7 @@ at::Tensor rasterize_sparse_features_cpu(const at::Tensor& means2d, const at::Te
                       tile_offsets, flatten_ids, width, height, tile_size, normalize);
   const at::Tensor idx = check_sparse_values_cpu(op, a, coef_indices, tile_offsets, flatten_ids);
   const int64_t H = height, W = width, C = a.raster.C, levels = a.levels, L = a.L, D = a.D;
-  at::Tensor features = at::empty({C, H, W, levels, D}, means2d.options());
+  at::Tensor features = empty_for_large_output({C, H, W, levels, D}, means2d.options());
   const at::Tensor m = means2d.contiguous(), co = conics.contiguous(), op_ = opacities.contiguous();
   const at::Tensor wt = coef_weights.contiguous(), off = tile_offsets.contiguous(), ids = flatten_ids.contiguous();
   const at::Tensor book = codebook.contiguous();
@@ -52,15 +53,16 @@ at::Tensor rasterize_sparse_features_cpu(const at::Tensor& means2d, const at::Te
     const T* S = book.const_data_ptr<T>();
     T* fp = features.data_ptr<T>();
     const int64_t tile_w = std::min(tile_size, W), tile_h = std::min(tile_size, H);
-    auto make_workspace = [&] { return SparseWorkspace<T>(a.num_coefs, tile_w, tile_h); };
+    const int64_t nc = a.num_coefs;
+    auto make_workspace = [&] { return SparseWorkspace<T>(nc, tile_w, tile_h, true); };
     for_each_tile(in.tiles, make_workspace, [&](SparseWorkspace<T>& w, int64_t k) {
       const Tile tile = tile_at(k, a.raster.tiles_x, a.raster.tiles_y, tile_size, W, H);
-      composite_sparse_tile(in, tile, k, w);
+      composite_sparse_tile(in, tile, k, w, w.weights.data(), tile.w * nc, nc);
       for (int64_t y = 0; y < tile.h; ++y) {
         T* row = fp + ((tile.camera * H + tile.y0 + y) * W + tile.x0) * levels * D;  // [tile.w][levels][D]
+        const T* weights = w.weights.data() + y * tile.w * nc;                       // [tile.w][num_coefs]
         for (int64_t l = 0; l < levels; ++l)
-          decode(w.planar.data() + l * L * w.pixels + y * tile.w, w.pixels, tile.w, S + l * L * D, L, D, row + l * D,
-                 levels * D);
+          decode(weights + l * L, 1, nc, tile.w, S + l * L * D, L, D, row + l * D, levels * D);
         if (!normalize) continue;
         for (int64_t e = 0; e < tile.w * levels; ++e) {  // F / max(|F|, 1e-12), as torch's F.normalize
           T* f = row + e * D;

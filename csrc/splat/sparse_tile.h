@@ -1,11 +1,12 @@
 // What the CPU sparse coefficient ops share (rasterize_sparse_coef, rasterize_sparse_features,
 // language_relevancy): compositing one (camera, tile) list of Gaussians, each carrying P
-// (index, weight) pairs, into a weight map held channel-major in a tile workspace
-// ([num_coefs][tile pixels]), the same front-to-back walk as rasterize_cpu.cpp's. Per Gaussian and
-// box row, the transmittance step gives the row's alpha T once; each pair then adds weight x
-// that row to its channel's row: P vector multiply-adds per box row, whatever num_coefs is.
+// (index, weight) pairs, into pixel-major weight maps ([pixels][num_coefs] rows, the output's own
+// layout), the same front-to-back walk as rasterize_cpu.cpp's. Per Gaussian and box row, the
+// transmittance step gives each pixel's alpha T once, and a contributing pixel adds its P weights
+// into its row: P scalar multiply-adds, whatever num_coefs is. (Channel-major rows of the tile,
+// one vector multiply-add per pair and box row, measured slower: boxes are mostly narrower than a
+// vector, and the tile then has to be transposed to the output.)
 #pragma once
-
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -23,33 +24,35 @@ struct SparseInputs {
   bool camera_opacities;
 };
 
-// One thread's tile workspace: a tile is at most min(tile_size, width) x min(tile_size, height)
-// pixels, held at pixel stride `pixels` per channel.
+// One thread's tile state: a tile is at most min(tile_size, width) x min(tile_size, height) pixels;
+// with weights, also a [pixels][num_coefs] weight map (the fused ops; rasterize_sparse_coef
+// composites into its output).
 template <typename T>
 struct SparseWorkspace {
   int64_t pixels;
-  std::vector<T> trans, done, planar, scratch;
+  std::vector<T> trans, done, weights, scratch;
   std::vector<int32_t> last;
-  SparseWorkspace(int64_t num_coefs, int64_t tile_w, int64_t tile_h)
+  SparseWorkspace(int64_t num_coefs, int64_t tile_w, int64_t tile_h, bool with_weights)
       : pixels(tile_w * tile_h),
         trans(pixels),
         done(pixels),
-        planar(num_coefs * pixels),
+        weights(with_weights ? pixels * num_coefs : 0),
         scratch(scratch_elements(tile_w)),
         last(pixels) {}
 };
 
-// Composites the list of flat tile k into w: planar[c * w.pixels + y * tile.w + x] is the weight
-// map's channel c at tile pixel (x, y); trans and last per pixel, as rasterize's.
+// Composites the list of flat tile k: tile pixel (x, y)'s weight map is out[y * row + x * nc]
+// (zeroed here first); trans and last per pixel in w (tile-local y * tile.w + x), as rasterize's.
 template <typename T>
-void composite_sparse_tile(const SparseInputs<T>& in, const Tile& tile, int64_t k, SparseWorkspace<T>& w) {
-  std::fill(w.planar.begin(), w.planar.end(), T(0));
+void composite_sparse_tile(const SparseInputs<T>& in, const Tile& tile, int64_t k, SparseWorkspace<T>& w, T* out,
+                           int64_t row, int64_t nc) {
+  for (int64_t y = 0; y < tile.h; ++y) std::fill(out + y * row, out + y * row + tile.w * nc, T(0));
   std::fill(w.trans.begin(), w.trans.end(), T(1));
   std::fill(w.done.begin(), w.done.end(), T(0));
   std::fill(w.last.begin(), w.last.end(), -1);
-  ForwardTile<T> state{
-      w.trans.data(),  w.done.data(), w.last.data(), w.planar.data(), w.pixels, in.P, nullptr, nullptr, 0,
-      w.scratch.data()};
+  ForwardTile<T> state{w.trans.data(), w.done.data(), w.last.data(), nullptr, 0,
+                       in.P,           nullptr,       out,           row,     w.scratch.data()};
+  state.channels = nc;
   int64_t remaining = tile.w * tile.h;
   const int64_t begin = in.tile_offsets[k], end = k + 1 < in.tiles ? in.tile_offsets[k + 1] : in.M;
   for (int64_t i = begin; i < end && remaining > 0; ++i) {
