@@ -140,10 +140,11 @@ gpu-check:
 		echo "pytest exit code $${PIPESTATUS[0]}" | tee -a $(GPU_OUT)/test.log
 	timeout 90 compute-sanitizer --tool memcheck --error-exitcode 1 python3 -m pytest tests/test_sae_cuda.py \
 		tests/test_splat_cuda.py -k "decode or weight_gradient or bad_inputs or projection_and_binning or \
-		(rasterize_matches_the_cpu and float32 and (64 or 513))" -p no:cacheprovider -q 2>&1 | tee $(GPU_OUT)/sanitizer.log; \
+		(rasterize_matches_the_cpu and float32 and (64 or 513)) or (sparse_coef_matches_the_cpu and float32) or \
+		(sparse_features_and_relevancy and 512 and True)" -p no:cacheprovider -q 2>&1 | tee $(GPU_OUT)/sanitizer.log; \
 		echo "compute-sanitizer exit code $${PIPESTATUS[0]}" | tee -a $(GPU_OUT)/sanitizer.log
 	timeout 150 python3 bench/run.py --device cuda --out-dir $(GPU_OUT) -k "not splat" 2>&1 | tee $(GPU_OUT)/bench.log; true
-	timeout 100 python3 bench/run.py --device cuda --out-dir $(GPU_OUT) -k splat --merge 2>&1 | tee -a $(GPU_OUT)/bench.log; true
+	timeout 130 python3 bench/run.py --device cuda --out-dir $(GPU_OUT) -k splat --merge 2>&1 | tee -a $(GPU_OUT)/bench.log; true
 	python3 scripts/gpu_check_summary.py $(GPU_OUT) | tee $(GPU_OUT)/summary.txt
 
 clean:

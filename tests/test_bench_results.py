@@ -78,7 +78,13 @@ CSWIN_CPU_ROWS = [
 SPLAT_CPU_ROWS = [
     ("rasterization", mode, f"synthetic N100k 512x512 D{D}", "torch-reference")
     for mode in ("forward", "forward+backward") for D in (3, 64, 512)
-] + [("rasterization", mode, "synthetic N100k 512x512 D512", "chunked-32") for mode in ("forward", "forward+backward")]  # fmt: skip
+] + [("rasterization", mode, "synthetic N100k 512x512 D512", "chunked-32") for mode in ("forward", "forward+backward")] + [
+    ("rasterize_sparse_coef", "forward", "synthetic N100k 512x512 K4 L64 levels3", "dense-coef"),
+    ("rasterize_sparse_coef", "forward", "synthetic N100k 512x512 K4 L64 levels3", "dense-features"),
+    ("rasterize_sparse_coef", "forward+backward", "synthetic N100k 512x512 K4 L64 levels3", "dense-coef"),
+    ("language_relevancy", "end-to-end", "synthetic N100k 512x512 K4 L64 levels3 D512 Q1", "official-style"),
+    ("language_field", "step", "synthetic N100k 512x512 K4 L64 levels3 D512", "official-style"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", sorted(CPU_FILES))

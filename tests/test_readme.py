@@ -63,3 +63,13 @@ def test_splat_example_runs(tmp_path, monkeypatch):
     exec(small, namespace)
     assert namespace["rgb"].shape == (4, 24, 32, 3) and namespace["feat"].shape == (1, 24, 32, 512)
     assert (tmp_path / "frame.png").exists() and namespace["features"].grad is not None
+
+
+def test_language_field_example_runs():
+    (code,) = [b for b in python_blocks() if "train_language_field(field" in b]
+    small = (code.replace("synthetic_language_scene(20_000, D=512)", "synthetic_language_scene(2000, D=16)")
+             .replace("D=512)", "D=16)").replace("views(8, 128, 128)", "views(2, 32, 32)").replace("steps=300", "steps=3")
+             .replace("256", "48"))  # fmt: skip
+    namespace = {}
+    exec(small, namespace)
+    assert namespace["mask"].shape == (48, 48) and namespace["features"].shape == (1, 48, 48, 3, 16)
