@@ -65,7 +65,7 @@ def inputs(name, device):
     means2d, conics, depths, radii = ops.project_gaussians(scene.means, scene.quats, scene.scales, viewmats, Ks,
                                                            width, height)  # fmt: skip
     offsets, ids = ops.tile_bin(means2d, radii, depths, 16, math.ceil(width / 16), math.ceil(height / 16))
-    t = dict(scene=scene, viewmats=viewmats, Ks=Ks, means2d=means2d, conics=conics, opacities=scene.opacities,
+    t = dict(scene=scene, means=scene.means, quats=scene.quats, scales=scene.scales, viewmats=viewmats, Ks=Ks, means2d=means2d, conics=conics, opacities=scene.opacities,
              offsets=offsets, ids=ids, indices=indices, weights=weights.flatten(1), codebook=codebook,
              query=text[:1], negatives=text[1:])  # fmt: skip
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in t.items()}, width, height
@@ -119,8 +119,8 @@ def test_rasterize_sparse_coef_forward_backward(compare, bench_device, case):
 def official_relevancy(t, W, H):
     """eval_lerf.py's quick path: the [levels * L] weight map, einsum with the codebooks, per-pixel
     normalization, then get_max_across_quick's pairwise softmax against each negative."""
-    means2d, conics, depths, radii = ops.project_gaussians(t["scene"].means, t["scene"].quats, t["scene"].scales,
-                                                           t["viewmats"], t["Ks"], W, H)  # fmt: skip
+    means2d, conics, depths, radii = ops.project_gaussians(t["means"], t["quats"], t["scales"], t["viewmats"],
+                                                           t["Ks"], W, H)  # fmt: skip
     offsets, ids = ops.tile_bin(means2d, radii, depths, 16, math.ceil(W / 16), math.ceil(H / 16))
     weight_map = ops.rasterize_sparse_coef(means2d, conics, t["opacities"], t["indices"], t["weights"], LEVELS * L,
                                            offsets, ids, W, H, 16)[0]  # fmt: skip
@@ -134,8 +134,8 @@ def official_relevancy(t, W, H):
 
 
 def prismkit_relevancy(t, W, H):
-    means2d, conics, depths, radii = ops.project_gaussians(t["scene"].means, t["scene"].quats, t["scene"].scales,
-                                                           t["viewmats"], t["Ks"], W, H)  # fmt: skip
+    means2d, conics, depths, radii = ops.project_gaussians(t["means"], t["quats"], t["scales"], t["viewmats"],
+                                                           t["Ks"], W, H)  # fmt: skip
     offsets, ids = ops.tile_bin(means2d, radii, depths, 16, math.ceil(W / 16), math.ceil(H / 16))
     return ops.language_relevancy(means2d, conics, t["opacities"], t["indices"], t["weights"], t["codebook"],
                                   t["query"], t["negatives"], offsets, ids, W, H, 16)  # fmt: skip
@@ -189,8 +189,8 @@ def test_language_field_step(compare, bench_device, case):
 
     def official():
         theirs_opt.zero_grad(set_to_none=True)
-        means2d, conics, depths, radii = ops.project_gaussians(scene.means, scene.quats, scene.scales,
-                                                               t["viewmats"], t["Ks"], W, H)  # fmt: skip
+        means2d, conics, depths, radii = ops.project_gaussians(t["means"], t["quats"], t["scales"], t["viewmats"],
+                                                               t["Ks"], W, H)  # fmt: skip
         offsets, ids = ops.tile_bin(means2d, radii, depths, 16, math.ceil(W / 16), math.ceil(H / 16))
         loss = 0
         for level in range(LEVELS):

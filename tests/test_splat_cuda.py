@@ -129,13 +129,14 @@ def test_low_precision_gradients_on_cuda(dtype):
 
 @pytest.mark.parametrize("num_coefs", [12, 192, 1000])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_sparse_coef_matches_the_cpu(num_coefs, dtype):
+@pytest.mark.parametrize("tile_size", [16, 5, 12])
+def test_sparse_coef_matches_the_cpu(num_coefs, dtype, tile_size):
     """192 float32 channels take the shared-memory accumulator; 1000 (and float64 at 192) the
-    per-pixel rows of the output."""
+    per-pixel rows of the output; tiles of 5 and 12 leave threads of the last warp without a pixel."""
     from splat_sparse_cases import sparse_inputs
 
-    args = sparse_inputs(N=300, C=2, width=45, height=33, P=12, num_coefs=num_coefs, tile_size=16, dtype=dtype,
-                         max_opacity=1.0)  # fmt: skip
+    args = sparse_inputs(N=300, C=2, width=45, height=33, P=12, num_coefs=num_coefs, tile_size=tile_size,
+                         dtype=dtype, max_opacity=1.0)  # fmt: skip
     results = []
     for device_args in (args, cuda(args)):
         leaves = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
@@ -181,3 +182,29 @@ def test_sparse_index_out_of_range_is_an_error_on_cuda():
     args[3][3, 2] = 8
     with pytest.raises(IndexError, match=r"'coef_indices' must lie in \[0, num_coefs = 8\), got values in \[0, 8\]"):
         splat.rasterize_sparse_coef(*cuda(args))
+
+
+def test_sparse_ops_with_nothing_to_render_on_cuda():
+    from splat_sparse_cases import sparse_inputs
+
+    args = list(sparse_inputs(N=3, C=2, width=10, height=7, P=2, num_coefs=4, tile_size=4, dtype=torch.float32))
+    no_pairs = list(args)
+    no_pairs[3], no_pairs[4] = args[3][:, :0], args[4][:, :0]
+    none = list(args)
+    none[0], none[1], none[2] = args[0][:, :0], args[1][:, :0], args[2][:0]
+    none[3], none[4] = args[3][:0], args[4][:0]
+    none[6], none[7] = torch.zeros_like(args[6]), args[7][:0]
+    cameras = list(args)
+    cameras[0], cameras[1], cameras[6] = args[0][:0], args[1][:0], args[6][:0]
+    for case in (no_pairs, none, cameras):
+        cpu = splat.rasterize_sparse_coef(*case)
+        gpu = splat.rasterize_sparse_coef(*cuda(case))
+        for g, c in zip(gpu, cpu, strict=True):
+            assert torch.equal(g.cpu(), c)
+        codebook = torch.randn(2, 2, 5)
+        q = torch.randn(1, 5)
+        rest = (*case[:5], codebook, *case[6:])
+        torch.testing.assert_close(splat.rasterize_sparse_features(*cuda(rest), normalize=True).cpu(),
+                                   splat.rasterize_sparse_features(*rest, normalize=True))  # fmt: skip
+        rel = (*case[:5], codebook, q, q, *case[6:])
+        torch.testing.assert_close(splat.language_relevancy(*cuda(rel)).cpu(), splat.language_relevancy(*rel))

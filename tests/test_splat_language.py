@@ -129,6 +129,23 @@ def test_field_features_weights_and_relevancy_agree():
     torch.testing.assert_close(field.relevancy(q, viewmats, Ks, 32, 32, neg), want, atol=2e-4, rtol=0)
 
 
+def test_projection_cache_never_confuses_views():
+    """A cached projection is reused only for the very same, unmodified camera tensors: a new tensor
+    for another view (even at a reused address) or an in-place change projects again."""
+    field = small_field()
+    viewmats, Ks = cameras(3)
+    first = field.project(viewmats[:1].clone(), Ks[:1].clone(), 32, 32)
+    for v in (1, 2):
+        again = field.project(viewmats[v : v + 1].clone(), Ks[v : v + 1].clone(), 32, 32)
+        fresh = small_field().project(viewmats[v : v + 1].clone(), Ks[v : v + 1].clone(), 32, 32)
+        assert torch.equal(again.means2d, fresh.means2d) and not torch.equal(again.means2d, first.means2d)
+    view, K = viewmats[:1].clone(), Ks[:1].clone()
+    assert field.project(view, K, 32, 32) is field.project(view, K, 32, 32)
+    before = field.project(view, K, 32, 32)
+    view.copy_(viewmats[2:3])
+    assert not torch.equal(field.project(view, K, 32, 32).means2d, before.means2d)
+
+
 def test_segmentation_and_localization_follow_the_official_post_processing():
     """A bright disc on level 1 and a faint one on level 0: level 1 is chosen, the mask is the
     disc (the 7 x 7 smoothing rounds its rim), the localization point is its centre."""

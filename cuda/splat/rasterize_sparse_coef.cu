@@ -54,7 +54,8 @@ bool sparse_fits_shared(DType dtype, int64_t num_coefs, int64_t tile_size) {
   int device = 0, limit = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return false;
   if (cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) return false;
-  return sparse_shared_bytes(dtype, num_coefs, tile_size) <= static_cast<size_t>(limit);
+  // + the backward kernel's static s_last (dynamic and static shared memory share the limit)
+  return sparse_shared_bytes(dtype, num_coefs, tile_size) + 16 <= static_cast<size_t>(limit);
 }
 
 cudaError_t launch_rasterize_sparse_coef(DType dtype, const SparseRaster& r, void* weight_map, void* alpha,

@@ -103,10 +103,10 @@ class Projected:
 class LanguageGaussianField(nn.Module):
     """Per-level logits [N, levels, L] (zeros, as the official initialization) and codebooks
     [levels, L, D] on a frozen Gaussian scene (means, quats, scales as standard deviations,
-    opacities in [0, 1])."""
+    opacities in [0, 1]); the projections of the last ``projection_cache`` camera sets are kept."""
 
     def __init__(self, means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, levels: int = 3, L: int = 64,
-                 K: int = 4, D: int = 512):  # fmt: skip
+                 K: int = 4, D: int = 512, projection_cache: int = 16):  # fmt: skip
         super().__init__()
         if not 1 <= K <= L:
             raise ValueError(f"LanguageGaussianField: K must lie in [1, L = {L}], got {K}")
@@ -118,7 +118,8 @@ class LanguageGaussianField(nn.Module):
         N = means.shape[0]
         self.logits = nn.Parameter(torch.zeros(N, levels, L, device=means.device))
         self.codebooks = nn.Parameter(torch.zeros(levels, L, D, device=means.device))
-        self._projected: dict = {}
+        self.projection_cache = max(projection_cache, 1)
+        self._projected: list = []  # (cameras, versions, size, Projected), the latest last
 
     @classmethod
     def from_scene(cls, scene, **kw) -> LanguageGaussianField:
@@ -142,16 +143,22 @@ class LanguageGaussianField(nn.Module):
         return (indices + offsets).flatten(1).to(torch.int32), weights.flatten(1)
 
     def project(self, viewmats: Tensor, Ks: Tensor, width: int, height: int, tile_size: int = 16) -> Projected:
-        """The cameras' projection and tile lists, cached per camera set and size."""
-        key = (viewmats.data_ptr(), Ks.data_ptr(), tuple(viewmats.shape), width, height, tile_size)
-        if key not in self._projected:
-            with torch.no_grad():
-                means2d, conics, depths, radii = ops.project_gaussians(self.means, self.quats, self.scales,
-                                                                       viewmats.float(), Ks.float(), width, height)  # fmt: skip
-                tiles_x, tiles_y = math.ceil(width / tile_size), math.ceil(height / tile_size)
-                offsets, ids = ops.tile_bin(means2d, radii, depths, tile_size, tiles_x, tiles_y)
-            self._projected = {key: Projected(means2d, conics, offsets, ids, width, height, tile_size)}
-        return self._projected[key]
+        """The cameras' projection and tile lists. The geometry is frozen, so the last
+        ``projection_cache`` results are kept and reused for the very same camera tensors, unmodified
+        (identity and version: never an address, which the allocator may hand to the next view)."""
+        size = (width, height, tile_size)
+        for cams, versions, key, projected in self._projected:
+            if cams[0] is viewmats and cams[1] is Ks and versions == (viewmats._version, Ks._version) and key == size:
+                return projected
+        with torch.no_grad():
+            means2d, conics, depths, radii = ops.project_gaussians(self.means, self.quats, self.scales,
+                                                                   viewmats.float(), Ks.float(), width, height)  # fmt: skip
+            tiles_x, tiles_y = math.ceil(width / tile_size), math.ceil(height / tile_size)
+            offsets, ids = ops.tile_bin(means2d, radii, depths, tile_size, tiles_x, tiles_y)
+        projected = Projected(means2d, conics, offsets, ids, width, height, tile_size)
+        self._projected.append(((viewmats, Ks), (viewmats._version, Ks._version), size, projected))
+        del self._projected[: -self.projection_cache]
+        return projected
 
     def render_weights(self, viewmats: Tensor, Ks: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
         """-> weight_map [C, H, W, levels * L] and alpha [C, H, W, 1], differentiable in the logits."""
@@ -188,7 +195,7 @@ class LanguageGaussianField(nn.Module):
         weight_map, _ = self.render_weights(viewmats, Ks, width, height)
         W = weight_map.reshape(-1, self.levels, self.L)
         t = targets.reshape(-1, self.levels)
-        total = weight_map.new_zeros(())
+        total = weight_map.sum() * 0  # a graph even when no level has a valid pixel
         for level in range(self.levels):
             valid = t[:, level] >= 0
             if not bool(valid.any()):
@@ -211,6 +218,10 @@ class LanguageViews:
     targets: Tensor
     embeddings: Tensor
 
+    def to(self, device) -> LanguageViews:
+        return LanguageViews(self.viewmats.to(device), self.Ks.to(device), self.width, self.height,
+                             self.targets.to(device), self.embeddings.to(device))  # fmt: skip
+
     def features(self, level: int) -> Tensor:
         """The target features of one level's valid pixels [n, D] (for init_codebooks)."""
         t = self.targets[..., level].reshape(-1)
@@ -225,13 +236,16 @@ def train_language_field(field: LanguageGaussianField, views: LanguageViews, ste
     step; logs the mean loss every log_every steps."""
     opt = torch.optim.Adam([field.logits, field.codebooks], lr=lr, eps=1e-15)
     g = torch.Generator().manual_seed(seed)
+    views = views.to(field.logits.device)
     V = views.viewmats.shape[0]
+    # one tensor per view, so that a view seen again finds its projection in the field's cache
+    cameras = [(views.viewmats[v : v + 1], views.Ks[v : v + 1]) for v in range(V)]
     losses, start = [], time.perf_counter()
     for step in range(steps):
         pick = torch.randperm(V, generator=g)[:views_per_step]
         opt.zero_grad(set_to_none=True)
-        loss = field.loss(views.viewmats[pick], views.Ks[pick], views.width, views.height, views.targets[pick],
-                          views.embeddings)  # fmt: skip
+        viewmats, Ks = cameras[int(pick[0])] if views_per_step == 1 else (views.viewmats[pick], views.Ks[pick])
+        loss = field.loss(viewmats, Ks, views.width, views.height, views.targets[pick], views.embeddings)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))

@@ -50,8 +50,10 @@ def rasterize_sparse_features(
 
     ``codebook`` [levels, L, D]; indices in [0, levels * L). Returns ``features``
     [C, H, W, levels, D], L2-normalized per pixel and level when ``normalize`` (F / max(|F|, 1e-12),
-    as torch's ``F.normalize``). The weight map is never written: each tile's weights stay in the
-    kernel's workspace and are multiplied by the codebook there. Differentiable in means2d, conics,
+    as torch's ``F.normalize``; on CUDA |F|^2 comes from w^T (S S^T) w, which for a pixel whose
+    codebook entries nearly cancel is less accurate than the CPU's norm of the formed F). The weight
+    map is never written: each tile's weights stay in the kernel's workspace and are multiplied by
+    the codebook there. Differentiable in means2d, conics,
     opacities, coef_weights and codebook (the backward recomputes the weight map and calls
     ``rasterize_sparse_coef``'s sparse backward)."""
     op = "rasterize_sparse_features"
