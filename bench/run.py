@@ -1,6 +1,6 @@
 """Run the benchmark suite, print one table per core and write bench/results/<device>.json.
 
-    python bench/run.py                      # CPU, all cases (paper sizes), ~14 minutes on 2 cores
+    python bench/run.py                      # CPU, all cases (paper sizes), ~16 minutes on 2 cores
     python bench/run.py --cases small        # seconds
     python bench/run.py --device cuda        # GPU rows (bf16), for make gpu-check
     python bench/run.py -k cswin_tiny --merge   # re-measure some rows, keep the file's others
