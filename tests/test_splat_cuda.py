@@ -46,22 +46,18 @@ def test_projection_gradients_match_the_cpu():
         torch.testing.assert_close(g, c, atol=1e-9, rtol=1e-9)
 
 
-@pytest.mark.parametrize("D", [1, 3, 32, 64, 192, 513, 1536])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("tile_size", [16, 5])
-def test_rasterize_matches_the_cpu(D, dtype, tile_size):
-    args = raster_inputs(N=200, C=2, width=45, height=33, D=D, tile_size=tile_size, dtype=dtype, background=D % 2 == 1,
-                         max_opacity=1.0, generator=torch.Generator().manual_seed(D))  # fmt: skip
+def assert_compositing_matches_the_cpu(op, args, dtype):
+    """op(*args) (a compositing op returning (out, alpha, last_ids)) on CUDA against the CPU: the
+    outputs to tolerance, last_ids exactly, and the gradients of every floating input."""
     results = []
     for device_args in (args, cuda(args)):
         leaves = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
                   for a in device_args]  # fmt: skip
-        render, alpha, last = splat.rasterize(*leaves)
-        g = torch.Generator().manual_seed(0)
-        grad = torch.randn(render.shape, generator=g, dtype=dtype).to(render.device)
+        out, alpha, last = op(*leaves)
+        grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=dtype).to(out.device)
         wrt = [a for a in leaves if isinstance(a, torch.Tensor) and a.requires_grad]
-        grads = torch.autograd.grad((render, alpha), wrt, (grad, torch.ones_like(alpha)))
-        results.append([t.detach().cpu() for t in (render, alpha, last, *grads)])
+        grads = torch.autograd.grad((out, alpha), wrt, (grad, torch.ones_like(alpha)))
+        results.append([t.detach().cpu() for t in (out, alpha, last, *grads)])
     cpu, gpu = results
     tol = TOLERANCES[dtype]
     torch.testing.assert_close(gpu[0], cpu[0], **tol)
@@ -69,6 +65,15 @@ def test_rasterize_matches_the_cpu(D, dtype, tile_size):
     assert torch.equal(gpu[2], cpu[2])
     for g, c in zip(gpu[3:], cpu[3:], strict=True):
         torch.testing.assert_close(g, c, atol=1e-3 if dtype == torch.float32 else 1e-9, rtol=1e-4)
+
+
+@pytest.mark.parametrize("D", [1, 3, 32, 64, 192, 513, 1536])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("tile_size", [16, 5])
+def test_rasterize_matches_the_cpu(D, dtype, tile_size):
+    args = raster_inputs(N=200, C=2, width=45, height=33, D=D, tile_size=tile_size, dtype=dtype, background=D % 2 == 1,
+                         max_opacity=1.0, generator=torch.Generator().manual_seed(D))  # fmt: skip
+    assert_compositing_matches_the_cpu(splat.rasterize, args, dtype)
 
 
 def test_rasterize_bfloat16_within_twice_the_eager_error():
@@ -137,22 +142,7 @@ def test_sparse_coef_matches_the_cpu(num_coefs, dtype, tile_size):
 
     args = sparse_inputs(N=300, C=2, width=45, height=33, P=12, num_coefs=num_coefs, tile_size=tile_size,
                          dtype=dtype, max_opacity=1.0)  # fmt: skip
-    results = []
-    for device_args in (args, cuda(args)):
-        leaves = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
-                  for a in device_args]  # fmt: skip
-        out, alpha, last = splat.rasterize_sparse_coef(*leaves)
-        grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=dtype).to(out.device)
-        wrt = [a for a in leaves if isinstance(a, torch.Tensor) and a.requires_grad]
-        grads = torch.autograd.grad((out, alpha), wrt, (grad, torch.ones_like(alpha)))
-        results.append([t.detach().cpu() for t in (out, alpha, last, *grads)])
-    cpu, gpu = results
-    tol = TOLERANCES[dtype]
-    torch.testing.assert_close(gpu[0], cpu[0], **tol)
-    torch.testing.assert_close(gpu[1], cpu[1], **tol)
-    assert torch.equal(gpu[2], cpu[2])
-    for g, c in zip(gpu[3:], cpu[3:], strict=True):
-        torch.testing.assert_close(g, c, atol=1e-3 if dtype == torch.float32 else 1e-9, rtol=1e-4)
+    assert_compositing_matches_the_cpu(splat.rasterize_sparse_coef, args, dtype)
 
 
 @pytest.mark.parametrize("levels, L, D", [(3, 64, 512), (1, 8, 3), (2, 4, 33)])

@@ -30,26 +30,14 @@ at::Tensor rasterize_sparse_features_cpu(const at::Tensor& means2d, const at::Te
   if (is_reduced_float(means2d))
     return in_float32(&rasterize_sparse_features_cpu, means2d, conics, opacities, coef_indices, coef_weights, codebook,
                       tile_offsets, flatten_ids, width, height, tile_size, normalize);
-  const at::Tensor idx = check_sparse_values_cpu(op, a, coef_indices, tile_offsets, flatten_ids);
+  const SparseTensors t =
+      sparse_tensors(op, a, means2d, conics, opacities, coef_indices, coef_weights, tile_offsets, flatten_ids);
   const int64_t H = height, W = width, C = a.raster.C, levels = a.levels, L = a.L, D = a.D;
   at::Tensor features = empty_for_large_output({C, H, W, levels, D}, means2d.options());
-  const at::Tensor m = means2d.contiguous(), co = conics.contiguous(), op_ = opacities.contiguous();
-  const at::Tensor wt = coef_weights.contiguous(), off = tile_offsets.contiguous(), ids = flatten_ids.contiguous();
   const at::Tensor book = codebook.contiguous();
   AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "rasterize_sparse_features_cpu", [&] {
     using T = scalar_t;
-    const SparseInputs<T> in{m.const_data_ptr<T>(),
-                             co.const_data_ptr<T>(),
-                             op_.const_data_ptr<T>(),
-                             wt.const_data_ptr<T>(),
-                             idx.const_data_ptr<int32_t>(),
-                             off.const_data_ptr<int32_t>(),
-                             ids.const_data_ptr<int32_t>(),
-                             a.raster.N,
-                             a.P,
-                             a.raster.M,
-                             C * a.raster.tiles_x * a.raster.tiles_y,
-                             a.raster.camera_opacities};
+    const SparseInputs<T> in = t.view<T>();
     const T* S = book.const_data_ptr<T>();
     T* fp = features.data_ptr<T>();
     const int64_t tile_w = std::min(tile_size, W), tile_h = std::min(tile_size, H);

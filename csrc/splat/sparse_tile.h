@@ -9,10 +9,12 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "splat/composite_kernels.h"
 #include "splat/raster_tile.h"
+#include "splat/sparse_checks.h"
 
 namespace prismkit::splat {
 
@@ -23,6 +25,39 @@ struct SparseInputs {
   int64_t N, P, M, tiles;  // tiles: C * tiles_y * tiles_x
   bool camera_opacities;
 };
+
+// The inputs as the CPU sparse ops read them: contiguous, indices int32, after the value checks.
+struct SparseTensors {
+  at::Tensor means2d, conics, opacities, weights, indices, tile_offsets, flatten_ids;
+  SparseArgs a;
+
+  template <typename T>
+  SparseInputs<T> view() const {
+    return {means2d.const_data_ptr<T>(),
+            conics.const_data_ptr<T>(),
+            opacities.const_data_ptr<T>(),
+            weights.const_data_ptr<T>(),
+            indices.const_data_ptr<int32_t>(),
+            tile_offsets.const_data_ptr<int32_t>(),
+            flatten_ids.const_data_ptr<int32_t>(),
+            a.raster.N,
+            a.P,
+            a.raster.M,
+            a.raster.C * a.raster.tiles_x * a.raster.tiles_y,
+            a.raster.camera_opacities};
+  }
+};
+
+// check_sparse_values_cpu (tile lists, last_ids when given, index range), then the inputs.
+inline SparseTensors sparse_tensors(const char* op, const SparseArgs& a, const at::Tensor& means2d,
+                                    const at::Tensor& conics, const at::Tensor& opacities,
+                                    const at::Tensor& coef_indices, const at::Tensor& coef_weights,
+                                    const at::Tensor& tile_offsets, const at::Tensor& flatten_ids,
+                                    const at::Tensor& last_ids = at::Tensor()) {
+  at::Tensor indices = check_sparse_values_cpu(op, a, coef_indices, tile_offsets, flatten_ids, last_ids);
+  return {means2d.contiguous(), conics.contiguous(),       opacities.contiguous(),   coef_weights.contiguous(),
+          std::move(indices),   tile_offsets.contiguous(), flatten_ids.contiguous(), a};
+}
 
 // One thread's tile state: a tile is at most min(tile_size, width) x min(tile_size, height) pixels;
 // with weights, also a [pixels][num_coefs] weight map (the fused ops; rasterize_sparse_coef

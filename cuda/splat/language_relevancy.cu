@@ -57,8 +57,7 @@ cudaError_t launch_language_relevancy(DType dtype, const SparseRaster& r, const 
                                       int64_t L, int64_t Q, int64_t negatives, void* relevancy, cudaStream_t stream) {
   if (r.C == 0 || Q == 0) return cudaSuccess;
   const int threads = raster_threads(r.tile_size);
-  const dim3 grid(static_cast<unsigned>(r.C * ((r.width + r.tile_size - 1) / r.tile_size) *
-                                        ((r.height + r.tile_size - 1) / r.tile_size)));
+  const dim3 grid = sparse_grid(r);
   auto run = [&](auto zero) {
     using T = decltype(zero);
     const size_t bytes = sparse_shared_bytes(dtype, r.num_coefs, r.tile_size);
@@ -67,12 +66,7 @@ cudaError_t launch_language_relevancy(DType dtype, const SparseRaster& r, const 
     language_relevancy_kernel<T><<<grid, threads, bytes, stream>>>(sparse_params<T>(r), static_cast<const T*>(products),
                                                                    levels, L, Q, negatives, static_cast<T*>(relevancy));
   };
-  if (dtype == DType::Float64)
-    run(double{});
-  else if (dtype == DType::Float32)
-    run(float{});
-  else
-    return cudaErrorInvalidValue;
+  if (!dispatch_float_or_double(dtype, run)) return cudaErrorInvalidValue;  // the glue computes float16 in float32
   return cudaGetLastError();
 }
 

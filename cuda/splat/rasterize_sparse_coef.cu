@@ -63,8 +63,7 @@ cudaError_t launch_rasterize_sparse_coef(DType dtype, const SparseRaster& r, voi
   if (r.C == 0) return cudaSuccess;
   const bool shared = sparse_fits_shared(dtype, r.num_coefs, r.tile_size);
   const int threads = raster_threads(r.tile_size);
-  const dim3 grid(static_cast<unsigned>(r.C * ((r.width + r.tile_size - 1) / r.tile_size) *
-                                        ((r.height + r.tile_size - 1) / r.tile_size)));
+  const dim3 grid = sparse_grid(r);
   auto run = [&](auto zero) {
     using T = decltype(zero);
     const SparseParams<T> p = sparse_params<T>(r);
@@ -78,12 +77,7 @@ cudaError_t launch_rasterize_sparse_coef(DType dtype, const SparseRaster& r, voi
       rasterize_sparse_coef_kernel<T, false><<<grid, threads, stage_bytes<T>(threads), stream>>>(p, wm, al, last_ids);
     }
   };
-  if (dtype == DType::Float64)
-    run(double{});
-  else if (dtype == DType::Float32)
-    run(float{});
-  else
-    return cudaErrorInvalidValue;  // the glue computes float16 and bfloat16 in float32
+  if (!dispatch_float_or_double(dtype, run)) return cudaErrorInvalidValue;  // the glue computes float16 in float32
   return cudaGetLastError();
 }
 

@@ -78,8 +78,7 @@ cudaError_t launch_rasterize_sparse_features(DType dtype, const SparseRaster& r,
                                              cudaStream_t stream) {
   if (r.C == 0) return cudaSuccess;
   const int threads = raster_threads(r.tile_size);
-  const dim3 grid(static_cast<unsigned>(r.C * ((r.width + r.tile_size - 1) / r.tile_size) *
-                                        ((r.height + r.tile_size - 1) / r.tile_size)));
+  const dim3 grid = sparse_grid(r);
   auto run = [&](auto zero) {
     using T = decltype(zero);
     const size_t bytes = sparse_shared_bytes(dtype, r.num_coefs, r.tile_size) + levels * threads * sizeof(T);
@@ -89,12 +88,7 @@ cudaError_t launch_rasterize_sparse_features(DType dtype, const SparseRaster& r,
         sparse_params<T>(r), static_cast<const T*>(codebook), static_cast<const T*>(gram), levels, L, D, normalize,
         static_cast<T*>(features));
   };
-  if (dtype == DType::Float64)
-    run(double{});
-  else if (dtype == DType::Float32)
-    run(float{});
-  else
-    return cudaErrorInvalidValue;
+  if (!dispatch_float_or_double(dtype, run)) return cudaErrorInvalidValue;  // the glue computes float16 in float32
   return cudaGetLastError();
 }
 

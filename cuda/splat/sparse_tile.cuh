@@ -29,6 +29,24 @@ SparseParams<T> sparse_params(const SparseRaster& r) {
           r.indices, static_cast<const T*>(r.weights), r.P, r.num_coefs};
 }
 
+// One block per (camera, tile).
+inline dim3 sparse_grid(const SparseRaster& r) {
+  const int64_t tiles = ((r.width + r.tile_size - 1) / r.tile_size) * ((r.height + r.tile_size - 1) / r.tile_size);
+  return dim3(static_cast<unsigned>(r.C * tiles));
+}
+
+// fn(T{}) with T float or double; false for float16 and bfloat16, which the glue computes in float32.
+template <typename F>
+bool dispatch_float_or_double(DType dtype, F&& fn) {
+  if (dtype == DType::Float64)
+    fn(double{});
+  else if (dtype == DType::Float32)
+    fn(float{});
+  else
+    return false;
+  return true;
+}
+
 // The staged batch's bytes, rounded to 16 so the weights after it are aligned.
 template <typename T>
 __host__ __device__ inline size_t stage_bytes(int threads) {
