@@ -5,6 +5,7 @@ sparsify, and steering hooks. ``python -m prismkit.sae --help`` for the command 
 
 from .capacity import equal_capacity, zipf_capacity, zipf_split
 from .data import HookSource, MemmapSource, ShuffleBuffer, TensorSource, cache_activations, capture_activations
+from .foreign import load_dictionary_learning, load_gemma_scope
 from .gba import GBAConfig, GroupBiasAdaptation
 from .io import (
     load_sae,
@@ -36,7 +37,8 @@ from .trainer import LatentTracker, TrainConfig, Trainer, evaluate, l0_per_token
 __all__ = [
     "equal_capacity", "zipf_capacity", "zipf_split",
     "HookSource", "MemmapSource", "ShuffleBuffer", "TensorSource", "cache_activations", "capture_activations",
-    "GBAConfig", "GroupBiasAdaptation", "load_sae", "load_saelens", "load_sparsify", "load_sparsify_run", "sparsify_hookpoints", "save_sae", "save_saelens",
+    "GBAConfig", "GroupBiasAdaptation", "load_dictionary_learning", "load_gemma_scope",
+    "load_sae", "load_saelens", "load_sparsify", "load_sparsify_run", "sparsify_hookpoints", "save_sae", "save_saelens",
     "save_sparsify", "aux_k_loss", "aux_zipf_loss", "fvu", "normalized_mse", "zipf_underused", "SAE_CLASSES",
     "BatchTopKSAE", "FeatureChoiceSAE", "GroupMaxSAE", "JumpReLUSAE", "MutualChoiceSAE", "SAEOutput", "SparseAutoencoder",
     "TopKSAE", "geometric_median", "sae_from_config", "LatentTracker", "TrainConfig", "Trainer", "evaluate",

@@ -1,4 +1,5 @@
-"""Saving and loading SAEs: prismkit's own layout, SAELens', and sparsify's.
+"""Saving and loading SAEs: prismkit's own layout, SAELens', and sparsify's (Gemma Scope's and
+dictionary_learning's: ``foreign.py``, which ``load_sae`` also dispatches to).
 
 * prismkit: ``config.json`` (``SparseAutoencoder.config()``) + ``sae.safetensors`` with ``W_enc``
   [F, d], ``b_enc``, ``W_dec`` [F, d], ``b_dec`` (+ ``threshold`` for BatchTopK / JumpReLU).
@@ -27,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .foreign import load_dictionary_learning, load_gemma_scope
 from .modules import (
     BatchTopKSAE,
     FeatureChoiceSAE,
@@ -74,12 +76,17 @@ def save_sae(sae: SparseAutoencoder, directory: str) -> None:
 
 def load_sae(directory: str, device=None) -> SparseAutoencoder:
     """An SAE from a directory in any layout prismkit reads: its own (``config.json`` +
-    ``sae.safetensors``), SAELens' (``cfg.json`` + ``sae_weights.safetensors``: ``load_saelens``)
-    or sparsify's (``cfg.json`` + ``sae.safetensors``, or a run with one directory per hookpoint:
-    ``load_sparsify``)."""
+    ``sae.safetensors``), SAELens' (``cfg.json`` + ``sae_weights.safetensors``: ``load_saelens``),
+    sparsify's (``cfg.json`` + ``sae.safetensors``, or a run with one directory per hookpoint:
+    ``load_sparsify``), Gemma Scope's (``params.npz``: ``foreign.load_gemma_scope``) or
+    dictionary_learning's (``ae.pt`` + ``config.json``: ``foreign.load_dictionary_learning``)."""
     has = lambda name: os.path.isfile(os.path.join(directory, name))  # noqa: E731
     if not os.path.isdir(directory):
         raise ValueError(f"load_sae: no such directory {directory!r}")
+    if has("params.npz"):
+        return load_gemma_scope(directory, device=device)
+    if has("ae.pt") and has("config.json"):
+        return load_dictionary_learning(directory, device=device)
     if not has("config.json"):
         if has("cfg.json") and has("sae_weights.safetensors"):
             return load_saelens(directory, device=device)
