@@ -161,6 +161,7 @@ def test_segmentation_and_localization_follow_the_official_post_processing():
 
 
 def test_pca_picture_uses_one_basis_for_all_views(tmp_path):
+    pytest.importorskip("PIL")
     from prismkit.splat import save_png
 
     g = torch.Generator().manual_seed(6)
