@@ -6,11 +6,13 @@ Model: sentence-transformers' all-MiniLM-L6-v2 (6 layers, d=384), whose weights 
 paragraphs. Nothing is downloaded at run time.
 
 Steps: capture the residual stream after one encoder layer (a forward hook) into a cached
-``.npy`` file; train a TopK SAE and a Feature Choice SAE with prismkit's trainer; report FVU,
-L0 and the dead fraction on held-out paragraphs, and the cosine similarity between the model's
-sentence embeddings with the layer's output replaced by its SAE reconstruction and the original
-ones; finally steer: clamp one latent to 0 at that layer and show its activation and the
-embedding change.
+``.npy`` file; train a TopK SAE and a Feature Choice SAE with prismkit's trainer; report on
+held-out paragraphs FVU, explained variance, cosine, L0, dead and dense fractions (and write each
+SAE's latent-frequency histogram as a PNG), and the downstream score with an embedding-level loss:
+the model's sentence embeddings with the layer's output replaced by the SAE reconstruction (and by
+zeros) against the original ones, 1 - cos, and the loss recovered, 1 - L_spliced / L_zero (all
+written to ``<out>/evaluation.json``); finally steer: clamp one latent to 0 at that layer and show
+its activation and the embedding change.
 
     python examples/sae_minilm.py                 # defaults: layer 3, 8x latents, k 32, 4 epochs
     python examples/sae_minilm.py --layer 2 --expansion 16 --epochs 2 --out sae-minilm
@@ -21,8 +23,10 @@ Artifacts (activation cache, checkpoints, metrics) go to --out (default ``build/
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import sys
 import time
 import warnings
 
@@ -38,6 +42,7 @@ from prismkit.sae import (
     evaluate,
     steer_activations,
 )
+from prismkit.sae.evaluation import downstream_scores, embedding_cosine_loss, latent_frequency_histogram
 
 
 def paragraphs() -> list[str]:
@@ -96,25 +101,6 @@ def activation_caches(model, out_dir: str, layer: int, train_texts=None, held_ou
     return sources
 
 
-class Replace:
-    """Replace a layer's output by its SAE reconstruction while active."""
-
-    def __init__(self, module, sae):
-        self.module, self.sae = module, sae
-
-    def __enter__(self):
-        def hook(_m, _a, out):
-            h = out[0] if isinstance(out, tuple) else out
-            x_hat = self.sae(h).x_hat.to(h.dtype)
-            return (x_hat,) + tuple(out[1:]) if isinstance(out, tuple) else x_hat
-
-        self.handle = self.module.register_forward_hook(hook)
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layer", type=int, default=3)
@@ -140,10 +126,17 @@ def main(argv=None):
     print(f"activations at {module_path}: {len(train_src)} training tokens, {len(eval_src)} held-out tokens")
 
     eval_feats = batches(model, held_out)
-    base_emb = embed(model, eval_feats)
     layer = model.get_submodule(module_path)
     total = int(args.epochs * len(train_src)) // args.batch_size * args.batch_size
+    from prismkit import _cpu
+
     results = {}
+    report = {"model": "all-MiniLM-L6-v2", "module_path": module_path, "held_out_tokens": len(eval_src),
+              "device": f"{_cpu.processor()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
+              "date": time.strftime("%Y-%m-%d"),
+              "command": " ".join(["python examples/sae_minilm.py", *(argv if argv is not None else sys.argv[1:])]),
+              "saes": {}}  # fmt: skip
+    sentence = embedding_cosine_loss(lambda out, _batch: out["sentence_embedding"])
     for arch, extra in [("topk", {}), ("feature_choice", {"capacity": "equal"})]:
         cfg = TrainConfig(architecture=arch, expansion=args.expansion, k=args.k, batch_size=args.batch_size,
                           total_tokens=total, buffer_tokens=65_536, dead_tokens=200_000, lr=1e-3, seed=args.seed,
@@ -151,13 +144,24 @@ def main(argv=None):
         t = time.perf_counter()
         sae = Trainer(cfg, train_src).fit()
         seconds = time.perf_counter() - t
-        stats = evaluate(sae, eval_src, len(eval_src), batch_size=4096)
-        with Replace(layer, sae.eval()):
-            cos = torch.nn.functional.cosine_similarity(embed(model, eval_feats), base_emb).mean().item()
+        stats = evaluate(sae, eval_src, len(eval_src), batch_size=4096, return_frequencies=True)
+        histogram = latent_frequency_histogram(stats.pop("frequencies"), os.path.join(args.out, f"{arch}_frequency.png"),
+                                               title=f"{arch} SAE, {len(eval_src)} held-out tokens")  # fmt: skip
+        down = downstream_scores(model, module_path, sae, eval_feats, sentence, call=lambda m, f: m(dict(f)))
         results[arch] = sae
-        print(f"{arch:15s} trained on {total} tokens in {seconds:.1f} s: held-out FVU {stats['fvu']:.3f}, "
-              f"L0 {stats['l0_mean']:.1f}, dead {stats['dead_fraction']:.1%}, "
-              f"embedding cosine with the reconstruction spliced in {cos:.4f}")  # fmt: skip
+        report["saes"][arch] = {"training_tokens": total, "training_seconds": round(seconds, 1), **stats,
+                                "embedding_loss_spliced": down["loss_spliced"],
+                                "embedding_loss_zero_ablation": down["loss_zero_ablation"],
+                                "embedding_cosine_spliced": 1 - down["loss_spliced"],
+                                "loss_recovered": down["loss_recovered"], "sentences": down["count"]}  # fmt: skip
+        print(f"{arch:15s} trained on {total} tokens in {seconds:.1f} s: held-out FVU {stats['fvu']:.3f} (explained "
+              f"variance {stats['explained_variance']:.3f}, cosine {stats['cosine_similarity']:.3f}), "
+              f"L0 {stats['l0_mean']:.1f}, dead {stats['dead_fraction']:.1%}, dense {stats['dense_fraction']:.1%}; "
+              f"sentence-embedding cosine with the reconstruction spliced in {1 - down['loss_spliced']:.4f} "
+              f"(zero ablation {1 - down['loss_zero_ablation']:.4f}), loss recovered {down['loss_recovered']:.4f}; "
+              f"frequency histogram {histogram}")  # fmt: skip
+    with open(os.path.join(args.out, "evaluation.json"), "w") as f:
+        json.dump(report, f, indent=2)
 
     # Steering: the TopK SAE latent that fires most on the held-out text, clamped to 0.
     sae = results["topk"].eval()

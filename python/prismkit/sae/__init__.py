@@ -5,6 +5,14 @@ sparsify, and steering hooks. ``python -m prismkit.sae --help`` for the command 
 
 from .capacity import equal_capacity, zipf_capacity, zipf_split
 from .data import HookSource, MemmapSource, ShuffleBuffer, TensorSource, cache_activations, capture_activations
+from .evaluation import (
+    causal_lm_logits,
+    causal_lm_loss,
+    downstream_scores,
+    embedding_cosine_loss,
+    latent_frequency_histogram,
+    splice,
+)
 from .foreign import load_dictionary_learning, load_gemma_scope
 from .gba import GBAConfig, GroupBiasAdaptation
 from .io import (
@@ -42,5 +50,6 @@ __all__ = [
     "save_sparsify", "aux_k_loss", "aux_zipf_loss", "fvu", "normalized_mse", "zipf_underused", "SAE_CLASSES",
     "BatchTopKSAE", "FeatureChoiceSAE", "GroupMaxSAE", "JumpReLUSAE", "MutualChoiceSAE", "SAEOutput", "SparseAutoencoder",
     "TopKSAE", "geometric_median", "sae_from_config", "LatentTracker", "TrainConfig", "Trainer", "evaluate",
-    "l0_per_token", "TIERS", "SAESteering", "steer_activations",
+    "l0_per_token", "TIERS", "SAESteering", "steer_activations", "causal_lm_logits", "causal_lm_loss",
+    "downstream_scores", "embedding_cosine_loss", "latent_frequency_histogram", "splice",
 ]  # fmt: skip

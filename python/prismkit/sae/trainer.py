@@ -426,13 +426,22 @@ def _make_buffer(c: TrainConfig, source, rank: int, world: int):
 
 
 @torch.no_grad()
-def evaluate(sae: SparseAutoencoder, source, num_tokens: int, batch_size: int = 4096, start: int = 0) -> dict:
-    """FVU (over all ``num_tokens``), mean L0 and the fraction of latents that never fired, with
-    the SAE in eval mode (BatchTopK: threshold encoding)."""
+def evaluate(sae: SparseAutoencoder, source, num_tokens: int, batch_size: int = 4096, start: int = 0,
+             dense_threshold: float = 0.1, return_frequencies: bool = False) -> dict:  # fmt: skip
+    """Reconstruction metrics over ``num_tokens`` tokens of ``source`` from ``start``, the SAE in
+    eval mode (BatchTopK: threshold encoding):
+
+    * ``fvu`` = sum |x - x_hat|^2 / sum |x - mean(x)|^2 and ``explained_variance`` = 1 - fvu;
+    * ``cosine_similarity``: the mean over tokens of cos(x, x_hat);
+    * ``l0_mean``: active latents per token;
+    * ``dead_fraction``: latents that never fired; ``dense_fraction``: latents that fired on more
+      than ``dense_threshold`` of the tokens;
+    * with ``return_frequencies``, ``frequencies``: each latent's firing frequency [F] (a tensor,
+      for ``evaluation.latent_frequency_histogram``)."""
     was_training = sae.training
     sae.eval()
     device = sae.W_enc.device
-    sq_err = total_sum = total_sq = 0.0
+    sq_err = total_sum = total_sq = cos_sum = 0.0
     l0_sum, fired = 0, torch.zeros(sae.num_latents, dtype=torch.long, device=device)
     sums = None
     try:
@@ -440,6 +449,7 @@ def evaluate(sae: SparseAutoencoder, source, num_tokens: int, batch_size: int = 
             x = source.read(s, min(batch_size, start + num_tokens - s)).to(device, sae.W_enc.dtype)
             out = sae(x)
             sq_err += float((x - out.x_hat).double().pow(2).sum())
+            cos_sum += float(torch.nn.functional.cosine_similarity(x.double(), out.x_hat.double(), dim=1).sum())
             sums = x.double().sum(0) if sums is None else sums + x.double().sum(0)
             total_sq += float(x.double().pow(2).sum())
             l0_sum += int(l0_per_token(out.code).sum())
@@ -448,5 +458,11 @@ def evaluate(sae: SparseAutoencoder, source, num_tokens: int, batch_size: int = 
         sae.train(was_training)
     total_sum = float(sums.pow(2).sum()) / num_tokens
     variance = total_sq - total_sum
-    return {"fvu": sq_err / variance, "l0_mean": l0_sum / num_tokens,
-            "dead_fraction": float((fired == 0).double().mean()), "tokens": num_tokens}  # fmt: skip
+    frequency = fired.double() / num_tokens
+    result = {"fvu": sq_err / variance, "explained_variance": 1 - sq_err / variance,
+              "cosine_similarity": cos_sum / num_tokens, "l0_mean": l0_sum / num_tokens,
+              "dead_fraction": float((fired == 0).double().mean()),
+              "dense_fraction": float((frequency > dense_threshold).double().mean()), "tokens": num_tokens}  # fmt: skip
+    if return_frequencies:
+        result["frequencies"] = frequency.cpu()
+    return result
