@@ -129,6 +129,7 @@ def test_auxk_switches_on_under_the_default_dead_window(acts):
 @pytest.mark.parametrize("arch,extra", [
     ("topk", {"aux": "auxk", "dead_tokens": 256}), ("batch_topk", {}), ("topk", {"aux": "aux_zipf"}),
     ("jumprelu", {"bias_adaptation": "gba", "gba": GBAConfig(buffer_tokens=300)}),
+    ("batch_topk", {"lr_warmup_steps": 3, "lr_decay": "cosine", "grad_clip": 0.05, "k_start": 12, "k_anneal_steps": 10}),
 ])  # fmt: skip
 def test_resume_gives_the_same_steps(acts, tmp_path, arch, extra):
     """Checkpoint at step 9, inside the shuffle buffer's second fill (7 batches of 128 per 1000-token
@@ -364,3 +365,31 @@ def test_fine_tuning_a_loaded_checkpoint_at_lr_0_changes_nothing(acts):
 def test_a_short_batch_topk_run_says_its_threshold_has_not_settled(acts):
     with pytest.warns(UserWarning, match="12 steps are too few for the running inference threshold"):
         Trainer(small_config(architecture="batch_topk"), TensorSource(acts))
+
+
+def test_learning_rate_schedules_gradient_clipping_and_k_annealing(acts, tmp_path):
+    cfg = small_config(lr_warmup_steps=2, lr_decay="cosine", lr_decay_steps=6, lr_end_scale=0.1, grad_clip=0.5,
+                       k_start=12, k_anneal_steps=6, out_dir=str(tmp_path), log_every=1)  # fmt: skip
+    trainer = Trainer(cfg, TensorSource(acts))
+    multiplier = [trainer.lr_multiplier(s) for s in range(12)]
+    assert multiplier[:6] == [0.5] + [1.0] * 5
+    assert multiplier[8] == pytest.approx(0.1 + 0.9 * 0.5)  # halfway through the cosine: 3 of its 6 steps
+    assert multiplier[11] == pytest.approx(0.1) and multiplier == sorted(multiplier[:2]) + sorted(
+        multiplier[2:], reverse=True
+    )
+    assert [trainer.k_at(s) for s in (0, 3, 6, 11)] == [12, 8, 4, 4]
+    trainer.fit(progress=False)
+    metrics = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [m["lr"] for m in metrics] == pytest.approx([3e-3 * m for m in multiplier])
+    assert [m["k"] for m in metrics] == [trainer.k_at(s) for s in range(12)]
+    assert [m["l0_mean"] for m in metrics] == [trainer.k_at(s) for s in range(12)]  # TopK: exactly k per token
+    assert all(m["grad_norm"] > 0 for m in metrics) and trainer.sae.k == 4
+    linear = Trainer(small_config(lr_decay="linear", lr_end_scale=0.0), TensorSource(acts))
+    # the default decay is the last 20% of the 12 steps (2), reaching the end value at the last step
+    assert [linear.lr_multiplier(s) for s in range(9, 12)] == pytest.approx([1.0, 0.5, 0.0])
+    for bad, message in ((dict(architecture="feature_choice", k_start=8, k_anneal_steps=2), "k_start .* needs topk"),
+                         (dict(k_start=2, k_anneal_steps=2), "anneals down"), (dict(k_start=8), "anneals down"),
+                         (dict(lr_end_scale=1.5), "lr_end_scale must lie in"), (dict(grad_clip=0.0), "grad_clip must be"),
+                         (dict(lr_decay="exponential"), "lr_decay must be one of")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            small_config(**bad)

@@ -68,6 +68,20 @@ class TrainConfig:
         None, "Adam's learning rate (default 2e-4 / sqrt(num_latents / 2**14), sparsify's scaling)"
     )
     lr_warmup_steps: int = _setting(0, "linear learning-rate warm-up over this many steps")
+    lr_decay: str = _setting(
+        "none",
+        "learning-rate decay over the run's last lr_decay_steps, to lr * lr_end_scale",
+        ("none", "linear", "cosine"),
+    )
+    lr_decay_steps: Optional[int] = _setting(
+        None, "steps the decay takes, ending with the run (default: the last fifth of the steps, dictionary_learning's)"
+    )
+    lr_end_scale: float = _setting(0.0, "the learning rate at the end of the decay, as a fraction of lr")
+    grad_clip: Optional[float] = _setting(None, "clip the gradients' global norm to this (SAELens: 1.0); None: no clip")
+    k_start: Optional[int] = _setting(
+        None, "topk, batch_topk, mutual_choice: start at this k and anneal it linearly to k (sparsify's k decay)"
+    )
+    k_anneal_steps: int = _setting(0, "steps over which k anneals from k_start to k")
     decoder_lr_scale: float = _setting(1.0, "W_dec's learning rate is lr times this")
     adam_eps: float = _setting(6.25e-10, "Adam's epsilon (the TopK paper's 6.25e-10)")
     encoder_bias: bool = _setting(True, "false: a bias-free encoder (no b_enc)")
@@ -121,6 +135,19 @@ class TrainConfig:
                 "mechanism here); without it this would train a dense ReLU autoencoder (no sparsity penalty, no "
                 "threshold gradient). Load trained JumpReLU checkpoints with prismkit.sae.load_saelens / load_sae"
             )
+        if self.lr_decay_steps is not None and self.lr_decay_steps < 1:
+            raise ValueError(f"TrainConfig: lr_decay_steps must be positive (or None), got {self.lr_decay_steps}")
+        if not 0 <= self.lr_end_scale <= 1:
+            raise ValueError(f"TrainConfig: lr_end_scale must lie in [0, 1], got {self.lr_end_scale}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"TrainConfig: grad_clip must be positive (or None), got {self.grad_clip}")
+        if self.k_start is not None:
+            if self.architecture not in ("topk", "batch_topk", "mutual_choice"):
+                raise ValueError(f"TrainConfig: k_start (a k schedule) needs topk, batch_topk or mutual_choice, got "
+                                 f"{self.architecture!r} (feature_choice's capacities and groupmax's groups are fixed by k)")  # fmt: skip
+            if self.k_start < self.k or self.k_anneal_steps < 1:
+                raise ValueError(f"TrainConfig: a k schedule anneals down: k_start >= k and k_anneal_steps >= 1, got "
+                                 f"k_start={self.k_start}, k={self.k}, k_anneal_steps={self.k_anneal_steps}")  # fmt: skip
         if self.dead_tokens is not None and self.dead_tokens < 1:
             raise ValueError(f"TrainConfig: dead_tokens must be positive (or None), got {self.dead_tokens}")
 

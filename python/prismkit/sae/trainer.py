@@ -137,6 +137,8 @@ class Trainer:
             # a loaded checkpoint with decoder rows of other norms (SAELens' standard and JumpReLU
             # files): fold the norms into the encoder once, so training's unit-norm upkeep keeps its function
             sae.normalize_decoder(fold=True)
+        if c.k_start is not None and c.k_start > self.sae.num_latents:
+            raise ValueError(f"Trainer: k_start={c.k_start} exceeds the SAE's {self.sae.num_latents} latents")
         if self.sae.d_in != source.d_in:
             raise ValueError(f"Trainer: the SAE expects d_in={self.sae.d_in}, the source gives {source.d_in}")
         self.gba = None
@@ -181,6 +183,28 @@ class Trainer:
     def total_steps(self) -> int:
         return math.ceil(self.config.total_tokens / self.config.batch_size)
 
+    def lr_multiplier(self, step: int) -> float:
+        """The learning rate of step ``step`` (from 0) over ``lr``: the linear warm-up, then, over the
+        run's last ``lr_decay_steps``, the linear or cosine decay to ``lr_end_scale`` (reached at the
+        last step). A function of the step alone, so a resumed run follows the same schedule."""
+        c = self.config
+        m = min(1.0, (step + 1) / c.lr_warmup_steps) if c.lr_warmup_steps else 1.0
+        if c.lr_decay != "none":
+            n = c.lr_decay_steps or max(1, round(0.2 * self.total_steps))
+            start = self.total_steps - n
+            if step >= start:
+                p = min(1.0, (step - start + 1) / n)
+                shape = 1 - p if c.lr_decay == "linear" else 0.5 * (1 + math.cos(math.pi * p))
+                m *= c.lr_end_scale + (1 - c.lr_end_scale) * shape
+        return m
+
+    def k_at(self, step: int) -> int:
+        """k of step ``step``: from ``k_start`` down to ``k`` linearly over ``k_anneal_steps``."""
+        c = self.config
+        if c.k_start is None:
+            return c.k
+        return round(c.k_start + (c.k - c.k_start) * min(1.0, step / c.k_anneal_steps))
+
     def initialize(self) -> None:
         """Data-dependent initialization (before the first step of a fresh run)."""
         if self.config.b_dec_init is not None and self.config.init_tokens > 0:
@@ -204,9 +228,11 @@ class Trainer:
             self.initialize()
         sae.train()  # an SAE handed over in eval mode would otherwise train with its inference rule
         x = self.buffer.next_batch().to(self.device, sae.W_enc.dtype)
-        warmup = min(1.0, (self.step + 1) / c.lr_warmup_steps) if c.lr_warmup_steps else 1.0
+        multiplier = self.lr_multiplier(self.step)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr * warmup * group["lr_scale"]
+            group["lr"] = self.lr * multiplier * group["lr_scale"]
+        if c.k_start is not None:
+            sae.k = self.k_at(self.step)
         eligible = None
         if c.aux == "auxk":
             eligible = self.tracker.dead()
@@ -219,6 +245,10 @@ class Trainer:
         # gradients over ranks, so scaling by the world size makes them the global batch's.
         (out.loss * self.world_size).backward()
         sae.remove_parallel_decoder_grad()
+        grad_norm = None
+        if c.grad_clip is not None:
+            params = [p for group in self.optimizer.param_groups for p in group["params"]]
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.grad_clip))
         self.optimizer.step()
         sae.normalize_decoder()
         if self.gba is not None:
@@ -233,12 +263,15 @@ class Trainer:
             dist.all_reduce(stats)
         self.tracker.update(fired, c.batch_size)
         self.step += 1
-        return {
+        result = {
             "fvu": float(stats[0]),
             "aux_loss": float(stats[1]),
             "l0": l0,
             "l0_mean": float(stats[2]) / c.batch_size,
         }
+        if grad_norm is not None:
+            result["grad_norm"] = grad_norm  # before clipping
+        return result
 
     def fit(self, max_steps: Optional[int] = None, progress: bool = True) -> SparseAutoencoder:
         """Train until ``total_tokens`` (or ``max_steps`` more steps). Returns the SAE."""
@@ -296,6 +329,10 @@ class Trainer:
         }  # fmt: skip
         if hasattr(self.sae, "threshold") and self.sae.threshold.dim() == 0:
             record["threshold"] = float(self.sae.threshold)
+        if self.config.k_start is not None:
+            record["k"] = self.sae.k
+        if "grad_norm" in m:
+            record["grad_norm"] = m["grad_norm"]
         return record
 
     # ---- checkpoints ---------------------------------------------------------------------
