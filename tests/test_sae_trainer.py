@@ -3,6 +3,7 @@ uninterrupted run, the command line, and a two-process torchrun run against one 
 
 import copy
 import json
+import math
 import os
 import subprocess
 import sys
@@ -130,6 +131,7 @@ def test_auxk_switches_on_under_the_default_dead_window(acts):
     ("topk", {"aux": "auxk", "dead_tokens": 256}), ("batch_topk", {}), ("topk", {"aux": "aux_zipf"}),
     ("jumprelu", {"bias_adaptation": "gba", "gba": GBAConfig(buffer_tokens=300)}),
     ("batch_topk", {"lr_warmup_steps": 3, "lr_decay": "cosine", "grad_clip": 0.05, "k_start": 12, "k_anneal_steps": 10}),
+    ("topk", {"normalize_activations": True}),
 ])  # fmt: skip
 def test_resume_gives_the_same_steps(acts, tmp_path, arch, extra):
     """Checkpoint at step 9, inside the shuffle buffer's second fill (7 batches of 128 per 1000-token
@@ -393,3 +395,54 @@ def test_learning_rate_schedules_gradient_clipping_and_k_annealing(acts, tmp_pat
                          (dict(lr_decay="exponential"), "lr_decay must be one of")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             small_config(**bad)
+
+
+def test_activation_normalization_is_folded_into_the_saved_sae(acts, tmp_path):
+    """Inputs scaled to a mean squared norm of d_in during training; the saved and returned SAE has
+    the scale folded in, so on raw activations it computes what the trained one does on scaled
+    ones (rescaled back), and its code is the same."""
+    raw = acts * 37.0 + 5.0  # far from unit scale
+    cfg = small_config(normalize_activations=True, out_dir=str(tmp_path))
+    trainer = Trainer(cfg, TensorSource(raw))
+    sae = trainer.fit(progress=False)
+    s = trainer.input_scale
+    sample = raw[: max(cfg.init_tokens, 4096)].double()
+    assert s == pytest.approx(math.sqrt(D / float(sample.pow(2).sum(1).mean())), rel=1e-12)
+    x = raw[:200]
+    with torch.no_grad():
+        folded, trained = sae.eval()(x), trainer.sae.eval()(x * s)
+    torch.testing.assert_close(folded.x_hat, trained.x_hat / s, atol=1e-4 * float(x.abs().max()), rtol=1e-4)
+    torch.testing.assert_close(folded.code.to_dense(), trained.code.to_dense(), atol=1e-4, rtol=1e-4)
+    saved = load_sae(str(tmp_path / "sae"))
+    assert saved.metadata["input_scale_folded"] == pytest.approx(s)
+    for name, value in sae.state_dict().items():
+        assert torch.equal(saved.state_dict()[name], value), name
+    plain = Trainer(small_config(), TensorSource(raw))
+    assert plain.fit(progress=False) is plain.sae and plain.input_scale is None
+
+
+def test_weights_and_biases_logging_offline(acts, tmp_path, monkeypatch):
+    """TrainConfig(wandb=True) with WANDB_MODE=offline: a local W&B run beside metrics.jsonl that is
+    sent every metrics line (captured on the way in: wandb's offline file format has no reader), and
+    a resumed run continues the same W&B run."""
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logged, real_init = [], wandb.init
+
+    def init(**kwargs):
+        run = real_init(**kwargs)
+        real_log = run.log
+        run.log = lambda data, step=None: (logged.append((step, dict(data))), real_log(data, step=step))[1]
+        return run
+
+    monkeypatch.setattr(wandb, "init", init)
+    out = tmp_path / "run"
+    trainer = Trainer(small_config(wandb=True, out_dir=str(out), checkpoint_every=8), TensorSource(acts))
+    trainer.fit(progress=False)
+    runs = list((out / "wandb").glob(f"offline-run-*-{trainer.wandb_id}"))
+    assert len(runs) == 1 and (runs[0] / f"run-{trainer.wandb_id}.wandb").stat().st_size > 0
+    lines = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert logged == [(line["step"], line) for line in lines]
+    resumed = Trainer.resume(str(out / "checkpoints" / "step_8"), TensorSource(acts))
+    assert resumed.wandb_id == trainer.wandb_id

@@ -84,6 +84,11 @@ class TrainConfig:
     k_anneal_steps: int = _setting(0, "steps over which k anneals from k_start to k")
     decoder_lr_scale: float = _setting(1.0, "W_dec's learning rate is lr times this")
     adam_eps: float = _setting(6.25e-10, "Adam's epsilon (the TopK paper's 6.25e-10)")
+    normalize_activations: bool = _setting(
+        False,
+        "train on inputs scaled to a mean squared norm of d_in (the factor from the first init_tokens tokens), "
+        "folded into the saved SAE so it reads raw activations",
+    )
     encoder_bias: bool = _setting(True, "false: a bias-free encoder (no b_enc)")
     b_dec_init: str = _setting(
         "geometric_median",
@@ -102,6 +107,10 @@ class TrainConfig:
     seed: int = _setting(0, "random seed of the initialization and the shuffle")
     log_every: int = _setting(10, "steps between metrics lines (metrics.jsonl and the progress bar)")
     checkpoint_every: int = _setting(0, "steps between checkpoints (0: only at the end)")
+    wandb: bool = _setting(
+        False, "also log the metrics to Weights & Biases (the wandb package; WANDB_MODE=offline needs no network)"
+    )
+    wandb_project: str = _setting("prismkit-sae", "the Weights & Biases project")
     out_dir: Optional[str] = _setting(
         None, "output directory: metrics.jsonl, checkpoints/, sae/ (--out on the command line)"
     )

@@ -23,8 +23,10 @@ tokens, FVU, aux loss, L0 mean and quantiles, dead fraction, tokens/s) and updat
 
 Checkpoints (``<out_dir>/checkpoints/step_<n>/``): the SAE in prismkit's layout (``config.json``,
 ``sae.safetensors``), ``train_config.json``, and the trainer state (optimizer, trackers, shuffle
-buffer, GBA buffer) in ``trainer_state.safetensors`` + ``trainer_state.json``. ``Trainer.resume``
-continues from one and produces the same next steps as the uninterrupted run.
+buffer, GBA buffer, the input scale) in ``trainer_state.safetensors`` + ``trainer_state.json``.
+``Trainer.resume`` continues from one and produces the same next steps as the uninterrupted run.
+With ``normalize_activations`` a checkpoint's SAE is the training state (it reads scaled inputs);
+``<out_dir>/sae/`` and ``fit()``'s result have the scale folded in (``Trainer.trained_sae``).
 
 Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) the trainer joins the process group (gloo on
 CPU, nccl on GPUs), wraps the SAE in DistributedDataParallel, and each rank takes its slice of
@@ -38,6 +40,7 @@ counts over ranks; the logged L0 quantiles are rank 0's slice. Only rank 0 write
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -156,6 +159,9 @@ class Trainer:
             self._warn_about_the_schedule(_source_len(source))
         self.tracker = LatentTracker(self.sae.num_latents, c.dead_window, self.device)
         self.step = 0
+        # normalize_activations: the factor inputs are multiplied by (None until estimated)
+        self.input_scale: Optional[float] = None
+        self.wandb_id: Optional[str] = None  # the Weights & Biases run, kept so a resumed run continues it
         # A given SAE (a loaded checkpoint to fine-tune) keeps its weights: no data initialization.
         self._initialized = sae is not None
         self.model = self.sae
@@ -205,12 +211,43 @@ class Trainer:
             return c.k
         return round(c.k_start + (c.k - c.k_start) * min(1.0, step / c.k_anneal_steps))
 
+    def estimate_input_scale(self) -> float:
+        """normalize_activations' factor s = sqrt(d_in / mean |x|^2) over the first init_tokens
+        tokens (at least 4096): SAELens' and dictionary_learning's normalization to a mean squared
+        norm of d_in, estimated once (a resumed run reads it from its checkpoint)."""
+        n = min(max(self.config.init_tokens, 4096), _source_len(self.source))
+        sample = self.source.read(0, n).double()
+        self.input_scale = math.sqrt(sample.shape[1] / float(sample.pow(2).sum(1).mean()))
+        return self.input_scale
+
+    def _inputs(self, x: Tensor) -> Tensor:
+        if not self.config.normalize_activations:
+            return x
+        if self.input_scale is None:
+            self.estimate_input_scale()
+        return x * self.input_scale
+
     def initialize(self) -> None:
         """Data-dependent initialization (before the first step of a fresh run)."""
         if self.config.b_dec_init is not None and self.config.init_tokens > 0:
             sample = self.source.read(0, min(self.config.init_tokens, _source_len(self.source))).to(self.device)
-            self.sae.init_from_data(sample, self.config.b_dec_init, self.config.encoder_init_scale)
+            self.sae.init_from_data(self._inputs(sample), self.config.b_dec_init, self.config.encoder_init_scale)
         self._initialized = True
+
+    def trained_sae(self) -> SparseAutoencoder:
+        """The SAE as it should be used: with normalize_activations, a copy with the input scale s
+        folded in (W_enc s, W_dec / s, b_dec / s; pre-activations, so biases and thresholds, are
+        unchanged), which reads raw activations; otherwise the trained SAE itself."""
+        if self.input_scale is None:
+            return self.sae
+        sae = copy.deepcopy(self.sae)
+        s = self.input_scale
+        with torch.no_grad():
+            sae.W_enc.mul_(s)
+            sae.W_dec.div_(s)
+            sae.b_dec.div_(s)
+        sae.metadata = {**sae.metadata, "input_scale_folded": s}
+        return sae
 
     def _global_variance(self, x: Tensor) -> Tensor:
         """sum ||x - mean||^2 over the global batch (all ranks), in float64, centered with the
@@ -227,7 +264,7 @@ class Trainer:
         if self.step == 0 and not self._initialized:
             self.initialize()
         sae.train()  # an SAE handed over in eval mode would otherwise train with its inference rule
-        x = self.buffer.next_batch().to(self.device, sae.W_enc.dtype)
+        x = self._inputs(self.buffer.next_batch().to(self.device, sae.W_enc.dtype))
         multiplier = self.lr_multiplier(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * multiplier * group["lr_scale"]
@@ -287,16 +324,35 @@ class Trainer:
                    disable=not (progress and main))  # fmt: skip
         t0, tokens0 = time.perf_counter(), self.step * c.batch_size
         self.interrupted = False
-        with _StopOnInterrupt(enabled=self.world_size == 1) as stop:  # torchrun: ranks must stop together
-            self._fit_loop(end, bar, log_path, t0, tokens0, stop)
-        bar.close()
-        if c.out_dir:
-            self.save_checkpoint(os.path.join(c.out_dir, "checkpoints", f"step_{self.step}"))
-            if main and not self.interrupted:
-                io.save_sae(self.sae, os.path.join(c.out_dir, "sae"))
-        return self.sae
+        run = self._start_wandb() if c.wandb and main else None
+        try:
+            with _StopOnInterrupt(enabled=self.world_size == 1) as stop:  # torchrun: ranks must stop together
+                self._fit_loop(end, bar, log_path, t0, tokens0, stop, run)
+            bar.close()
+            if c.out_dir:
+                self.save_checkpoint(os.path.join(c.out_dir, "checkpoints", f"step_{self.step}"))
+                if main and not self.interrupted:
+                    io.save_sae(self.trained_sae(), os.path.join(c.out_dir, "sae"))
+        finally:
+            if run is not None:
+                run.finish()
+        return self.trained_sae()
 
-    def _fit_loop(self, end, bar, log_path, t0, tokens0, stop) -> None:
+    def _start_wandb(self):
+        """A Weights & Biases run for this training run (the same one again after a resume)."""
+        c = self.config
+        try:
+            import wandb
+        except ImportError as e:
+            raise ImportError("TrainConfig(wandb=True) needs the wandb package (pip install wandb); with "
+                              "WANDB_MODE=offline it logs without a network") from e  # fmt: skip
+        name = os.path.basename(os.path.abspath(c.out_dir)) if c.out_dir else None
+        run = wandb.init(project=c.wandb_project, id=self.wandb_id, resume="allow", config=c.to_dict(),
+                         dir=c.out_dir or None, name=name)  # fmt: skip
+        self.wandb_id = run.id
+        return run
+
+    def _fit_loop(self, end, bar, log_path, t0, tokens0, stop, run=None) -> None:
         c = self.config
         while self.step < end:
             if stop.requested:  # Ctrl-C: stop between steps; fit saves a checkpoint
@@ -311,6 +367,8 @@ class Trainer:
                 if log_path:
                     with open(log_path, "a") as f:
                         f.write(json.dumps(record) + "\n")
+                if run is not None:
+                    run.log(record, step=self.step)
             if c.out_dir and c.checkpoint_every and self.step % c.checkpoint_every == 0 and self.step < end:
                 self.save_checkpoint(os.path.join(c.out_dir, "checkpoints", f"step_{self.step}"))
 
@@ -346,7 +404,8 @@ class Trainer:
         io.save_sae(self.sae, directory)
         with open(os.path.join(directory, "train_config.json"), "w") as f:
             json.dump(self.config.to_dict(), f, indent=2)
-        tensors, meta = {}, {"step": self.step, "initialized": self._initialized}
+        tensors, meta = {}, {"step": self.step, "initialized": self._initialized, "input_scale": self.input_scale,
+                             "wandb_id": self.wandb_id}  # fmt: skip
         for i, state in self.optimizer.state_dict()["state"].items():
             for key, value in state.items():
                 tensors[f"optimizer.{i}.{key}"] = torch.as_tensor(value).contiguous()
@@ -403,6 +462,8 @@ class Trainer:
             )
         trainer.step = int(meta["step"])
         trainer._initialized = bool(meta["initialized"])
+        trainer.input_scale = meta.get("input_scale")
+        trainer.wandb_id = meta.get("wandb_id")
         log_path = os.path.join(config.out_dir, "metrics.jsonl") if config.out_dir else None
         if log_path and trainer.rank == 0 and os.path.exists(log_path):
             with open(log_path) as f:
