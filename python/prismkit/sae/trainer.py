@@ -329,14 +329,15 @@ class Trainer:
             with _StopOnInterrupt(enabled=self.world_size == 1) as stop:  # torchrun: ranks must stop together
                 self._fit_loop(end, bar, log_path, t0, tokens0, stop, run)
             bar.close()
+            trained = self.trained_sae()
             if c.out_dir:
                 self.save_checkpoint(os.path.join(c.out_dir, "checkpoints", f"step_{self.step}"))
                 if main and not self.interrupted:
-                    io.save_sae(self.trained_sae(), os.path.join(c.out_dir, "sae"))
+                    io.save_sae(trained, os.path.join(c.out_dir, "sae"))
         finally:
             if run is not None:
                 run.finish()
-        return self.trained_sae()
+        return trained
 
     def _start_wandb(self):
         """A Weights & Biases run for this training run (the same one again after a resume)."""
