@@ -381,3 +381,52 @@ def test_bias_free_encoder():
     assert not back.encoder_bias and "b_enc" not in dict(back.named_parameters())
     with pytest.raises(ValueError, match="encoder_bias=False has none"):
         TrainConfig(architecture="jumprelu", bias_adaptation="gba", encoder_bias=False)
+
+
+def test_matryoshka_loss_is_the_mean_of_every_prefix_fvu(tmp_path):
+    from prismkit.sae import MatryoshkaBatchTopKSAE, load_sae, save_sae
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 12, generator=g) + 0.3
+    sae = MatryoshkaBatchTopKSAE(12, 48, 5, prefixes=[6, 20, 48], seed=2).train()
+    out = sae(x)
+    code = out.code.to_dense()
+    variance = (x - x.mean(0)).pow(2).sum()
+    fvus = [
+        ((x - (code * (torch.arange(48) < w)) @ sae.W_dec - sae.b_dec).pow(2).sum() / variance) for w in (6, 20, 48)
+    ]
+    torch.testing.assert_close(out.loss, torch.stack(fvus).mean(), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out.fvu, fvus[-1], atol=1e-6, rtol=1e-5)
+    out.loss.backward()
+    assert sae.W_enc.grad.abs().sum() > 0 and sae.W_dec.grad[:6].abs().sum() > 0
+    save_sae(sae, str(tmp_path / "m"))
+    loaded = load_sae(str(tmp_path / "m"))
+    assert isinstance(loaded, MatryoshkaBatchTopKSAE) and loaded.prefixes == [6, 20, 48]
+    assert MatryoshkaBatchTopKSAE(12, 64, 4).prefixes == [4, 16, 64]
+    with pytest.raises(ValueError, match=r"prefixes must increase from >= 1 to num_latents=48, got \[20, 6, 48\]"):
+        MatryoshkaBatchTopKSAE(12, 48, 5, prefixes=[20, 6, 48])
+
+
+def test_matryoshka_training_makes_the_first_latents_reconstruct_alone():
+    from prismkit.sae import TensorSource, TrainConfig, Trainer
+    from prismkit.sae.__main__ import synthetic_activations
+
+    acts = synthetic_activations(8000, 16, seed=3)
+    saes = {}
+    for arch in ("batch_topk", "matryoshka_batch_topk"):
+        extra = {"matryoshka_prefixes": "8,32,64"} if arch.startswith("matryoshka") else {}
+        cfg = TrainConfig(architecture=arch, num_latents=64, k=6, batch_size=256, total_tokens=256 * 150,
+                          buffer_tokens=4096, lr=4e-3, log_every=1000, init_tokens=1024, **extra)  # fmt: skip
+        saes[arch] = Trainer(cfg, TensorSource(acts)).fit(progress=False).eval()
+    held = acts[-1000:]
+    with torch.no_grad():
+        matryoshka = float(saes["matryoshka_batch_topk"].prefix_fvu(held, 8))
+        plain_sae = saes["batch_topk"]
+        code = plain_sae.encode(held).to_dense()
+        x_hat = (code * (torch.arange(64) < 8)) @ plain_sae.W_dec + plain_sae.b_dec
+        plain = float((held - x_hat).pow(2).sum() / (held - held.mean(0)).pow(2).sum())
+    assert matryoshka < 0.9 * plain, (matryoshka, plain)
+    with pytest.raises(ValueError, match="matryoshka_prefixes is for architecture='matryoshka_batch_topk'"):
+        TrainConfig(matryoshka_prefixes="8,64")
+    with pytest.raises(ValueError, match="comma-separated widths"):
+        TrainConfig(architecture="matryoshka_batch_topk", matryoshka_prefixes="8;64")

@@ -33,8 +33,8 @@ class TrainConfig:
 
     architecture: str = _setting(
         "topk",
-        "the sparsity rule: topk (k per token), batch_topk / mutual_choice (k*N per batch), feature_choice (capacities per latent), groupmax (sparsify's), jumprelu (a ReLU at threshold 0, trained with --bias-adaptation gba)",
-        ("topk", "batch_topk", "mutual_choice", "feature_choice", "groupmax", "jumprelu"),
+        "the sparsity rule: topk (k per token), batch_topk / mutual_choice (k*N per batch), matryoshka_batch_topk (batch_topk with nested prefixes each reconstructing), feature_choice (capacities per latent), groupmax (sparsify's), jumprelu (a ReLU at threshold 0, trained with --bias-adaptation gba)",
+        ("topk", "batch_topk", "mutual_choice", "matryoshka_batch_topk", "feature_choice", "groupmax", "jumprelu"),
     )
     expansion: int = _setting(32, "num_latents = expansion * d_in unless num_latents is given")
     num_latents: Optional[int] = _setting(None, "the dictionary size F (overrides expansion)")
@@ -44,6 +44,11 @@ class TrainConfig:
     )
     capacity: str = _setting("equal", "feature_choice: how k*N entries are split over the latents", ("equal", "zipf"))
     zipf_exponent: float = _setting(1.0, "feature_choice with zipf capacities: the exponent s of the 1/rank^s shares")
+    matryoshka_prefixes: str = _setting(
+        "",
+        "matryoshka_batch_topk: the nested prefix widths, comma-separated, ending at the dictionary size "
+        "(default: F/16, F/4, F)",
+    )
     multi_topk: bool = _setting(False, "topk: add the Multi-TopK loss (FVU of the top-4k reconstruction, weight 1/8)")
     aux: str = _setting(
         "auxk",
@@ -144,6 +149,15 @@ class TrainConfig:
                 "mechanism here); without it this would train a dense ReLU autoencoder (no sparsity penalty, no "
                 "threshold gradient). Load trained JumpReLU checkpoints with prismkit.sae.load_saelens / load_sae"
             )
+        if self.matryoshka_prefixes.strip():
+            if self.architecture != "matryoshka_batch_topk":
+                raise ValueError(f"TrainConfig: matryoshka_prefixes is for architecture='matryoshka_batch_topk', "
+                                 f"got {self.architecture!r}")  # fmt: skip
+            try:
+                [int(w) for w in self.matryoshka_prefixes.split(",")]
+            except ValueError:
+                raise ValueError(f"TrainConfig: matryoshka_prefixes must be comma-separated widths such as "
+                                 f"'256,1024,4096', got {self.matryoshka_prefixes!r}") from None  # fmt: skip
         if self.lr_decay_steps is not None and self.lr_decay_steps < 1:
             raise ValueError(f"TrainConfig: lr_decay_steps must be positive (or None), got {self.lr_decay_steps}")
         if not 0 <= self.lr_end_scale <= 1:
@@ -151,7 +165,7 @@ class TrainConfig:
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"TrainConfig: grad_clip must be positive (or None), got {self.grad_clip}")
         if self.k_start is not None:
-            if self.architecture not in ("topk", "batch_topk", "mutual_choice"):
+            if self.architecture not in ("topk", "batch_topk", "mutual_choice", "matryoshka_batch_topk"):
                 raise ValueError(f"TrainConfig: k_start (a k schedule) needs topk, batch_topk or mutual_choice, got "
                                  f"{self.architecture!r} (feature_choice's capacities and groupmax's groups are fixed by k)")  # fmt: skip
             if self.k_start < self.k or self.k_anneal_steps < 1:
@@ -182,8 +196,11 @@ class TrainConfig:
         F = self.num_latents or self.expansion * d_in
         cfg = {"architecture": self.architecture, "d_in": d_in, "num_latents": F, "aux_k": self.aux_k,
                "aux_coef": self.aux_coef, "encoder_bias": self.encoder_bias, "seed": self.seed}  # fmt: skip
-        if self.architecture in ("topk", "batch_topk", "mutual_choice", "feature_choice", "groupmax"):
+        if self.architecture in ("topk", "batch_topk", "mutual_choice", "matryoshka_batch_topk", "feature_choice",
+                                 "groupmax"):  # fmt: skip
             cfg["k"] = self.k
+        if self.architecture == "matryoshka_batch_topk" and self.matryoshka_prefixes.strip():
+            cfg["prefixes"] = [int(w) for w in self.matryoshka_prefixes.split(",")]
         if self.architecture == "topk":
             cfg["multi_topk"] = self.multi_topk
         if self.architecture == "feature_choice":

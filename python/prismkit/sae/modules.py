@@ -362,6 +362,56 @@ class BatchTopKSAE(SparseAutoencoder):
         return _jumprelu_copy(self, torch.full_like(self.b_enc, max(float(self.threshold), 0.0)))
 
 
+class MatryoshkaBatchTopKSAE(BatchTopKSAE):
+    """Matryoshka BatchTopK (Bussmann et al.; SAELens' ``matryoshka_batchtopk``, dictionary_learning's
+    ``MatryoshkaBatchTopKSAE``): BatchTopK's selection over all latents, and every prefix of the
+    dictionary in ``prefixes`` (increasing widths, the last = num_latents; default F/16, F/4, F)
+    must reconstruct on its own: the loss is the mean over the prefixes of the FVU of
+    ``sum over latents j < width of a_j W_dec[j] + b_dec`` (each a ``sparse_decode`` of the code with
+    the later latents' values zeroed), so the first latents learn the coarsest features. Inference
+    is BatchTopK's (the running threshold); ``to_jumprelu()`` exports it."""
+
+    architecture = "matryoshka_batch_topk"
+
+    def __init__(self, d_in: int, num_latents: int, k: int, *, prefixes: Optional[list] = None, **kwargs):
+        super().__init__(d_in, num_latents, k, **kwargs)
+        widths = (
+            list(prefixes) if prefixes else sorted({max(1, num_latents // 16), max(1, num_latents // 4), num_latents})
+        )
+        if widths[-1] != num_latents or any(b <= a for a, b in zip(widths, widths[1:], strict=False)) or widths[0] < 1:
+            raise ValueError(f"MatryoshkaBatchTopKSAE: prefixes must increase from >= 1 to num_latents={num_latents}, "
+                             f"got {widths}")  # fmt: skip
+        self.prefixes = [int(w) for w in widths]
+
+    def _extra_config(self) -> dict:
+        return {**super()._extra_config(), "prefixes": list(self.prefixes)}
+
+    def forward(
+        self, x: Tensor, aux_eligible: Optional[Tensor] = None, variance_fn: Optional[Callable[[Tensor], Tensor]] = None
+    ) -> SAEOutput:
+        out = super().forward(x, aux_eligible, variance_fn)
+        if not self.training or len(self.prefixes) == 1:
+            return out
+        flat = x.reshape(-1, self.d_in)
+        denominator = (variance_fn or losses.total_variance)(flat)
+        code = out.code
+        prefix_fvus = [out.fvu]
+        for width in self.prefixes[:-1]:
+            kept = torch.where(code.indices < width, code.values, torch.zeros_like(code.values))
+            x_hat = ops.sparse_decode(kept, code.indices, code.offsets, self.W_dec, self.b_dec)
+            prefix_fvus.append(losses.fvu(flat, x_hat, denominator))
+        matryoshka = torch.stack(prefix_fvus).mean()
+        return out._replace(loss=out.loss - out.fvu + matryoshka)
+
+    def prefix_fvu(self, x: Tensor, width: int) -> Tensor:
+        """FVU of the reconstruction from the first ``width`` latents only (eval mode's code)."""
+        flat = self._check_input(x)
+        code = self.encode(flat)
+        kept = torch.where(code.indices < width, code.values, torch.zeros_like(code.values))
+        x_hat = ops.sparse_decode(kept, code.indices, code.offsets, self.W_dec, self.b_dec)
+        return losses.fvu(flat, x_hat, losses.total_variance(flat))
+
+
 class MutualChoiceSAE(BatchTopKSAE):
     """Mutual Choice (Ayonrinde): a global top-k*N over the token-latent matrix. It is the same
     allocation as BatchTopK, so this is ``BatchTopKSAE`` under the paper's name."""
@@ -558,8 +608,8 @@ class JumpReLUSAE(SparseAutoencoder):
         return ops.threshold_encode(x_in, self.W_enc, self.b_enc, self.threshold.to(x_in.dtype))
 
 
-SAE_CLASSES = {c.architecture: c for c in (TopKSAE, BatchTopKSAE, MutualChoiceSAE, FeatureChoiceSAE, GroupMaxSAE,
-                                            JumpReLUSAE)}  # fmt: skip
+SAE_CLASSES = {c.architecture: c for c in (TopKSAE, BatchTopKSAE, MatryoshkaBatchTopKSAE, MutualChoiceSAE,
+                                            FeatureChoiceSAE, GroupMaxSAE, JumpReLUSAE)}  # fmt: skip
 
 
 def sae_from_config(config: dict, **overrides) -> SparseAutoencoder:
