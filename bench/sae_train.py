@@ -1,5 +1,6 @@
 """SAE training end to end: prismkit's trainer against SAELens' trainer and a plain dense PyTorch
-TopK SAE, on the same cached (synthetic) activations and token budget (bench/run.py runs this).
+TopK SAE, on the same cached (synthetic) activations and token budget (bench/run.py runs this);
+BatchTopK rows (case prefix ``batchtopk``, MiniLM's shape) against SAELens' BatchTopK trainer.
 
 Each timed call trains a fresh TopK SAE (k=32, F=32*d, Adam, unit-norm decoder) for ``STEPS``
 steps of ``BATCH`` tokens, starting from the same in-memory activations: prismkit's ``Trainer``
@@ -43,24 +44,28 @@ def activations(d: int, n: int) -> torch.Tensor:
     return torch.randn(n, d, generator=gen) + 0.5
 
 
-def prismkit_config(batch, steps):
+def prismkit_config(batch, steps, architecture="topk"):
     # dead_tokens: one batch, so the latents idle in a batch are dead in the next and AuxK runs from
     # the second step on, as it would late in a long run (the timed work includes it).
-    return TrainConfig(architecture="topk", expansion=32, k=K, batch_size=batch, total_tokens=batch * steps,
+    return TrainConfig(architecture=architecture, expansion=32, k=K, batch_size=batch, total_tokens=batch * steps,
                        buffer_tokens=batch * steps, dead_tokens=batch, lr=2e-4, init_tokens=batch,
                        b_dec_init="mean", log_every=10**9)  # fmt: skip
 
 
-def prismkit_train(acts, d, batch, steps):
-    Trainer(prismkit_config(batch, steps), TensorSource(acts)).fit(progress=False)
+def prismkit_train(acts, d, batch, steps, architecture="topk"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # BatchTopK: too few steps for the inference threshold to settle
+        Trainer(prismkit_config(batch, steps, architecture), TensorSource(acts)).fit(progress=False)
 
 
-def saelens_train(acts, d, batch, steps):
-    from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
+def saelens_train(acts, d, batch, steps, architecture="topk"):
+    import sae_lens
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=32 * d, k=K, device="cpu"))
+    name = {"topk": "TopK", "batch_topk": "BatchTopK"}[architecture]
+    config = getattr(sae_lens, f"{name}TrainingSAEConfig")(d_in=d, d_sae=32 * d, k=K, device="cpu")
+    sae = getattr(sae_lens, f"{name}TrainingSAE")(config)
     cfg = SAETrainerConfig(total_training_samples=batch * steps, train_batch_size_samples=batch, lr=2e-4,
                            lr_end=2e-4, device="cpu", logger=LoggingConfig(log_to_wandb=False))  # fmt: skip
     data = iter(acts[i * batch : (i + 1) * batch] for i in range(steps))
@@ -99,3 +104,18 @@ def test_trainer_end_to_end(compare, bench_device, case):
             {"saelens": lambda: saelens_train(acts, d, batch, steps),
              "plain-pytorch": lambda: plain_train(acts, d, batch, steps)},
             core="sae", op="trainer", mode="end-to-end", case=f"{case} tokens{batch * steps}", impl="cpu")  # fmt: skip
+
+
+def test_batch_topk_trainer_end_to_end(compare, bench_device, bench_cases):
+    """BatchTopK at MiniLM's shape against SAELens' BatchTopKTrainingSAE (its defaults otherwise)."""
+    if bench_device != "cpu":
+        pytest.skip("the trainer benchmark runs on the CPU")
+    pytest.importorskip("sae_lens")
+    logging.getLogger("sae_lens").setLevel(logging.ERROR)
+    name = "small d64 F2048 k32" if bench_cases == "small" else "minilm d384 F12288 k32"
+    d, batch, steps = CASES[name]
+    acts = activations(d, batch * steps)
+    compare(lambda: prismkit_train(acts, d, batch, steps, "batch_topk"),
+            {"saelens": lambda: saelens_train(acts, d, batch, steps, "batch_topk")},
+            core="sae", op="trainer", mode="end-to-end", case=f"batchtopk {name} tokens{batch * steps}",
+            impl="cpu")  # fmt: skip

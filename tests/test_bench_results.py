@@ -61,6 +61,10 @@ SAE_CPU_ROWS = (
         for case in ("d768 F24576 k32 B4096", "d2304 F65536 k64 B1024")
     ]
     + [("train_step", "step", case, "dense-pytorch") for case in ("d768 F24576 k32 B4096", "d2304 F65536 k64 B1024")]
+    + [
+        ("trainer", "end-to-end", "minilm d384 F12288 k32", "saelens"),
+        ("trainer", "end-to-end", "batchtopk minilm d384 F12288 k32", "saelens"),
+    ]  # fmt: skip
 )
 
 
