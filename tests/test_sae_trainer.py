@@ -446,3 +446,41 @@ def test_weights_and_biases_logging_offline(acts, tmp_path, monkeypatch):
     assert logged == [(line["step"], line) for line in lines]
     resumed = Trainer.resume(str(out / "checkpoints" / "step_8"), TensorSource(acts))
     assert resumed.wandb_id == trainer.wandb_id
+
+
+def test_relu_l1_sae_penalty_warmup_and_sparsity(acts, tmp_path):
+    """architecture='relu': a ReLU SAE (JumpReLU at threshold 0) with the L1 term
+    sum_tj a_tj |W_dec[j]| / (N RMS deviation), its weight ramped over l1_warmup_steps; a larger
+    weight gives a sparser code."""
+    from prismkit.sae import losses
+
+    g = torch.Generator().manual_seed(4)
+    sae = JumpReLUSAE(D, 40, seed=2)
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.rand(40, 1, generator=g) + 0.5)  # not unit norm: the norms count
+    x = acts[:64]
+    code = sae.encode(x)
+    variance = (x - x.mean(0)).pow(2).sum()
+    got = losses.l1_penalty(code, sae.W_dec, 64, variance)
+    dense = torch.relu(torch.nn.functional.linear(x - sae.b_dec, sae.W_enc, sae.b_enc))  # ReLU SAE, plain PyTorch
+    want = (dense * sae.W_dec.norm(dim=1)).sum() / (64 * torch.sqrt(variance / 64))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    (g_ours,) = torch.autograd.grad(got, sae.W_enc)
+    (g_want,) = torch.autograd.grad(want, sae.W_enc)
+    torch.testing.assert_close(g_ours, g_want, atol=1e-5, rtol=1e-4)
+    l0, l1 = {}, {}
+    for coef in (0.01, 0.3):
+        cfg = small_config(architecture="relu", l1_coef=coef, l1_warmup_steps=4, total_tokens=128 * 30, log_every=1,
+                           aux="none", out_dir=str(tmp_path / str(coef)))  # fmt: skip
+        trainer = Trainer(cfg, TensorSource(acts))
+        trainer.fit(progress=False)
+        metrics = [json.loads(line) for line in open(tmp_path / str(coef) / "metrics.jsonl")]
+        assert [m["l1_coef"] for m in metrics[:5]] == pytest.approx([coef * f for f in (0.25, 0.5, 0.75, 1.0, 1.0)])
+        assert isinstance(trainer.sae, JumpReLUSAE) and torch.all(trainer.sae.threshold == 0)
+        l0[coef] = sum(m["l0_mean"] for m in metrics[-5:]) / 5
+        l1[coef] = sum(m["l1"] for m in metrics[-5:]) / 5
+    assert l1[0.3] < 0.75 * l1[0.01] and l0[0.3] < l0[0.01], (l0, l1)
+    with pytest.raises(ValueError, match="architecture='relu' needs l1_coef > 0"):
+        TrainConfig(architecture="relu")
+    with pytest.raises(ValueError, match="l1_coef is the relu architecture's penalty"):
+        TrainConfig(l1_coef=0.1)

@@ -33,8 +33,17 @@ class TrainConfig:
 
     architecture: str = _setting(
         "topk",
-        "the sparsity rule: topk (k per token), batch_topk / mutual_choice (k*N per batch), matryoshka_batch_topk (batch_topk with nested prefixes each reconstructing), feature_choice (capacities per latent), groupmax (sparsify's), jumprelu (a ReLU at threshold 0, trained with --bias-adaptation gba)",
-        ("topk", "batch_topk", "mutual_choice", "matryoshka_batch_topk", "feature_choice", "groupmax", "jumprelu"),
+        "the sparsity rule: topk (k per token), batch_topk / mutual_choice (k*N per batch), matryoshka_batch_topk (batch_topk with nested prefixes each reconstructing), feature_choice (capacities per latent), groupmax (sparsify's), relu (the classic ReLU SAE with an L1 penalty, --l1-coef), jumprelu (a ReLU at threshold 0, trained with --bias-adaptation gba)",
+        (
+            "topk",
+            "batch_topk",
+            "mutual_choice",
+            "matryoshka_batch_topk",
+            "feature_choice",
+            "groupmax",
+            "relu",
+            "jumprelu",
+        ),  # fmt: skip
     )
     expansion: int = _setting(32, "num_latents = expansion * d_in unless num_latents is given")
     num_latents: Optional[int] = _setting(None, "the dictionary size F (overrides expansion)")
@@ -44,6 +53,10 @@ class TrainConfig:
     )
     capacity: str = _setting("equal", "feature_choice: how k*N entries are split over the latents", ("equal", "zipf"))
     zipf_exponent: float = _setting(1.0, "feature_choice with zipf capacities: the exponent s of the 1/rank^s shares")
+    l1_coef: float = _setting(
+        0.0, "relu: the L1 penalty's weight, on sum_j a_j |W_dec[j]| per token over the tokens' RMS deviation"
+    )
+    l1_warmup_steps: int = _setting(0, "relu: the L1 weight ramps linearly from 0 over this many steps")
     matryoshka_prefixes: str = _setting(
         "",
         "matryoshka_batch_topk: the nested prefix widths, comma-separated, ending at the dictionary size "
@@ -149,6 +162,14 @@ class TrainConfig:
                 "mechanism here); without it this would train a dense ReLU autoencoder (no sparsity penalty, no "
                 "threshold gradient). Load trained JumpReLU checkpoints with prismkit.sae.load_saelens / load_sae"
             )
+        if self.architecture == "relu" and not self.l1_coef > 0:
+            raise ValueError(f"TrainConfig: architecture='relu' needs l1_coef > 0 (its sparsity penalty), got "
+                             f"{self.l1_coef}")  # fmt: skip
+        if self.l1_coef and self.architecture != "relu":
+            raise ValueError(f"TrainConfig: l1_coef is the relu architecture's penalty, got architecture="
+                             f"{self.architecture!r}")  # fmt: skip
+        if self.l1_warmup_steps < 0:
+            raise ValueError(f"TrainConfig: l1_warmup_steps must be >= 0, got {self.l1_warmup_steps}")
         if self.matryoshka_prefixes.strip():
             if self.architecture != "matryoshka_batch_topk":
                 raise ValueError(f"TrainConfig: matryoshka_prefixes is for architecture='matryoshka_batch_topk', "
@@ -194,7 +215,8 @@ class TrainConfig:
 
     def build_sae(self, d_in: int) -> SparseAutoencoder:
         F = self.num_latents or self.expansion * d_in
-        cfg = {"architecture": self.architecture, "d_in": d_in, "num_latents": F, "aux_k": self.aux_k,
+        # relu: a JumpReLU SAE at threshold 0 (z 1[z > 0]), the penalty added by the trainer
+        cfg = {"architecture": "jumprelu" if self.architecture == "relu" else self.architecture, "d_in": d_in, "num_latents": F, "aux_k": self.aux_k,
                "aux_coef": self.aux_coef, "encoder_bias": self.encoder_bias, "seed": self.seed}  # fmt: skip
         if self.architecture in ("topk", "batch_topk", "mutual_choice", "matryoshka_batch_topk", "feature_choice",
                                  "groupmax"):  # fmt: skip

@@ -25,6 +25,7 @@
   of the ranks that fire, and call a latent under-used when its frequency is below
   ``alpha * exp(a) * rank^-s``; dead latents always are. ``aux_zipf_loss`` is ``aux_k_loss`` over
   that set.
+* ``l1_penalty``: the classic ReLU SAE's sparsity term (``architecture="relu"``), made scale-free.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 from torch import Tensor
 
 from prismkit.ops import sae as ops
+from prismkit.ops.sae import SparseCode
 
 __all__ = ["fvu", "total_variance", "normalized_mse", "aux_k_loss", "zipf_underused", "aux_zipf_loss"]
 
@@ -118,3 +120,15 @@ def aux_zipf_loss(
     precomputed ``eligible`` mask)."""
     mask = zipf_underused(frequency, alpha) if eligible is None else eligible
     return aux_k_loss(x_in, residual, W_enc, b_enc, W_dec, mask, k_aux)
+
+
+def l1_penalty(code: SparseCode, W_dec: Tensor, num_tokens: int, variance: Tensor) -> Tensor:
+    """The classic SAE's sparsity penalty, scale-free: ``sum over tokens t and latents j of
+    a_tj ||W_dec[j]||`` (SAELens' standard L1, the decoder norm included so shrinking a_j by
+    growing W_dec[j] does not pay), divided by ``num_tokens * sqrt(variance / num_tokens)``: per
+    token, in units of the tokens' RMS deviation from their mean, like the FVU it is added to.
+    ``variance`` is ``sum ||x - mean(x)||^2`` over the (global) batch."""
+    norms = W_dec.norm(dim=1)
+    total = (code.values.clamp_min(0) * norms[code.indices]).sum()
+    rms = torch.sqrt(variance.detach() / num_tokens).clamp_min(torch.finfo(total.dtype).tiny)
+    return total / (num_tokens * rms)

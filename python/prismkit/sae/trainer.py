@@ -204,6 +204,12 @@ class Trainer:
                 m *= c.lr_end_scale + (1 - c.lr_end_scale) * shape
         return m
 
+    def l1_coef_at(self, step: int) -> float:
+        """The relu architecture's L1 weight at step ``step``: ``l1_coef``, ramped linearly from 0
+        over the first ``l1_warmup_steps`` (SAELens' l1_warm_up_steps)."""
+        c = self.config
+        return c.l1_coef * (min(1.0, (step + 1) / c.l1_warmup_steps) if c.l1_warmup_steps else 1.0)
+
     def k_at(self, step: int) -> int:
         """k of step ``step``: from ``k_start`` down to ``k`` linearly over ``k_anneal_steps``."""
         c = self.config
@@ -277,10 +283,15 @@ class Trainer:
             eligible = losses.zipf_underused(self.tracker.frequency, c.aux_zipf_alpha)
         variance_fn = self._global_variance if self.world_size > 1 else None
         out = self.model(x, aux_eligible=eligible, variance_fn=variance_fn)
+        loss, l1 = out.loss, None
+        if c.architecture == "relu":
+            variance = (variance_fn or losses.total_variance)(x)
+            l1 = losses.l1_penalty(out.code, sae.W_dec, c.batch_size, variance)
+            loss = loss + self.l1_coef_at(self.step) * l1
         self.optimizer.zero_grad(set_to_none=True)
         # Every term is (this rank's part of a global sum) / (a global variance); DDP averages the
         # gradients over ranks, so scaling by the world size makes them the global batch's.
-        (out.loss * self.world_size).backward()
+        (loss * self.world_size).backward()
         sae.remove_parallel_decoder_grad()
         grad_norm = None
         if c.grad_clip is not None:
@@ -308,6 +319,9 @@ class Trainer:
         }
         if grad_norm is not None:
             result["grad_norm"] = grad_norm  # before clipping
+        if l1 is not None:
+            result["l1"] = float(l1.detach()) * (self.world_size if self.world_size > 1 else 1)  # this rank's share
+            result["l1_coef"] = self.l1_coef_at(self.step - 1)
         return result
 
     def fit(self, max_steps: Optional[int] = None, progress: bool = True) -> SparseAutoencoder:
@@ -392,6 +406,8 @@ class Trainer:
             record["k"] = self.sae.k
         if "grad_norm" in m:
             record["grad_norm"] = m["grad_norm"]
+        if "l1" in m:
+            record["l1"], record["l1_coef"] = m["l1"], m["l1_coef"]
         return record
 
     # ---- checkpoints ---------------------------------------------------------------------
