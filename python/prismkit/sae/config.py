@@ -102,6 +102,12 @@ class TrainConfig:
     k_anneal_steps: int = _setting(0, "steps over which k anneals from k_start to k")
     decoder_lr_scale: float = _setting(1.0, "W_dec's learning rate is lr times this")
     adam_eps: float = _setting(6.25e-10, "Adam's epsilon (the TopK paper's 6.25e-10)")
+    autocast: str = _setting(
+        "none",
+        "bf16: the forward under torch.autocast in bfloat16 (for GPUs: the fused kernels run in bf16 on fp32 master "
+        "weights; on the CPU it only rounds), none: float32",
+        ("none", "bf16"),
+    )
     normalize_activations: bool = _setting(
         False,
         "train on inputs scaled to a mean squared norm of d_in (the factor from the first init_tokens tokens), "

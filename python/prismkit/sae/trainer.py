@@ -282,12 +282,13 @@ class Trainer:
         elif c.aux == "aux_zipf" and self.step > 0:
             eligible = losses.zipf_underused(self.tracker.frequency, c.aux_zipf_alpha)
         variance_fn = self._global_variance if self.world_size > 1 else None
-        out = self.model(x, aux_eligible=eligible, variance_fn=variance_fn)
-        loss, l1 = out.loss, None
-        if c.architecture == "relu":
-            variance = (variance_fn or losses.total_variance)(x)
-            l1 = losses.l1_penalty(out.code, sae.W_dec, c.batch_size, variance)
-            loss = loss + self.l1_coef_at(self.step) * l1
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.autocast == "bf16"):
+            out = self.model(x, aux_eligible=eligible, variance_fn=variance_fn)
+            loss, l1 = out.loss.float(), None
+            if c.architecture == "relu":
+                variance = (variance_fn or losses.total_variance)(x)
+                l1 = losses.l1_penalty(out.code, sae.W_dec, c.batch_size, variance)
+                loss = loss + self.l1_coef_at(self.step) * l1
         self.optimizer.zero_grad(set_to_none=True)
         # Every term is (this rank's part of a global sum) / (a global variance); DDP averages the
         # gradients over ranks, so scaling by the world size makes them the global batch's.
