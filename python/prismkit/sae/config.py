@@ -104,8 +104,8 @@ class TrainConfig:
     adam_eps: float = _setting(6.25e-10, "Adam's epsilon (the TopK paper's 6.25e-10)")
     autocast: str = _setting(
         "none",
-        "bf16: the forward under torch.autocast in bfloat16 (for GPUs: the fused kernels run in bf16 on fp32 master "
-        "weights; on the CPU it only rounds), none: float32",
+        "bf16: the forward under torch.autocast in bfloat16 (on GPUs the fused kernels run in bf16 on fp32 master "
+        "weights; on the CPU prismkit's ops stay in float32), none: float32",
         ("none", "bf16"),
     )
     normalize_activations: bool = _setting(
