@@ -33,7 +33,7 @@ def assert_code_and_reconstruction(sae, x, code, reconstruction):
 def test_gemma_scope_params_npz(tmp_path):
     w = tensors(0, {"W_enc": (D, F), "W_dec": (F, D), "b_enc": (F,), "b_dec": (D,)})
     w["threshold"] = torch.rand(F, generator=torch.Generator().manual_seed(1)) * 0.8
-    folder = tmp_path / "layer_12" / "width_16k" / "average_l0_71"
+    folder = tmp_path / "multilayer_5" / "layer_12" / "width_16k" / "average_l0_71"  # a parent's name is not read
     folder.mkdir(parents=True)
     np.savez(folder / "params.npz", **{k: v.numpy().astype(np.float32) for k, v in w.items()})
     sae = load_gemma_scope(str(folder))

@@ -392,15 +392,16 @@ def test_learning_rate_schedules_gradient_clipping_and_k_annealing(acts, tmp_pat
     for bad, message in ((dict(architecture="feature_choice", k_start=8, k_anneal_steps=2), "k_start .* needs topk"),
                          (dict(k_start=2, k_anneal_steps=2), "anneals down"), (dict(k_start=8), "anneals down"),
                          (dict(lr_end_scale=1.5), "lr_end_scale must lie in"), (dict(grad_clip=0.0), "grad_clip must be"),
-                         (dict(lr_decay="exponential"), "lr_decay must be one of")):  # fmt: skip
+                         (dict(lr_decay="exponential"), "lr_decay must be one of"),
+                         (dict(k_start=8, k_anneal_steps=100), "outlasts the run")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             small_config(**bad)
 
 
 def test_activation_normalization_is_folded_into_the_saved_sae(acts, tmp_path):
     """Inputs scaled to a mean squared norm of d_in during training; the saved and returned SAE has
-    the scale folded in, so on raw activations it computes what the trained one does on scaled
-    ones (rescaled back), and its code is the same."""
+    the scale folded in (biases and thresholds / s), so on raw activations it reconstructs what the
+    trained one does on scaled ones (rescaled back), its code the trained code / s."""
     raw = acts * 37.0 + 5.0  # far from unit scale
     cfg = small_config(normalize_activations=True, out_dir=str(tmp_path))
     trainer = Trainer(cfg, TensorSource(raw))
@@ -412,7 +413,10 @@ def test_activation_normalization_is_folded_into_the_saved_sae(acts, tmp_path):
     with torch.no_grad():
         folded, trained = sae.eval()(x), trainer.sae.eval()(x * s)
     torch.testing.assert_close(folded.x_hat, trained.x_hat / s, atol=1e-4 * float(x.abs().max()), rtol=1e-4)
-    torch.testing.assert_close(folded.code.to_dense(), trained.code.to_dense(), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(folded.code.to_dense(), trained.code.to_dense() / s, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(sae.num_latents), atol=1e-5)  # still unit-norm
+    with pytest.raises(ValueError, match="normalize_activations=True trains in scaled units"):
+        Trainer(cfg, TensorSource(raw), sae=sae)
     saved = load_sae(str(tmp_path / "sae"))
     assert saved.metadata["input_scale_folded"] == pytest.approx(s)
     for name, value in sae.state_dict().items():

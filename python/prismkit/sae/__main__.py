@@ -165,7 +165,7 @@ def main(argv=None) -> int:
                   "--activations ...", file=sys.stderr)  # fmt: skip
         return 130
     if trainer.rank == 0:
-        result = evaluate(trainer.sae, source, min(65_536, len(source)))
+        result = evaluate(trainer.trained_sae(), source, min(65_536, len(source)))  # normalization folded in
         print(json.dumps({"final": result, "out_dir": trainer.config.out_dir}, indent=2))
     if torch.distributed.is_initialized():
         # every rank waits for rank 0's evaluation: a rank that tears its gloo group down while

@@ -195,6 +195,10 @@ class TrainConfig:
             if self.architecture not in ("topk", "batch_topk", "mutual_choice", "matryoshka_batch_topk"):
                 raise ValueError(f"TrainConfig: k_start (a k schedule) needs topk, batch_topk or mutual_choice, got "
                                  f"{self.architecture!r} (feature_choice's capacities and groupmax's groups are fixed by k)")  # fmt: skip
+            steps = -(-self.total_tokens // self.batch_size)
+            if self.k_anneal_steps > steps:
+                raise ValueError(f"TrainConfig: k_anneal_steps={self.k_anneal_steps} outlasts the run ({steps} steps): "
+                                 "k would never reach its target")  # fmt: skip
             if self.k_start < self.k or self.k_anneal_steps < 1:
                 raise ValueError(f"TrainConfig: a k schedule anneals down: k_start >= k and k_anneal_steps >= 1, got "
                                  f"k_start={self.k_start}, k={self.k}, k_anneal_steps={self.k_anneal_steps}")  # fmt: skip

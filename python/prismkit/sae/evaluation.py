@@ -114,7 +114,8 @@ def downstream_scores(model: nn.Module, module_path: str, sae: SparseAutoencoder
                 if kl_logits is not None:
                     log_p = torch.log_softmax(kl_logits(clean, batch).double(), -1)
                     log_q = torch.log_softmax(kl_logits(spliced, batch).double(), -1)
-                    kl_sum += float((log_p.exp() * (log_p - log_q)).sum())
+                    p = log_p.exp()  # a token impossible under p (a masked logit) adds 0, not 0 * inf
+                    kl_sum += float(torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum())
                     kl_count += log_p.shape[0]
     finally:
         sae.train(was_training)

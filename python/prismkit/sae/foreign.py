@@ -79,7 +79,7 @@ def load_gemma_scope(path: str, device=None, dtype: torch.dtype = torch.float32)
     metadata = {"format": "gemma-scope"}
     for key, pattern in (("hook_layer", r"layer_(\d+)"), ("width", r"width_(\w+?)(?:/|$)"),
                          ("average_l0", r"average_l0_(\d+)")):  # fmt: skip
-        found = re.search(pattern, os.path.abspath(file).replace(os.sep, "/"))
+        found = re.search(pattern, "/".join(os.path.abspath(file).split(os.sep)[-4:]))  # layer/width/l0/params.npz
         if found:
             metadata[key] = int(found.group(1)) if found.group(1).isdigit() else found.group(1)
     sae = JumpReLUSAE(d, F, subtract_b_dec_from_input=False, metadata=metadata, dtype=dtype, device=device)

@@ -404,12 +404,19 @@ class MatryoshkaBatchTopKSAE(BatchTopKSAE):
         return out._replace(loss=out.loss - out.fvu + matryoshka)
 
     def prefix_fvu(self, x: Tensor, width: int) -> Tensor:
-        """FVU of the reconstruction from the first ``width`` latents only (eval mode's code)."""
-        flat = self._check_input(x)
-        code = self.encode(flat)
-        kept = torch.where(code.indices < width, code.values, torch.zeros_like(code.values))
-        x_hat = ops.sparse_decode(kept, code.indices, code.offsets, self.W_dec, self.b_dec)
-        return losses.fvu(flat, x_hat, losses.total_variance(flat))
+        """FVU of the reconstruction from the first ``width`` latents only, with the inference code
+        (eval mode: the running threshold, left as it is)."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                flat = self._check_input(x)
+                code = self.encode(flat)
+                kept = torch.where(code.indices < width, code.values, torch.zeros_like(code.values))
+                x_hat = ops.sparse_decode(kept, code.indices, code.offsets, self.W_dec, self.b_dec)
+                return losses.fvu(flat, x_hat, losses.total_variance(flat))
+        finally:
+            self.train(was_training)
 
 
 class MutualChoiceSAE(BatchTopKSAE):

@@ -128,8 +128,12 @@ class Trainer:
     the run reads the data several times, when a batch is larger than the data, and when a
     BatchTopK run is too short for its inference threshold to settle."""
 
-    def __init__(self, config: TrainConfig, source, sae: Optional[SparseAutoencoder] = None):
+    def __init__(self, config: TrainConfig, source, sae: Optional[SparseAutoencoder] = None, *,
+                 _resuming: bool = False):  # fmt: skip
         self.config = c = config
+        if c.normalize_activations and sae is not None and not _resuming:
+            raise ValueError("Trainer: normalize_activations=True trains in scaled units, and a given SAE reads raw "
+                             "activations; fine-tune it with normalize_activations=False")  # fmt: skip
         self.source = source
         self.rank, self.world_size = _distributed(c.device)
         if c.device.startswith("cuda") and self.world_size > 1:
@@ -196,7 +200,7 @@ class Trainer:
         c = self.config
         m = min(1.0, (step + 1) / c.lr_warmup_steps) if c.lr_warmup_steps else 1.0
         if c.lr_decay != "none":
-            n = c.lr_decay_steps or max(1, round(0.2 * self.total_steps))
+            n = min(c.lr_decay_steps or max(1, round(0.2 * self.total_steps)), self.total_steps)
             start = self.total_steps - n
             if step >= start:
                 p = min(1.0, (step - start + 1) / n)
@@ -242,16 +246,21 @@ class Trainer:
 
     def trained_sae(self) -> SparseAutoencoder:
         """The SAE as it should be used: with normalize_activations, a copy with the input scale s
-        folded in (W_enc s, W_dec / s, b_dec / s; pre-activations, so biases and thresholds, are
-        unchanged), which reads raw activations; otherwise the trained SAE itself."""
+        folded in as dictionary_learning's ``scale_biases`` does (b_enc / s, b_dec / s and every
+        threshold / s; W_enc and the unit-norm decoder unchanged): on raw activations x its
+        pre-activations are those of the trained SAE on s x divided by s, so it selects the same
+        latents, with activations a / s, and reconstructs x exactly as the trained one reconstructs
+        s x, divided by s. Otherwise the trained SAE itself."""
         if self.input_scale is None:
             return self.sae
         sae = copy.deepcopy(self.sae)
         s = self.input_scale
         with torch.no_grad():
-            sae.W_enc.mul_(s)
-            sae.W_dec.div_(s)
+            sae.b_enc.div_(s)
             sae.b_dec.div_(s)
+            threshold = getattr(sae, "threshold", None)
+            if threshold is not None:
+                threshold.div_(s)  # BatchTopK's unset -1 stays negative (unset)
         sae.metadata = {**sae.metadata, "input_scale_folded": s}
         return sae
 
@@ -267,6 +276,8 @@ class Trainer:
 
     def train_step(self) -> dict:
         c, sae = self.config, self.sae
+        if c.k_start is not None:
+            sae.k = self.k_at(self.step)  # before the initialization, which calibrates for this k
         if self.step == 0 and not self._initialized:
             self.initialize()
         sae.train()  # an SAE handed over in eval mode would otherwise train with its inference rule
@@ -274,8 +285,6 @@ class Trainer:
         multiplier = self.lr_multiplier(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr * multiplier * group["lr_scale"]
-        if c.k_start is not None:
-            sae.k = self.k_at(self.step)
         eligible = None
         if c.aux == "auxk":
             eligible = self.tracker.dead()
@@ -287,7 +296,7 @@ class Trainer:
             loss, l1 = out.loss.float(), None
             if c.architecture == "relu":
                 variance = (variance_fn or losses.total_variance)(x)
-                l1 = losses.l1_penalty(out.code, sae.W_dec, c.batch_size, variance)
+                l1 = losses.l1_penalty(out.code, sae.W_dec, x.shape[0] * self.world_size, variance)
                 loss = loss + self.l1_coef_at(self.step) * l1
         self.optimizer.zero_grad(set_to_none=True)
         # Every term is (this rank's part of a global sum) / (a global variance); DDP averages the
@@ -306,7 +315,8 @@ class Trainer:
             self.gba.observe(sae.encoder_input(x).detach(), sae.W_enc.detach(), sae.b_enc, threshold)
         fired = fired_latents(out.code)
         l0 = l0_per_token(out.code)
-        stats = torch.stack([out.fvu.detach(), out.aux_loss.detach(), l0.sum().to(out.fvu.dtype)])
+        l1_value = l1.detach().float() if l1 is not None else out.fvu.new_zeros(())
+        stats = torch.stack([out.fvu.detach().float(), out.aux_loss.detach().float(), l0.sum().float(), l1_value])
         if self.world_size > 1:
             dist.all_reduce(fired)
             dist.all_reduce(stats)
@@ -321,7 +331,7 @@ class Trainer:
         if grad_norm is not None:
             result["grad_norm"] = grad_norm  # before clipping
         if l1 is not None:
-            result["l1"] = float(l1.detach()) * (self.world_size if self.world_size > 1 else 1)  # this rank's share
+            result["l1"] = float(stats[3])  # the ranks' shares summed
             result["l1_coef"] = self.l1_coef_at(self.step - 1)
         return result
 
@@ -460,9 +470,12 @@ class Trainer:
             overrides["out_dir"] = os.path.dirname(parent)
         config = TrainConfig.from_dict({**recorded, **overrides})
         sae = io.load_sae(directory)
-        trainer = cls(config, source, sae=sae)
+        trainer = cls(config, source, sae=sae, _resuming=True)
         with open(os.path.join(directory, "trainer_state.json")) as f:
             meta = json.load(f)
+        if bool(recorded.get("normalize_activations", False)) != config.normalize_activations and meta["step"] > 0:
+            raise ValueError("Trainer.resume: normalize_activations cannot change in the middle of a run (the "
+                             "checkpoint's SAE is in the units it was trained in)")  # fmt: skip
         tensors = load_file(os.path.join(directory, "trainer_state.safetensors"))
         opt_state = trainer.optimizer.state_dict()
         for name, value in tensors.items():
