@@ -101,6 +101,44 @@ inline BoxSplat<T> box_splat(const Splat2D<T>& s, const Tile& tile, const PixelB
           tile.w};
 }
 
+// The backward kernels' walk over one tile's list (rasterize_backward_cpu.cpp,
+// rasterize_sparse_coef_backward_cpu.cpp): from the tile's latest contributor back to its first
+// Gaussian, for each one that can reach the tile: prepare(fid, g) points the state at its features,
+// the state's sums are cleared, backward_box runs over its box, and add(fid, g) adds the sums to
+// the outputs when a pixel was reached. means2d [C * N, 2], conics [C * N, 3] and opacities
+// ([C * N] or [N]) as the kernels read them.
+template <typename T, typename Prepare, typename Add>
+void walk_tile_back(const Tile& tile, int64_t begin, int64_t end, int32_t latest, const int32_t* flatten_ids, int64_t N,
+                    const T* means2d, const T* conics, const T* opacities, bool camera_opacities,
+                    BackwardTile<T>& state, T* grad_feature, int64_t feature_width, Prepare prepare, Add add) {
+  for (int64_t i = std::min<int64_t>(latest, end - 1); i >= begin; --i) {
+    const int64_t fid = flatten_ids[i], g = fid % N;
+    const T* m = means2d + fid * 2;
+    const T* c = conics + fid * 3;
+    const Splat2D<T> s(m[0], m[1], c[0], c[1], c[2], opacities[camera_opacities ? fid : g]);
+    PixelBox box;
+    if (!pixel_box(s, tile, &box)) continue;
+    std::fill(grad_feature, grad_feature + feature_width, T(0));
+    std::fill(std::begin(state.grad), std::end(state.grad), T(0));
+    state.touched = false;
+    prepare(fid, g);
+    backward_box(box_splat(s, tile, box), static_cast<int32_t>(i), state);
+    if (state.touched) add(fid, g);
+  }
+}
+
+// A Gaussian's 6 geometric gradient sums (BackwardTile::grad) added to the outputs.
+template <typename T>
+inline void add_geometry_grads(const T* grad, int64_t fid, int64_t g, bool camera_opacities, T* grad_means2d,
+                               T* grad_conics, T* grad_opacities) {
+  grad_means2d[fid * 2] += grad[0];
+  grad_means2d[fid * 2 + 1] += grad[1];
+  grad_conics[fid * 3] += grad[2];
+  grad_conics[fid * 3 + 1] += grad[3];
+  grad_conics[fid * 3 + 2] += grad[4];
+  grad_opacities[camera_opacities ? fid : g] += grad[5];
+}
+
 // Spin locks striped over Gaussians: the backward adds each tile's per-Gaussian sums under one,
 // so only threads finishing the same Gaussian at the same moment wait (rarely, on few cores).
 class StripedLocks {

@@ -101,29 +101,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
                             false,
                             w.scratch.data()};
       const int64_t end = k + 1 < a.C * tiles ? offp[k + 1] : a.M;  // this tile's last_ids lie before it
-      for (int64_t i = std::min<int64_t>(latest, end - 1); i >= offp[k]; --i) {
-        const int64_t fid = idp[i], g = fid % N;
-        const Splat2D<T> s(mp[fid * 2], mp[fid * 2 + 1], cp[fid * 3], cp[fid * 3 + 1], cp[fid * 3 + 2],
-                           opp[a.camera_opacities ? fid : g]);
-        PixelBox box;
-        if (!pixel_box(s, tile, &box)) continue;
-        const int64_t frow = a.camera_features ? fid : g;
-        state.feature = fp + frow * D;
-        std::fill(w.grad_f.begin(), w.grad_f.end(), T(0));
-        std::fill(std::begin(state.grad), std::end(state.grad), T(0));
-        state.touched = false;
-        backward_box(box_splat(s, tile, box), static_cast<int32_t>(i), state);
-        if (!state.touched) continue;
+      auto prepare = [&](int64_t fid, int64_t g) { state.feature = fp + (a.camera_features ? fid : g) * D; };
+      auto add = [&](int64_t fid, int64_t g) {
         gaussian_locks.lock(g);
-        axpy(T(1), w.grad_f.data(), gfp + frow * D, D);
-        gmp[fid * 2] += state.grad[0];
-        gmp[fid * 2 + 1] += state.grad[1];
-        gcp[fid * 3] += state.grad[2];
-        gcp[fid * 3 + 1] += state.grad[3];
-        gcp[fid * 3 + 2] += state.grad[4];
-        gop[a.camera_opacities ? fid : g] += state.grad[5];
+        axpy(T(1), w.grad_f.data(), gfp + (a.camera_features ? fid : g) * D, D);
+        add_geometry_grads(state.grad, fid, g, a.camera_opacities, gmp, gcp, gop);
         gaussian_locks.unlock(g);
-      }
+      };
+      walk_tile_back(tile, offp[k], end, latest, idp, N, mp, cp, opp, a.camera_opacities, state, w.grad_f.data(), D,
+                     prepare, add);
       if (bgp) {  // d background = sum over pixels of T_final dL/dC
         std::fill(w.grad_bg.begin(), w.grad_bg.end(), T(0));
         for (int64_t y = 0; y < th; ++y)

@@ -94,29 +94,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_sparse_coef
                             nullptr,
                             nc};
       const int64_t end = k + 1 < C * tiles ? offp[k + 1] : a.raster.M;  // this tile's last_ids lie before it
-      for (int64_t i = std::min<int64_t>(latest, end - 1); i >= offp[k]; --i) {
-        const int64_t fid = idp[i], g = fid % N;
-        const Splat2D<T> s(mp[fid * 2], mp[fid * 2 + 1], cp[fid * 3], cp[fid * 3 + 1], cp[fid * 3 + 2],
-                           opp[a.raster.camera_opacities ? fid : g]);
-        PixelBox box;
-        if (!pixel_box(s, tile, &box)) continue;
+      auto prepare = [&](int64_t, int64_t g) {
         state.feature = wtp + g * P;
         state.channel = idxp + g * P;
-        std::fill(w.grad_w.begin(), w.grad_w.end(), T(0));
-        std::fill(std::begin(state.grad), std::end(state.grad), T(0));
-        state.touched = false;
-        backward_box(box_splat(s, tile, box), static_cast<int32_t>(i), state);
-        if (!state.touched) continue;
+      };
+      auto add = [&](int64_t fid, int64_t g) {
         gaussian_locks.lock(g);
         for (int64_t j = 0; j < P; ++j) gwtp[g * P + j] += w.grad_w[j];
-        gmp[fid * 2] += state.grad[0];
-        gmp[fid * 2 + 1] += state.grad[1];
-        gcp[fid * 3] += state.grad[2];
-        gcp[fid * 3 + 1] += state.grad[3];
-        gcp[fid * 3 + 2] += state.grad[4];
-        gop[a.raster.camera_opacities ? fid : g] += state.grad[5];
+        add_geometry_grads(state.grad, fid, g, a.raster.camera_opacities, gmp, gcp, gop);
         gaussian_locks.unlock(g);
-      }
+      };
+      walk_tile_back(tile, offp[k], end, latest, idp, N, mp, cp, opp, a.raster.camera_opacities, state, w.grad_w.data(),
+                     P, prepare, add);
     });
   });
   return {grad_means2d, grad_conics, grad_opacities, grad_weights};
