@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -169,7 +170,10 @@ def main(argv=None) -> int:
         print(json.dumps({"final": result, "out_dir": trainer.config.out_dir}, indent=2))
     if torch.distributed.is_initialized():
         # every rank waits for rank 0's evaluation: a rank that tears its gloo group down while
-        # another still uses it can abort ("terminate called without an active exception")
+        # another still uses it can abort ("terminate called without an active exception"); the
+        # DDP wrapper (its reducer holds the group) goes first, while the group is still alive
+        trainer.model = trainer.sae
+        gc.collect()
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
