@@ -101,6 +101,24 @@ inline BoxSplat<T> box_splat(const Splat2D<T>& s, const Tile& tile, const PixelB
           tile.w};
 }
 
+// The backward kernels' start of a tile: for its pixel (x, y) (tile-local p = y * tile.w + x, flat
+// index q in [C, H, W]), trans[p] = final_trans[p] = 1 - alpha[q], last[p] = last_ids[q] and
+// extra[p] = extra_of(q) (the pixel's T_final terms); returns the tile's latest contributor.
+template <typename T, typename Extra>
+int32_t load_tile_state(const Tile& tile, int64_t width, int64_t height, const T* alpha, const int32_t* last_ids,
+                        T* trans, T* final_trans, int32_t* last, T* extra, Extra extra_of) {
+  int32_t latest = -1;
+  for (int64_t y = 0; y < tile.h; ++y)
+    for (int64_t x = 0; x < tile.w; ++x) {
+      const int64_t p = y * tile.w + x, q = (tile.camera * height + tile.y0 + y) * width + tile.x0 + x;
+      final_trans[p] = trans[p] = T(1) - alpha[q];
+      last[p] = last_ids[q];
+      latest = std::max(latest, last[p]);
+      extra[p] = extra_of(q);
+    }
+  return latest;
+}
+
 // The backward kernels' walk over one tile's list (rasterize_backward_cpu.cpp,
 // rasterize_sparse_coef_backward_cpu.cpp): from the tile's latest contributor back to its first
 // Gaussian, for each one that can reach the tile: prepare(fid, g) points the state at its features,

@@ -76,16 +76,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize
       const Tile tile = tile_at(k, a.tiles_x, a.tiles_y, tile_size, W, H);
       const int64_t tw = tile.w, th = tile.h;
       auto pix = [&](int64_t x, int64_t y) { return (tile.camera * H + tile.y0 + y) * W + tile.x0 + x; };
-      int32_t latest = -1;
-      for (int64_t y = 0; y < th; ++y)
-        for (int64_t x = 0; x < tw; ++x) {
-          const int64_t p = y * tw + x, q = pix(x, y);
-          w.final_trans[p] = w.trans[p] = T(1) - alp[q];
-          w.last[p] = lip[q];
-          latest = std::max(latest, w.last[p]);
-          // d alpha_i of T_final's terms: T_final (grad_alpha - background . dL/dC) / (1 - alpha_i)
-          w.extra[p] = gap[q] - (bgp ? dot(bgp + tile.camera * D, grp + q * D, D) : T(0));
-        }
+      // d alpha_i of T_final's terms: T_final (grad_alpha - background . dL/dC) / (1 - alpha_i)
+      const int32_t latest = load_tile_state(
+          tile, W, H, alp, lip, w.trans.data(), w.final_trans.data(), w.last.data(), w.extra.data(),
+          [&](int64_t q) { return gap[q] - (bgp ? dot(bgp + tile.camera * D, grp + q * D, D) : T(0)); });
       std::fill(w.acc.begin(), w.acc.begin() + tw * th * D, T(0));
       BackwardTile<T> state{w.trans.data(),
                             w.final_trans.data(),

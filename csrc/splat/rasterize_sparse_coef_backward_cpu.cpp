@@ -66,17 +66,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rasterize_sparse_coef
     };
     for_each_tile(C * tiles, make_workspace, [&](Workspace& w, int64_t k) {
       const Tile tile = tile_at(k, a.raster.tiles_x, a.raster.tiles_y, tile_size, W, H);
-      const int64_t tw = tile.w, th = tile.h;
       auto pix = [&](int64_t x, int64_t y) { return (tile.camera * H + tile.y0 + y) * W + tile.x0 + x; };
-      int32_t latest = -1;
-      for (int64_t y = 0; y < th; ++y)
-        for (int64_t x = 0; x < tw; ++x) {
-          const int64_t p = y * tw + x, q = pix(x, y);
-          w.final_trans[p] = w.trans[p] = T(1) - alp[q];
-          w.last[p] = lip[q];
-          latest = std::max(latest, w.last[p]);
-          w.extra[p] = gap[q];  // d alpha_i of T_final: T_final grad_alpha / (1 - alpha_i)
-        }
+      // d alpha_i of T_final: T_final grad_alpha / (1 - alpha_i)
+      const int32_t latest = load_tile_state(tile, W, H, alp, lip, w.trans.data(), w.final_trans.data(), w.last.data(),
+                                             w.extra.data(), [&](int64_t q) { return gap[q]; });
       std::fill(w.acc.begin(), w.acc.end(), T(0));
       BackwardTile<T> state{w.trans.data(),
                             w.final_trans.data(),

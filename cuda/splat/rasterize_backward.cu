@@ -114,15 +114,7 @@ __global__ void __launch_bounds__(kRasterThreads, 1)
           buffer[k] += f[k] * fac;
         }
         const A v_alpha = dot + T_final * ra * extra;
-        if (!(geo[5] * vis > A(0.99))) {  // a clamped alpha passes nothing to opacity or power
-          const A d_power = al * v_alpha;
-          vg[0] = -d_power * (geo[2] * dx + geo[3] * dy);
-          vg[1] = -d_power * (geo[3] * dx + geo[4] * dy);
-          vg[2] = A(-0.5) * d_power * dx * dx;
-          vg[3] = -d_power * dx * dy;
-          vg[4] = A(-0.5) * d_power * dy * dy;
-          vg[5] = vis * v_alpha;
-        }
+        splat_geometry_grads(geo, dx, dy, al, vis, v_alpha, vg);
       }
       reduce_scatter<CH, 16>(vf, lane);
       reduce_scatter<8, 16>(vg, lane);

@@ -83,15 +83,7 @@ __global__ void __launch_bounds__(kRasterThreads)
         for (int64_t k = 0; k < p.P; ++k) fg += wt[k] * g[int64_t(idx[k]) * stride];
         const T v_alpha = fg * trans - behind * ra + T_final * ra * extra;
         behind += fg * fac;
-        if (!(geo[5] * vis > T(0.99))) {  // a clamped alpha passes nothing to opacity or power
-          const T d_power = al * v_alpha;
-          vg[0] = -d_power * (geo[2] * dx + geo[3] * dy);
-          vg[1] = -d_power * (geo[3] * dx + geo[4] * dy);
-          vg[2] = T(-0.5) * d_power * dx * dx;
-          vg[3] = -d_power * dx * dy;
-          vg[4] = T(-0.5) * d_power * dy * dy;
-          vg[5] = vis * v_alpha;
-        }
+        splat_geometry_grads(geo, dx, dy, al, vis, v_alpha, vg);
       }
       for (int64_t c0 = 0; c0 < p.P; c0 += 8) {
         T v[8];

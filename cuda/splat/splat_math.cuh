@@ -30,4 +30,19 @@ __device__ __forceinline__ bool splat_alpha(A a, A b, A c, A opacity, A dx, A dy
   return *alpha >= A(1.0 / 255.0);
 }
 
+// The backward's geometric gradients of one Gaussian at one pixel from dL/dalpha (v_alpha):
+// means2d (2), conic (3) and opacity into vg[0..5] (the same code in every compositing backward); a
+// clamped alpha passes nothing to opacity or power, so vg is left as it is (zeros).
+template <typename A>
+__device__ __forceinline__ void splat_geometry_grads(const A* geo, A dx, A dy, A al, A vis, A v_alpha, A* vg) {
+  if (geo[5] * vis > A(0.99)) return;
+  const A d_power = al * v_alpha;
+  vg[0] = -d_power * (geo[2] * dx + geo[3] * dy);
+  vg[1] = -d_power * (geo[3] * dx + geo[4] * dy);
+  vg[2] = A(-0.5) * d_power * dx * dx;
+  vg[3] = -d_power * dx * dy;
+  vg[4] = A(-0.5) * d_power * dy * dy;
+  vg[5] = vis * v_alpha;
+}
+
 }  // namespace prismkit::cuda::splat
