@@ -74,6 +74,7 @@ VALID: dict[str, Callable[[], tuple]] = {
     "batch_topk_encode": lambda: _enc(2),
     "feature_choice_encode": lambda: _enc(equal_capacity(6, 2, 4)),
     "threshold_encode": lambda: _enc(torch.full((6,), 0.1)),
+    "jumprelu_encode": lambda: (*_enc(torch.full((6,), 0.1)), 0.05),
     "latent_stats": lambda: _enc(None),
     "sparse_decode": _decode,
     "sparse_decode_grad_values": lambda: (torch.randn(4, 3), fixed_k()[1], None, fixed_k()[3]),
@@ -99,12 +100,13 @@ class Bad:
 
 def _encoder_rows() -> list[Bad]:
     rows = []
-    lasts = {"topk_encode": 2, "batch_topk_encode": 2, "feature_choice_encode": equal_capacity(6, 2, 4),
-             "threshold_encode": torch.full((6,), 0.1), "latent_stats": None}  # fmt: skip
+    lasts = {"topk_encode": (2,), "batch_topk_encode": (2,), "feature_choice_encode": (equal_capacity(6, 2, 4),),
+             "threshold_encode": (torch.full((6,), 0.1),), "jumprelu_encode": (torch.full((6,), 0.1), 0.05),
+             "latent_stats": (None,)}  # fmt: skip
     for op, last in lasts.items():
 
         def call(x, W, b, last=last):
-            return lambda: (x, W, b, last)
+            return lambda: (x, W, b, *last)
 
         x, W, b = encode_inputs()
         rows += [
@@ -131,13 +133,17 @@ def _encoder_rows() -> list[Bad]:
         Bad(op, "capacity dtype", lambda: (x, W, b, torch.ones(6, dtype=torch.int32)), TypeError, "'capacity' must have dtype int64"),
         Bad(op, "capacity rank", lambda: (x, W, b, torch.ones(2, 3, dtype=torch.long)), ValueError, "'capacity' must be a 1-D tensor [F]"),
     ]  # fmt: skip
-    for op in ("threshold_encode", "latent_stats"):
+    for op, more in (("threshold_encode", ()), ("jumprelu_encode", (0.05,)), ("latent_stats", ())):
         rows += [
-            Bad(op, "threshold size", lambda: (x, W, b, torch.zeros(5)), ValueError, "'threshold' must have size 6 in dim 0 (F, the number of latents"),
-            Bad(op, "threshold rank", lambda: (x, W, b, torch.zeros(2, 3)), ValueError, "'threshold' must be a 1-D tensor [F]"),
-            Bad(op, "threshold dtype", lambda: (x, W, b, torch.zeros(6, dtype=torch.float64)), TypeError, "'threshold' must have the dtype of 'x' (float32)"),
-            Bad(op, "threshold device", lambda: (x, W, b, torch.zeros(6, device="meta")), ValueError, "'threshold' must be on the device of 'x' (cpu)"),
+            Bad(op, "threshold size", lambda more=more: (x, W, b, torch.zeros(5), *more), ValueError, "'threshold' must have size 6 in dim 0 (F, the number of latents"),
+            Bad(op, "threshold rank", lambda more=more: (x, W, b, torch.zeros(2, 3), *more), ValueError, "'threshold' must be a 1-D tensor [F]"),
+            Bad(op, "threshold dtype", lambda more=more: (x, W, b, torch.zeros(6, dtype=torch.float64), *more), TypeError, "'threshold' must have the dtype of 'x' (float32)"),
+            Bad(op, "threshold device", lambda more=more: (x, W, b, torch.zeros(6, device="meta"), *more), ValueError, "'threshold' must be on the device of 'x' (cpu)"),
         ]  # fmt: skip
+    theta = torch.full((6,), 0.1)
+    for bandwidth, shown in ((0.0, "0"), (-0.5, "-0.5"), (float("nan"), "nan"), (float("inf"), "inf")):
+        rows.append(Bad("jumprelu_encode", f"bandwidth {shown}", lambda bw=bandwidth: (x, W, b, theta, bw), ValueError,
+                        f"'bandwidth' must be finite and > 0, got {shown}"))  # fmt: skip
     return rows
 
 

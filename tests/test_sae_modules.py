@@ -275,8 +275,10 @@ def test_gba_reaches_its_targets_on_unnormalized_activations():
 def test_gba_and_jumprelu_training_are_refused_where_they_would_mislead():
     with pytest.raises(ValueError, match="bias_adaptation='gba' needs architecture='jumprelu'"):
         TrainConfig(architecture="topk", bias_adaptation="gba")
-    with pytest.raises(ValueError, match="would train a dense ReLU autoencoder"):
-        TrainConfig(architecture="jumprelu")
+    with pytest.raises(ValueError, match="needs one sparsity mechanism"):
+        TrainConfig(architecture="jumprelu")  # neither: a dense ReLU autoencoder
+    with pytest.raises(ValueError, match="needs one sparsity mechanism"):
+        TrainConfig(architecture="jumprelu", bias_adaptation="gba", l0_coef=0.01)  # both: GBA fights the thresholds
 
 
 def test_feature_choice_inference_thresholds_are_batch_independent():

@@ -61,6 +61,7 @@ def batch_mode_fvu(sae, x):
 @pytest.mark.parametrize("arch,extra", [
     ("topk", {}), ("batch_topk", {}), ("feature_choice", {"capacity": "zipf"}), ("topk", {"aux": "aux_zipf"}),
     ("jumprelu", {"bias_adaptation": "gba", "gba": GBAConfig(buffer_tokens=256, highest_target_frequency=0.2)}),
+    ("jumprelu", {"l0_coef": 0.002}),
 ])  # fmt: skip
 def test_training_reduces_fvu(acts, arch, extra, tmp_path):
     source = TensorSource(acts)
@@ -130,6 +131,7 @@ def test_auxk_switches_on_under_the_default_dead_window(acts):
 @pytest.mark.parametrize("arch,extra", [
     ("topk", {"aux": "auxk", "dead_tokens": 256}), ("batch_topk", {}), ("topk", {"aux": "aux_zipf"}),
     ("jumprelu", {"bias_adaptation": "gba", "gba": GBAConfig(buffer_tokens=300)}),
+    ("jumprelu", {"l0_coef": 0.05, "l0_target": 8.0, "l0_warmup_steps": 4, "jumprelu_init_threshold": 0.3}),
     ("batch_topk", {"lr_warmup_steps": 3, "lr_decay": "cosine", "grad_clip": 0.05, "k_start": 12, "k_anneal_steps": 10}),
     ("topk", {"normalize_activations": True}),
 ])  # fmt: skip
@@ -245,6 +247,19 @@ def test_cli_explains_itself_and_turns_bad_values_into_parser_errors(acts, tmp_p
     "loss_flags",
     [
         ["--aux", "none"],
+        # the L0 penalty's global L0 (dictionary_learning's target form) is reduced over the ranks
+        [
+            "--architecture",
+            "jumprelu",
+            "--l0-coef",
+            "0.05",
+            "--l0-target",
+            "8",
+            "--jumprelu-init-threshold",
+            "0.3",
+            "--aux",
+            "none",
+        ],  # fmt: skip
         [
             "--aux",
             "auxk",
@@ -488,6 +503,70 @@ def test_relu_l1_sae_penalty_warmup_and_sparsity(acts, tmp_path):
         TrainConfig(architecture="relu")
     with pytest.raises(ValueError, match="l1_coef is the relu architecture's penalty"):
         TrainConfig(l1_coef=0.1)
+
+
+def test_jumprelu_l0_penalty_is_saelens_step_loss(acts):
+    """losses.jumprelu_l0: the value is the mean L0, the threshold gradient SAELens' Step estimator
+    -(1 / (N bandwidth)) sum_t 1[|z_tj - theta_j| < bandwidth / 2] (dense, in plain PyTorch here),
+    and no gradient reaches the encoder."""
+    from prismkit.sae import losses
+
+    sae = JumpReLUSAE(D, 40, bandwidth=0.4, init_threshold=0.2, seed=3, dtype=torch.float64).train()
+    x = acts[:96].double()
+    out = sae(x)
+    l0 = losses.jumprelu_l0(out.code, out.in_window, sae.threshold, sae.bandwidth, 96)
+    z = torch.nn.functional.linear(x - sae.b_dec, sae.W_enc, sae.b_enc).detach()
+    theta = sae.threshold.detach()
+    assert float(l0.detach()) == pytest.approx(float((z > theta).sum()) / 96)
+    (grad,) = torch.autograd.grad(l0, sae.threshold, retain_graph=True)
+    want = -((z - theta).abs() < 0.2).sum(0) / (96 * 0.4)
+    assert want.abs().sum() > 0
+    torch.testing.assert_close(grad, want.double())
+    assert torch.autograd.grad(l0, sae.W_enc, allow_unused=True)[0] is None
+    saelens = pytest.importorskip("sae_lens.saes.jumprelu_sae")
+    theta_peer = theta.clone().requires_grad_()
+    saelens.Step.apply(z, theta_peer, 0.4, False).sum(-1).mean().backward()
+    torch.testing.assert_close(grad, theta_peer.grad)
+
+
+def test_jumprelu_training_learns_thresholds_under_its_l0_penalty(acts, tmp_path):
+    """architecture='jumprelu' with l0_coef: thresholds trained by the straight-through estimator
+    stay >= 0 and rise with the penalty's weight, which lowers the L0; l0_target (dictionary_learning's
+    (L0 / target - 1)^2) pulls the L0 toward the target; the saved SAE loads as a JumpReLU SAE with
+    the trained thresholds, whose eval-mode code is the training code's kept entries."""
+    runs = {}
+    for name, extra in {"light": {"l0_coef": 0.001}, "heavy": {"l0_coef": 0.1},
+                        "target 4": {"l0_coef": 0.1, "l0_target": 4.0},
+                        "target 30": {"l0_coef": 0.1, "l0_target": 30.0}}.items():  # fmt: skip
+        cfg = small_config(architecture="jumprelu", total_tokens=128 * 40, lr=1e-2, aux="none", log_every=1,
+                           jumprelu_init_threshold=0.5, l0_warmup_steps=2, out_dir=str(tmp_path / name), **extra)  # fmt: skip
+        trainer = Trainer(cfg, TensorSource(acts))
+        trainer.fit(progress=False)
+        metrics = [json.loads(line) for line in open(tmp_path / name / "metrics.jsonl")]
+        assert [m["l0_coef"] for m in metrics[:3]] == pytest.approx([extra["l0_coef"] * f for f in (0.5, 1, 1)])
+        assert all(m["l0_penalty"] >= 0 for m in metrics) and (trainer.sae.threshold >= 0).all()
+        runs[name] = (sum(m["l0_mean"] for m in metrics[-5:]) / 5, metrics[-1]["threshold_mean"], trainer)
+    assert runs["heavy"][0] < 0.8 * runs["light"][0] and runs["heavy"][1] > runs["light"][1] + 0.1, runs
+    assert runs["target 4"][0] < runs["target 30"][0] - 3, runs
+    trainer = runs["heavy"][2]
+    loaded = load_sae(str(tmp_path / "heavy" / "sae"))
+    assert isinstance(loaded, JumpReLUSAE) and loaded.bandwidth == 0.05
+    assert torch.equal(loaded.threshold, trainer.sae.threshold.detach())
+    x = acts[:200]
+    with torch.no_grad():
+        train_code = trainer.sae.train()(x).code
+        eval_code = loaded.eval().encode(x)
+    kept = train_code.values > 0
+    assert kept.sum() < train_code.values.numel()  # the training code also lists window-only entries
+    assert torch.equal(eval_code.indices, train_code.indices[kept])
+    for bad, message in (({}, "needs one sparsity mechanism"), ({"l0_coef": -1.0}, "needs one sparsity mechanism"),
+                         ({"l0_coef": 0.1, "l0_target": 0.0}, "l0_target must be > 0"),
+                         ({"l0_coef": 0.1, "jumprelu_bandwidth": 0.0}, "jumprelu_bandwidth must be finite and > 0"),
+                         ({"l0_coef": 0.1, "jumprelu_init_threshold": -0.1}, "jumprelu_init_threshold must be >= 0")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(architecture="jumprelu", **bad)
+    with pytest.raises(ValueError, match="l0_coef is the jumprelu architecture's penalty"):
+        TrainConfig(l0_coef=0.1)
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])

@@ -18,6 +18,8 @@ also keeps it fast under the interpreter. Column splits run as separate programs
   token's whole row is computed densely.
 * threshold_encode: count the kept entries per (token, column split), prefix-sum them into write
   positions, then recompute the tiles and write (latents ascending within a token).
+* jumprelu_encode: threshold_encode's two passes, also listing the entries of the
+  straight-through window (value 0 unless kept) and flagging them.
 * latent_stats: rows = latents, per-split partial counts and maxima reduced in a fixed order.
 * feature_choice_encode: A = W_enc, Bm = x, bias per row; latents with capacity up to
   ``FUSED_MAX_CAPACITY`` use the kernel, larger ones (the head of a Zipf allocation) a dense
@@ -33,7 +35,14 @@ import torch
 import triton
 import triton.language as tl
 
-from prismkit.ops.sae.checks import check_capacity, check_capacity_values, check_encode_args, check_k, check_threshold
+from prismkit.ops.sae.checks import (
+    check_bandwidth,
+    check_capacity,
+    check_capacity_values,
+    check_encode_args,
+    check_k,
+    check_threshold,
+)
 from prismkit.triton_kernels.launch import input_precision, on_device
 
 __all__ = [
@@ -41,6 +50,7 @@ __all__ = [
     "batch_topk_encode",
     "feature_choice_encode",
     "threshold_encode",
+    "jumprelu_encode",
     "latent_stats",
     "row_topk_keys",
     "decode_keys",
@@ -305,14 +315,16 @@ def feature_choice_encode(x, W_enc, b_enc, capacity, fused_max_capacity: int = F
 
 @triton.jit
 def _threshold_kernel(
-    a_ptr, b_ptr, bias_ptr, thr_ptr, counts_ptr, starts_ptr, values_ptr, indices_ptr,
+    a_ptr, b_ptr, bias_ptr, thr_ptr, counts_ptr, starts_ptr, values_ptr, indices_ptr, window_ptr, half_window,
     R, C, D, cols_per_split, num_splits, stride_ar, stride_ad, stride_bc, stride_bd,
-    WRITE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_D: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr,
+    WRITE: tl.constexpr, WINDOW: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+    BLOCK_D: tl.constexpr, INPUT_PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """Rows = tokens, columns = latents. Pass 1 (WRITE=False) counts each (row, split)'s kept
+    """Rows = tokens, columns = latents. Pass 1 (WRITE=False) counts each (row, split)'s listed
     entries; pass 2 recomputes the tiles and writes them at ``starts[row, split]`` onwards, the
-    position of each inside its tile given by a running sum along the row (latents ascending)."""
+    position of each inside its tile given by a running sum along the row (latents ascending).
+    WINDOW (jumprelu_encode): entries with -half_window < z - theta < half_window are listed too,
+    with value 0 unless kept, and flagged in ``window_ptr``."""
     split, rows, row_ok, rows64, c_begin, c_end = _program_rows_and_columns(R, C, cols_per_split, BLOCK_R)
     slot = rows64 * num_splits + split
     if WRITE:
@@ -328,14 +340,23 @@ def _threshold_kernel(
                          stride_ar, stride_ad, stride_bc, stride_bd,
                          False, BLOCK_R, BLOCK_C, BLOCK_D, INPUT_PRECISION)  # fmt: skip
         theta = tl.load(thr_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
-        keep = (z <= theta[None, :]) | (z <= 0)
-        keep = (keep == 0) & col_ok[None, :] & row_ok[:, None]  # NaN is kept
-        k64 = keep.to(tl.int64)
+        drop = (z <= theta[None, :]) | (z <= 0)
+        in_range = col_ok[None, :] & row_ok[:, None]
+        keep = (drop == 0) & in_range  # NaN is kept
+        if WINDOW:
+            gap = z - theta[None, :]
+            window = (gap > -half_window) & (gap < half_window) & in_range
+            listed = keep | window
+        else:
+            listed = keep
+        k64 = listed.to(tl.int64)
         if WRITE:
             pos = at[:, None] + tl.cumsum(k64, axis=1) - 1
-            ok = keep & (pos < end[:, None])
-            tl.store(values_ptr + pos, z, mask=ok)
+            ok = listed & (pos < end[:, None])
+            tl.store(values_ptr + pos, tl.where(keep, z, 0.0), mask=ok)
             tl.store(indices_ptr + pos, cols.to(tl.int64)[None, :] + tl.zeros_like(pos), mask=ok)
+            if WINDOW:
+                tl.store(window_ptr + pos, window.to(tl.int8), mask=ok)
         at += tl.sum(k64, axis=1)
     if not WRITE:
         tl.store(counts_ptr + slot, at, mask=row_ok)
@@ -389,34 +410,53 @@ def _tile_sizes(device: torch.device):
     return (64, 128, 64, 8) if on_gpu else (16, 64, 32, 4)  # block_r, block_c, block_d, warps
 
 
-def threshold_encode(x, W_enc, b_enc, threshold):
-    """prismkit::threshold_encode for CUDA tensors (two passes: count, then write)."""
-    op = "threshold_encode"
+def _threshold_rows(op, x, W_enc, b_enc, threshold, bandwidth=None):
+    """threshold_encode (bandwidth None) and jumprelu_encode: two passes, count then write.
+    Returns (values, indices, offsets, in_window or None)."""
     B, D, F = check_encode_args(op, x, W_enc, b_enc)
     check_threshold(op, threshold, x, F)
+    window = bandwidth is not None
+    if window:
+        check_bandwidth(op, bandwidth)
     offsets = torch.zeros(B + 1, dtype=torch.long, device=x.device)
     if B == 0 or F == 0:
-        return x.new_empty(0), offsets.new_empty(0), offsets
+        flags = offsets.new_empty(0, dtype=torch.bool) if window else None
+        return x.new_empty(0), offsets.new_empty(0), offsets, flags
     block_r, block_c, block_d, warps = _tile_sizes(x.device)
     row_blocks, splits, cols_per_split = _sweep_geometry(B, F, x.device, block_r, block_c)
     counts = torch.empty(B, splits, dtype=torch.long, device=x.device)
     starts = torch.empty_like(counts)
     thr = threshold.contiguous()
     args = (x, W_enc, b_enc.contiguous(), thr, counts, starts)
+    half_window = float(bandwidth) / 2 if window else 0.0
     strides = (B, F, D, cols_per_split, splits, x.stride(0), x.stride(1), W_enc.stride(0), W_enc.stride(1))
-    meta = dict(BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d, INPUT_PRECISION=input_precision(x),
-                num_warps=warps)  # fmt: skip
+    meta = dict(WINDOW=window, BLOCK_R=block_r, BLOCK_C=block_c, BLOCK_D=block_d,
+                INPUT_PRECISION=input_precision(x), num_warps=warps)  # fmt: skip
+    flags = None
     with on_device(x):
-        _threshold_kernel[(row_blocks, splits)](*args, counts, counts, *strides, WRITE=False, **meta)
+        _threshold_kernel[(row_blocks, splits)](*args, counts, counts, counts, half_window, *strides, WRITE=False,
+                                                **meta)  # fmt: skip
         ends = counts.view(-1).cumsum(0)  # (row, split) slots in row-major order: the output order
         starts.view(-1).copy_(ends - counts.view(-1))
         offsets[1:] = ends.view(B, splits)[:, -1]
         nnz = int(offsets[-1])
         values = torch.zeros(nnz, dtype=x.dtype, device=x.device)
         indices = torch.zeros(nnz, dtype=torch.long, device=x.device)
+        flags = torch.zeros(nnz, dtype=torch.int8, device=x.device) if window else None
         if nnz:
-            _threshold_kernel[(row_blocks, splits)](*args, values, indices, *strides, WRITE=True, **meta)
-    return values, indices, offsets
+            _threshold_kernel[(row_blocks, splits)](*args, values, indices, flags if window else indices, half_window,
+                                                    *strides, WRITE=True, **meta)  # fmt: skip
+    return values, indices, offsets, flags.bool() if window else None
+
+
+def threshold_encode(x, W_enc, b_enc, threshold):
+    """prismkit::threshold_encode for CUDA tensors (two passes: count, then write)."""
+    return _threshold_rows("threshold_encode", x, W_enc, b_enc, threshold)[:3]
+
+
+def jumprelu_encode(x, W_enc, b_enc, threshold, bandwidth):
+    """prismkit::jumprelu_encode for CUDA tensors: threshold_encode's sweep with the window."""
+    return _threshold_rows("jumprelu_encode", x, W_enc, b_enc, threshold, bandwidth)
 
 
 def latent_stats(x, W_enc, b_enc, threshold=None):

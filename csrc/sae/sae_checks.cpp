@@ -7,6 +7,7 @@
 #include <ATen/ops/lt.h>
 #include <ATen/ops/stack.h>
 
+#include <cmath>
 #include <vector>
 
 namespace prismkit::sae {
@@ -48,6 +49,11 @@ void check_threshold(const char* op, const at::Tensor& threshold, const at::Tens
   check_same_device(op, "threshold", threshold, "x", x);
   check_same_dtype(op, "threshold", threshold, "x", x);
   check_size(op, "threshold", threshold, 0, F, "F, the number of latents of W_enc");
+}
+
+void check_bandwidth(const char* op, double bandwidth) {
+  TORCH_CHECK_VALUE(bandwidth > 0 && std::isfinite(bandwidth), "prismkit::", op,
+                    ": 'bandwidth' must be finite and > 0, got ", bandwidth);
 }
 
 namespace {

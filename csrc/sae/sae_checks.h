@@ -26,6 +26,9 @@ at::Tensor check_capacity(const char* op, const at::Tensor& capacity, const at::
 // threshold [F]: x's dtype and device.
 void check_threshold(const char* op, const at::Tensor& threshold, const at::Tensor& x, int64_t F);
 
+// bandwidth: finite and > 0 (jumprelu_encode's straight-through window).
+void check_bandwidth(const char* op, double bandwidth);
+
 // Where a sparse code's entries live: the fixed-k layout ([B, k] indices, no offsets) or
 // the row-compressed one ([nnz] indices, offsets [B+1]).
 struct SparseLayout {

@@ -17,6 +17,9 @@ TORCH_LIBRARY_FRAGMENT(prismkit, m) {
       "threshold_encode(Tensor x, Tensor W_enc, Tensor b_enc, Tensor threshold) "
       "-> (Tensor values, Tensor indices, Tensor offsets)");
   m.def(
+      "jumprelu_encode(Tensor x, Tensor W_enc, Tensor b_enc, Tensor threshold, float bandwidth) "
+      "-> (Tensor values, Tensor indices, Tensor offsets, Tensor in_window)");
+  m.def(
       "latent_stats(Tensor x, Tensor W_enc, Tensor b_enc, Tensor? threshold=None) "
       "-> (Tensor fire_count, Tensor max_pre)");
   m.def("sparse_decode(Tensor values, Tensor indices, Tensor? offsets, Tensor W_dec, Tensor? b_dec) -> Tensor");

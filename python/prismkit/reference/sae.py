@@ -63,6 +63,37 @@ def threshold_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Tensor)
     return _row_compressed(z, ~(z <= threshold[None, :]) & _positive(z))
 
 
+class _JumpReLUStraightThrough(torch.autograd.Function):
+    """a = z 1[kept] with SAELens' straight-through estimator for the threshold, on the dense
+    [B, F] matrix: d a / d theta = -(theta / bandwidth) 1[|z - theta| < bandwidth / 2]."""
+
+    @staticmethod
+    def forward(ctx, z, threshold, bandwidth):
+        kept = ~(z <= threshold[None, :]) & _positive(z)
+        ctx.save_for_backward(z, threshold, kept)
+        ctx.bandwidth = bandwidth
+        return torch.where(kept, z, torch.zeros_like(z))
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, threshold, kept = ctx.saved_tensors
+        window = ((z - threshold[None, :]).abs() < ctx.bandwidth / 2).to(grad.dtype)
+        grad_threshold = -(threshold / ctx.bandwidth) * (window * grad).sum(0)
+        return torch.where(kept, grad, torch.zeros_like(grad)), grad_threshold, None
+
+
+def jumprelu_encode(
+    x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Tensor, bandwidth: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    z = F.linear(x, W_enc, b_enc)
+    gap = z - threshold[None, :]
+    window = (gap > -bandwidth / 2) & (gap < bandwidth / 2)
+    kept = ~(z <= threshold[None, :]) & _positive(z)
+    acts = _JumpReLUStraightThrough.apply(z, threshold, bandwidth)
+    values, latents, offsets = _row_compressed(acts, kept | window)
+    return values, latents, offsets, window[kept | window]
+
+
 def latent_stats(x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     z = F.linear(x, W_enc, b_enc)
     t = torch.zeros_like(b_enc) if threshold is None else threshold

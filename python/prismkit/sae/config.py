@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
@@ -33,7 +34,7 @@ class TrainConfig:
 
     architecture: str = _setting(
         "topk",
-        "the sparsity rule: topk (k per token), batch_topk / mutual_choice (k*N per batch), matryoshka_batch_topk (batch_topk with nested prefixes each reconstructing), feature_choice (capacities per latent), groupmax (sparsify's), relu (the classic ReLU SAE with an L1 penalty, --l1-coef), jumprelu (a ReLU at threshold 0, trained with --bias-adaptation gba)",
+        "the sparsity rule: topk (k per token), batch_topk / mutual_choice (k*N per batch), matryoshka_batch_topk (batch_topk with nested prefixes each reconstructing), feature_choice (capacities per latent), groupmax (sparsify's), relu (the classic ReLU SAE with an L1 penalty, --l1-coef), jumprelu (per-latent thresholds trained with a straight-through estimator and an L0 penalty, --l0-coef; or a ReLU at threshold 0 trained with --bias-adaptation gba)",
         (
             "topk",
             "batch_topk",
@@ -57,6 +58,21 @@ class TrainConfig:
         0.0, "relu: the L1 penalty's weight, on sum_j a_j |W_dec[j]| per token over the tokens' RMS deviation"
     )
     l1_warmup_steps: int = _setting(0, "relu: the L1 weight ramps linearly from 0 over this many steps")
+    l0_coef: float = _setting(
+        0.0,
+        "jumprelu: the L0 penalty's weight, per active latent per token in FVU units (SAELens' l0_coefficient is "
+        "this times the tokens' mean squared deviation from their mean)",
+    )
+    l0_target: Optional[float] = _setting(
+        None,
+        "jumprelu: penalize l0_coef * (L0 / l0_target - 1)^2 (dictionary_learning's) instead of l0_coef * L0 "
+        "(SAELens' step loss)",
+    )
+    l0_warmup_steps: int = _setting(0, "jumprelu: the L0 weight ramps linearly from 0 over this many steps")
+    jumprelu_bandwidth: float = _setting(
+        0.05, "jumprelu: the straight-through estimator's window width (SAELens' 0.05; dictionary_learning's 0.001)"
+    )
+    jumprelu_init_threshold: float = _setting(0.01, "jumprelu: every threshold's initial value (SAELens' 0.01)")
     matryoshka_prefixes: str = _setting(
         "",
         "matryoshka_batch_topk: the nested prefix widths, comma-separated, ending at the dictionary size "
@@ -162,12 +178,27 @@ class TrainConfig:
             )
         if self.bias_adaptation == "gba" and not self.encoder_bias:
             raise ValueError("TrainConfig: bias_adaptation='gba' adapts the encoder bias; encoder_bias=False has none")
-        if self.architecture == "jumprelu" and self.bias_adaptation != "gba":
+        if self.architecture == "jumprelu" and (self.bias_adaptation == "gba") == (self.l0_coef > 0):
             raise ValueError(
-                "TrainConfig: architecture='jumprelu' trains only with bias_adaptation='gba' (its sparsity "
-                "mechanism here); without it this would train a dense ReLU autoencoder (no sparsity penalty, no "
-                "threshold gradient). Load trained JumpReLU checkpoints with prismkit.sae.load_saelens / load_sae"
+                "TrainConfig: architecture='jumprelu' needs one sparsity mechanism: l0_coef > 0 (thresholds "
+                "trained with the straight-through estimator and an L0 penalty) or bias_adaptation='gba' (a ReLU "
+                f"at threshold 0 whose biases GBA adapts), got l0_coef={self.l0_coef} and "
+                f"bias_adaptation={self.bias_adaptation!r}"
             )
+        if self.l0_coef and self.architecture != "jumprelu":
+            raise ValueError(f"TrainConfig: l0_coef is the jumprelu architecture's penalty, got architecture="
+                             f"{self.architecture!r}")  # fmt: skip
+        if self.l0_coef < 0 or self.l0_warmup_steps < 0:
+            raise ValueError(f"TrainConfig: l0_coef and l0_warmup_steps must be >= 0, got {self.l0_coef} and "
+                             f"{self.l0_warmup_steps}")  # fmt: skip
+        if self.l0_target is not None and not (self.l0_target > 0 and self.l0_coef > 0):
+            raise ValueError(f"TrainConfig: l0_target must be > 0 and needs l0_coef > 0, got l0_target="
+                             f"{self.l0_target}, l0_coef={self.l0_coef}")  # fmt: skip
+        if not (self.jumprelu_bandwidth > 0 and math.isfinite(self.jumprelu_bandwidth)):
+            raise ValueError(f"TrainConfig: jumprelu_bandwidth must be finite and > 0, got {self.jumprelu_bandwidth}")
+        if not self.jumprelu_init_threshold >= 0:
+            raise ValueError(f"TrainConfig: jumprelu_init_threshold must be >= 0 (thresholds are kept non-negative), "
+                             f"got {self.jumprelu_init_threshold}")  # fmt: skip
         if self.architecture == "relu" and not self.l1_coef > 0:
             raise ValueError(f"TrainConfig: architecture='relu' needs l1_coef > 0 (its sparsity penalty), got "
                              f"{self.l1_coef}")  # fmt: skip
@@ -235,6 +266,8 @@ class TrainConfig:
             cfg["prefixes"] = [int(w) for w in self.matryoshka_prefixes.split(",")]
         if self.architecture == "topk":
             cfg["multi_topk"] = self.multi_topk
+        if self.architecture == "jumprelu" and self.l0_coef > 0:
+            cfg.update(bandwidth=self.jumprelu_bandwidth, init_threshold=self.jumprelu_init_threshold)
         if self.architecture == "feature_choice":
             cfg.update(capacity=self.capacity, zipf_exponent=self.zipf_exponent)
         return sae_from_config(cfg, device=self.device)

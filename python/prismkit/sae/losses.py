@@ -26,6 +26,8 @@
   ``alpha * exp(a) * rank^-s``; dead latents always are. ``aux_zipf_loss`` is ``aux_k_loss`` over
   that set.
 * ``l1_penalty``: the classic ReLU SAE's sparsity term (``architecture="relu"``), made scale-free.
+* ``jumprelu_l0``: a JumpReLU SAE's mean L0 with the straight-through gradient for the thresholds
+  (``architecture="jumprelu"`` with an L0 penalty).
 """
 
 from __future__ import annotations
@@ -38,7 +40,16 @@ from torch import Tensor
 from prismkit.ops import sae as ops
 from prismkit.ops.sae import SparseCode
 
-__all__ = ["fvu", "total_variance", "normalized_mse", "aux_k_loss", "zipf_underused", "aux_zipf_loss"]
+__all__ = [
+    "fvu",
+    "total_variance",
+    "normalized_mse",
+    "aux_k_loss",
+    "zipf_underused",
+    "aux_zipf_loss",
+    "l1_penalty",
+    "jumprelu_l0",
+]
 
 
 def total_variance(x: Tensor) -> Tensor:
@@ -132,3 +143,20 @@ def l1_penalty(code: SparseCode, W_dec: Tensor, num_tokens: int, variance: Tenso
     total = (code.values.clamp_min(0) * norms[code.indices]).sum()
     rms = torch.sqrt(variance.detach() / num_tokens).clamp_min(torch.finfo(total.dtype).tiny)
     return total / (num_tokens * rms)
+
+
+def jumprelu_l0(code: SparseCode, in_window: Tensor, threshold: Tensor, bandwidth: float, num_tokens: int) -> Tensor:
+    """A JumpReLU SAE's L0 for its penalty: the value is the code's active (positive) entries over
+    ``num_tokens`` (the mean active latents per token), and the gradient is the straight-through
+    estimate SAELens' ``Step`` gives (DeepMind's "step" L0 loss):
+
+        d L0 / d threshold_j = -(number of window entries of latent j) / (num_tokens * bandwidth)
+
+    with the window entries those ``jumprelu_encode`` flagged in ``in_window`` (``|z - theta_j| <
+    bandwidth / 2``); no gradient reaches the pre-activations. ``num_tokens`` is the global batch's
+    token count (the distributed trainer passes it, so the ranks' terms add up)."""
+    active = (~(code.values <= 0)).sum().to(threshold.dtype)
+    window_count = torch.bincount(code.indices[in_window], minlength=code.num_latents).to(threshold.dtype)
+    # (theta - theta.detach()) is 0 in value and carries the gradient: the estimator's slope.
+    straight_through = ((threshold - threshold.detach()) * window_count).sum() / (num_tokens * bandwidth)
+    return active / num_tokens - straight_through

@@ -20,7 +20,8 @@ The sparsity rules:
   capacities are equal (k*N/F each) or Zipf-shaped, summing to k*N, handed out by running usage
   rank. At evaluation per-latent running thresholds make encoding batch-independent.
 * ``JumpReLUSAE``: ``z * 1[z > threshold_j]``, for loading and evaluating JumpReLU checkpoints
-  (Gemma Scope, SAELens, dictionary_learning).
+  (Gemma Scope, SAELens, dictionary_learning), and trained with a straight-through estimator for
+  the thresholds and an L0 penalty when given a ``bandwidth``.
 
 ``forward(x)`` accepts any leading shape ([..., d]) and returns an ``SAEOutput``: the
 reconstruction, the code, and the loss terms (FVU, the auxiliary loss when the trainer passes the
@@ -64,6 +65,9 @@ class SAEOutput(NamedTuple):
     aux_loss: Tensor  # AuxK / aux_zipf (0 when no eligible latents were passed), 0-d
     multi_topk_fvu: Optional[Tensor]  # TopK SAEs with multi_topk=True only
     loss: Tensor  # fvu + aux_coef * aux_loss (+ multi_topk_coef * multi_topk_fvu)
+    # JumpReLU training (a JumpReLUSAE with a bandwidth, in train mode): which entries of ``code``
+    # lie in the straight-through window (``losses.jumprelu_l0`` reads it). None otherwise.
+    in_window: Optional[Tensor] = None
 
 
 class SparseAutoencoder(nn.Module):
@@ -161,6 +165,11 @@ class SparseAutoencoder(nn.Module):
     def _encode(self, x_in: Tensor) -> SparseCode:
         raise NotImplementedError
 
+    def _training_encode(self, x_in: Tensor) -> tuple[SparseCode, Optional[Tensor]]:
+        """The code ``forward`` trains on, and the straight-through window flags of a JumpReLU SAE
+        in training (None for every other rule)."""
+        return self._encode(x_in), None
+
     def decode(self, code: SparseCode | Tensor) -> Tensor:
         """The reconstruction of a code from ``encode``: [..., d] (a dense [..., F] code works too)."""
         if isinstance(code, Tensor):
@@ -182,7 +191,7 @@ class SparseAutoencoder(nn.Module):
         distributed trainer passes one over the global batch, so every rank's terms add up)."""
         flat = self._check_input(x)
         x_in = self.encoder_input(flat)
-        code = self._encode(x_in)
+        code, in_window = self._training_encode(x_in) if self.training else (self._encode(x_in), None)
         x_hat = self.decode(code)
         variance = variance_fn or losses.total_variance
         fvu = losses.fvu(flat, x_hat, variance(flat))
@@ -197,7 +206,7 @@ class SparseAutoencoder(nn.Module):
         multi = self._multi_topk_fvu(flat, x_in, variance(flat))
         if multi is not None:
             loss = loss + self.multi_topk_coef * multi
-        return SAEOutput(x_hat.view(x.shape), code, fvu, aux, multi, loss)
+        return SAEOutput(x_hat.view(x.shape), code, fvu, aux, multi, loss, in_window)
 
     def _multi_topk_fvu(self, flat: Tensor, x_in: Tensor, denominator: Tensor) -> Optional[Tensor]:
         return None
@@ -601,18 +610,42 @@ class GroupMaxSAE(SparseAutoencoder):
 
 
 class JumpReLUSAE(SparseAutoencoder):
-    """JumpReLU: ``z * 1[z > threshold_j]`` (``threshold_encode``), thresholds a buffer [F]. For
-    loading and evaluating checkpoints; training a JumpReLU threshold needs a straight-through
-    estimator, which this module does not implement (its thresholds get no gradient)."""
+    """JumpReLU: ``z * 1[z > threshold_j]`` (``threshold_encode``), one threshold per latent.
+
+    Without ``bandwidth`` the thresholds are a buffer (loading and evaluating checkpoints: Gemma
+    Scope, SAELens, dictionary_learning; Group Bias Adaptation's SAE at threshold 0). With
+    ``bandwidth`` they are a parameter, initialized to ``init_threshold``, and training mode
+    encodes with ``jumprelu_encode``: the thresholds learn through SAELens' straight-through
+    estimator (rectangle window of width ``bandwidth``; SAELens' 0.05, dictionary_learning's 0.001),
+    and ``forward`` returns the window flags (``SAEOutput.in_window``) that the L0 penalty
+    (``losses.jumprelu_l0``) reads. Eval mode encodes with ``threshold_encode`` either way."""
 
     architecture = "jumprelu"
 
-    def __init__(self, d_in: int, num_latents: int, **kwargs):
+    def __init__(self, d_in: int, num_latents: int, *, bandwidth: Optional[float] = None,
+                 init_threshold: float = 0.0, **kwargs):  # fmt: skip
         super().__init__(d_in, num_latents, **kwargs)
-        self.register_buffer("threshold", torch.zeros(num_latents, dtype=self.W_enc.dtype, device=self.W_enc.device))
+        if bandwidth is not None and not (bandwidth > 0 and math.isfinite(bandwidth)):
+            raise ValueError(f"JumpReLUSAE: bandwidth must be finite and > 0 (or None), got {bandwidth}")
+        self.bandwidth = None if bandwidth is None else float(bandwidth)
+        threshold = torch.full((num_latents,), float(init_threshold), dtype=self.W_enc.dtype, device=self.W_enc.device)
+        if self.bandwidth is None:
+            self.register_buffer("threshold", threshold)
+        else:
+            self.threshold = nn.Parameter(threshold)
+
+    def _extra_config(self) -> dict:
+        return {} if self.bandwidth is None else {"bandwidth": self.bandwidth}
 
     def _encode(self, x_in: Tensor) -> SparseCode:
         return ops.threshold_encode(x_in, self.W_enc, self.b_enc, self.threshold.to(x_in.dtype))
+
+    def _training_encode(self, x_in: Tensor) -> tuple[SparseCode, Optional[Tensor]]:
+        if self.bandwidth is None:
+            return self._encode(x_in), None
+        code, in_window = ops.jumprelu_encode(x_in, self.W_enc, self.b_enc, self.threshold.to(x_in.dtype),
+                                              self.bandwidth)  # fmt: skip
+        return code, in_window
 
 
 SAE_CLASSES = {c.architecture: c for c in (TopKSAE, BatchTopKSAE, MatryoshkaBatchTopKSAE, MutualChoiceSAE,

@@ -214,6 +214,29 @@ class Trainer:
         c = self.config
         return c.l1_coef * (min(1.0, (step + 1) / c.l1_warmup_steps) if c.l1_warmup_steps else 1.0)
 
+    def l0_coef_at(self, step: int) -> float:
+        """The jumprelu architecture's L0 weight at step ``step``: ``l0_coef``, ramped linearly from 0
+        over the first ``l0_warmup_steps`` (SAELens' l0_warm_up_steps)."""
+        c = self.config
+        return c.l0_coef * (min(1.0, (step + 1) / c.l0_warmup_steps) if c.l0_warmup_steps else 1.0)
+
+    def _l0_penalty(self, out, num_tokens: int) -> tuple[Tensor, Tensor]:
+        """(the loss term, the penalty's value) of a JumpReLU run. The loss term is w * L0 with L0
+        ``losses.jumprelu_l0``'s (its gradient the straight-through one) and w the penalty's slope at
+        the global batch's L0: l0_coef for SAELens' step loss, 2 l0_coef (L0 / target - 1) / target
+        for dictionary_learning's (L0 / target - 1)^2, so each rank's term adds up to the global
+        batch's gradient."""
+        c, sae = self.config, self.sae
+        coef = self.l0_coef_at(self.step)
+        l0 = losses.jumprelu_l0(out.code, out.in_window, sae.threshold, sae.bandwidth, num_tokens)
+        total = l0.detach().double().reshape(1)
+        if self.world_size > 1:
+            dist.all_reduce(total)
+        if c.l0_target is None:
+            return coef * l0, coef * total[0]
+        ratio = total[0] / c.l0_target - 1
+        return float(2 * coef * ratio / c.l0_target) * l0, coef * ratio**2
+
     def k_at(self, step: int) -> int:
         """k of step ``step``: from ``k_start`` down to ``k`` linearly over ``k_anneal_steps``."""
         c = self.config
@@ -298,6 +321,10 @@ class Trainer:
                 variance = (variance_fn or losses.total_variance)(x)
                 l1 = losses.l1_penalty(out.code, sae.W_dec, x.shape[0] * self.world_size, variance)
                 loss = loss + self.l1_coef_at(self.step) * l1
+            l0_penalty = None
+            if out.in_window is not None:  # jumprelu with its L0 penalty
+                l0_term, l0_penalty = self._l0_penalty(out, x.shape[0] * self.world_size)
+                loss = loss + l0_term
         self.optimizer.zero_grad(set_to_none=True)
         # Every term is (this rank's part of a global sum) / (a global variance); DDP averages the
         # gradients over ranks, so scaling by the world size makes them the global batch's.
@@ -309,6 +336,10 @@ class Trainer:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.grad_clip))
         self.optimizer.step()
         sae.normalize_decoder()
+        if getattr(sae, "bandwidth", None) is not None:
+            # JumpReLU thresholds stay >= 0 (SAELens projects them the same way): below 0 the
+            # rule would pass negative pre-activations.
+            sae.threshold.data.clamp_(min=0)
         if self.gba is not None:
             threshold = getattr(sae, "threshold", None)  # JumpReLU fires above its threshold
             threshold = threshold.detach().to(x.dtype) if threshold is not None and threshold.dim() == 1 else None
@@ -333,6 +364,9 @@ class Trainer:
         if l1 is not None:
             result["l1"] = float(stats[3])  # the ranks' shares summed
             result["l1_coef"] = self.l1_coef_at(self.step - 1)
+        if l0_penalty is not None:
+            result["l0_penalty"] = float(l0_penalty)  # already the global batch's
+            result["l0_coef"] = self.l0_coef_at(self.step - 1)
         return result
 
     def fit(self, max_steps: Optional[int] = None, progress: bool = True) -> SparseAutoencoder:
@@ -419,6 +453,9 @@ class Trainer:
             record["grad_norm"] = m["grad_norm"]
         if "l1" in m:
             record["l1"], record["l1_coef"] = m["l1"], m["l1_coef"]
+        if "l0_penalty" in m:
+            record["l0_penalty"], record["l0_coef"] = m["l0_penalty"], m["l0_coef"]
+            record["threshold_mean"] = float(self.sae.threshold.detach().double().mean())
         return record
 
     # ---- checkpoints ---------------------------------------------------------------------

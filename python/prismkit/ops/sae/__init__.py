@@ -22,6 +22,10 @@ The ops, for x [B, d], W_enc [F, d] (an
 * ``threshold_encode(x, W_enc, b_enc, threshold) -> (values, indices, offsets)``: JumpReLU, and
   BatchTopK at inference: entry (t, j) is kept when its pre-activation is above both
   ``threshold[j]`` and 0; its value is the pre-activation.
+* ``jumprelu_encode(x, W_enc, b_enc, threshold, bandwidth) -> (values, indices, offsets,
+  in_window)``: JumpReLU training: threshold_encode's entries plus the entries in the
+  straight-through window ``|z - threshold[j]| < bandwidth / 2`` (value 0 when not kept), flagged
+  in ``in_window``; the threshold gets the estimator's gradient.
 * ``latent_stats(x, W_enc, b_enc, threshold=None) -> (fire_count [F], max_pre [F])``: per latent,
   how many tokens' pre-activations exceed ``threshold[j]`` (0 without one), and the largest
   pre-activation (not ReLU'd): the statistics Group Bias Adaptation and dead-latent tracking read.
@@ -67,10 +71,12 @@ from . import autograd, fake  # noqa: F401  (register the fake implementations a
 
 __all__ = [
     "SparseCode",
+    "JumpReLUCode",
     "topk_encode",
     "batch_topk_encode",
     "feature_choice_encode",
     "threshold_encode",
+    "jumprelu_encode",
     "latent_stats",
     "sparse_decode",
     "sparse_decode_grad_values",
@@ -184,6 +190,37 @@ def threshold_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Tensor)
     return SparseCode(values, indices, offsets, W_enc.shape[0])
 
 
+class JumpReLUCode(NamedTuple):
+    """``jumprelu_encode``'s result: ``code`` (decode it as any code; its window-only entries have
+    value 0 and add nothing) and ``in_window`` [nnz] bool, the entries inside the straight-through
+    window."""
+
+    code: SparseCode
+    in_window: Tensor
+
+
+def jumprelu_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Tensor, bandwidth: float) -> JumpReLUCode:
+    """JumpReLU encoding for training: ``threshold_encode``'s kept entries (z above both
+    ``threshold[j]`` and 0, value z) plus every entry inside the straight-through estimator's
+    rectangle window ``-bandwidth/2 < z - threshold[j] < bandwidth/2`` (value 0 when it is not kept),
+    in one sweep over the pre-activation tiles; ``in_window`` flags the window entries. Latents
+    ascend within each token. Decoding the code gives the JumpReLU reconstruction, and the
+    zero-valued window entries receive their gradient ``dL/da_tj`` from the decoder, which is
+    what the threshold's gradient needs:
+
+        dL/dtheta_j = -(theta_j / bandwidth) * sum over window entries (t, j) of dL/da_tj
+
+    (SAELens' ``JumpReLU`` straight-through estimator, DeepMind's formulation; SAELens' default
+    bandwidth is 0.05, dictionary_learning's 0.001). x, W_enc and b_enc get their gradients
+    through the kept entries, as with ``threshold_encode``; the estimator's gradient does not pass
+    to the pre-activations (SAELens' ``jumprelu_ste_to_input=False``). ``bandwidth`` must be
+    finite and > 0. The L0 penalty's threshold gradient needs only the window counts:
+    ``prismkit.sae.losses.jumprelu_l0``."""
+    check_tensor_args("jumprelu_encode", x=x, W_enc=W_enc, b_enc=b_enc, threshold=threshold)
+    values, indices, offsets, in_window = _ops.jumprelu_encode(x, W_enc, b_enc, threshold, float(bandwidth))
+    return JumpReLUCode(SparseCode(values, indices, offsets, W_enc.shape[0]), in_window)
+
+
 def latent_stats(x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """Per-latent statistics of the batch's pre-activations ``z = x @ W_enc.T + b_enc`` without
     the [B, F] matrix: ``(fire_count, max_pre)``, ``fire_count[j]`` = #tokens with
@@ -249,6 +286,7 @@ CORE = registry.register_core(
         "batch_topk_encode": "triton",
         "feature_choice_encode": "triton",
         "threshold_encode": "triton",
+        "jumprelu_encode": "triton",
         "latent_stats": "triton",
         "sparse_decode": "cuda",
         "sparse_decode_grad_values": "cuda",

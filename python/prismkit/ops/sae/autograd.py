@@ -15,21 +15,53 @@ def _encode_setup_context(ctx, inputs, output):
     ctx.save_for_backward(x, W_enc, values, indices, offsets)
 
 
-def _encode_backward(ctx, grad_values, *_unused_grads):
-    # Shared by every encoder: the selected values are the pre-activations themselves.
-    x, W_enc, values, indices, offsets = ctx.saved_tensors
-    # d value / d pre-activation is 1 where the selected value is positive (ReLU), else 0.
+def _encoder_input_grads(ctx, x, W_enc, values, indices, offsets, grad_values):
+    """(grad_x, grad_W_enc, grad_b_enc) of an encoder whose selected values are the
+    pre-activations themselves: d value / d pre-activation is 1 where the selected value is
+    positive (ReLU), else 0 (so jumprelu_encode's zero-valued window entries pass nothing)."""
     g = torch.where(values > 0, grad_values, torch.zeros_like(grad_values))
     grad_x = grad_W = grad_b = None
     if ctx.needs_input_grad[0]:
         grad_x = _ops.sparse_decode(g, indices, offsets, W_enc, None)
     if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
         grad_W, grad_b = _ops.sparse_decode_grad_weight(x, g, indices, offsets, W_enc.shape[0])
-    return grad_x, grad_W, grad_b, None
+    return grad_x, grad_W, grad_b
+
+
+def _encode_backward(ctx, grad_values, *_unused_grads):
+    x, W_enc, values, indices, offsets = ctx.saved_tensors
+    return (*_encoder_input_grads(ctx, x, W_enc, values, indices, offsets, grad_values), None)
 
 
 for _name in ("topk_encode", "batch_topk_encode", "feature_choice_encode", "threshold_encode"):
     torch.library.register_autograd(f"prismkit::{_name}", _encode_backward, setup_context=_encode_setup_context)
+
+
+def _jumprelu_setup_context(ctx, inputs, output):
+    x, W_enc, _, threshold, bandwidth = inputs
+    values, indices, offsets, in_window = output
+    ctx.mark_non_differentiable(indices, offsets, in_window)
+    ctx.save_for_backward(x, W_enc, values, indices, offsets, in_window, threshold)
+    ctx.bandwidth = bandwidth
+
+
+def _jumprelu_backward(ctx, grad_values, *_unused_grads):
+    """x, W_enc and b_enc as every encoder; the threshold through the straight-through estimator
+    of the JumpReLU a = z 1[z > theta] (SAELens' ``JumpReLU.backward``, DeepMind's formulation):
+    d a / d theta_j = -(theta_j / bandwidth) 1[|z - theta_j| < bandwidth / 2], summed over the
+    window entries of latent j (kept or not: a window entry that is not kept has value 0 and still
+    receives its gradient through the decoder)."""
+    x, W_enc, values, indices, offsets, in_window, threshold = ctx.saved_tensors
+    grads = _encoder_input_grads(ctx, x, W_enc, values, indices, offsets, grad_values)
+    grad_threshold = None
+    if ctx.needs_input_grad[3]:
+        g = torch.where(in_window, grad_values, torch.zeros_like(grad_values)).to(threshold.dtype)
+        per_latent = torch.zeros_like(threshold).index_put_((indices,), g, accumulate=True)
+        grad_threshold = -(threshold / ctx.bandwidth) * per_latent
+    return (*grads, grad_threshold, None)
+
+
+torch.library.register_autograd("prismkit::jumprelu_encode", _jumprelu_backward, setup_context=_jumprelu_setup_context)
 
 
 def _decode_setup_context(ctx, inputs, output):

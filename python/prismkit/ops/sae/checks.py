@@ -9,6 +9,7 @@ the C++ kernels do them, and the Triton launchers do the ones their op needs
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -69,6 +70,12 @@ def check_threshold(op: str, threshold: Tensor, x: Tensor, F: int) -> None:
     check_same_device(op, "threshold", threshold, "x", x)
     check_same_dtype(op, "threshold", threshold, "x", x)
     check_size(op, "threshold", threshold, 0, F, "F, the number of latents of W_enc")
+
+
+def check_bandwidth(op: str, bandwidth: float) -> None:
+    """bandwidth: finite and > 0 (jumprelu_encode's straight-through window)."""
+    if not (bandwidth > 0 and math.isfinite(bandwidth)):
+        raise ValueError(f"prismkit::{op}: 'bandwidth' must be finite and > 0, got {bandwidth:g}")
 
 
 # ---- sparse codes and the decode ops (CUDA: CUDA C++ kernels, float64 included) ---------------

@@ -43,6 +43,15 @@ def _threshold_encode_fake(x, W_enc, b_enc, threshold):
     return _row_compressed_fake(x)
 
 
+@torch.library.register_fake("prismkit::jumprelu_encode")
+def _jumprelu_encode_fake(x, W_enc, b_enc, threshold, bandwidth):
+    _, _, F = checks.check_encode_args("jumprelu_encode", x, W_enc, b_enc)
+    checks.check_threshold("jumprelu_encode", threshold, x, F)
+    checks.check_bandwidth("jumprelu_encode", bandwidth)
+    values, indices, offsets = _row_compressed_fake(x)
+    return values, indices, offsets, indices.new_empty(indices.shape, dtype=torch.bool)
+
+
 @torch.library.register_fake("prismkit::latent_stats")
 def _latent_stats_fake(x, W_enc, b_enc, threshold=None):
     _, _, F = checks.check_encode_args("latent_stats", x, W_enc, b_enc)
