@@ -1,6 +1,10 @@
 """SAE training end to end: prismkit's trainer against SAELens' trainer and a plain dense PyTorch
 TopK SAE, on the same cached (synthetic) activations and token budget (bench/run.py runs this);
-BatchTopK rows (case prefix ``batchtopk``, MiniLM's shape) against SAELens' BatchTopK trainer.
+BatchTopK rows (case prefix ``batchtopk``, MiniLM's shape) against SAELens' BatchTopK trainer, and
+JumpReLU rows (case prefix ``jumprelu``) against SAELens' JumpReLU trainer: straight-through
+thresholds with the L0 penalty, both started at threshold 0.3 with b_dec at zero, which gives both
+the same starting L0 (about 45 of 12288 latents per token on these activations), and prismkit's
+l0_coef = 1/d, SAELens' default l0_coefficient 1.0 in FVU units (the tokens' variance is d).
 
 Each timed call trains a fresh TopK SAE (k=32, F=32*d, Adam, unit-norm decoder) for ``STEPS``
 steps of ``BATCH`` tokens, starting from the same in-memory activations: prismkit's ``Trainer``
@@ -28,6 +32,7 @@ CASES = {  # name: (d, batch, steps)
     "small d64 F2048 k32": (64, 512, 4),
 }
 K = 32
+JUMPRELU_INIT_THRESHOLD = 0.3
 
 
 @pytest.fixture(params=list(CASES))
@@ -44,18 +49,21 @@ def activations(d: int, n: int) -> torch.Tensor:
     return torch.randn(n, d, generator=gen) + 0.5
 
 
-def prismkit_config(batch, steps, architecture="topk"):
+def prismkit_config(batch, steps, architecture="topk", d=None):
     # dead_tokens: one batch, so the latents idle in a batch are dead in the next and AuxK runs from
     # the second step on, as it would late in a long run (the timed work includes it).
+    recipe = dict(b_dec_init="mean")
+    if architecture == "jumprelu":  # SAELens' JumpReLU recipe (module docstring): no AuxK
+        recipe = dict(b_dec_init="zeros", aux="none", l0_coef=1 / d, jumprelu_init_threshold=JUMPRELU_INIT_THRESHOLD)
     return TrainConfig(architecture=architecture, expansion=32, k=K, batch_size=batch, total_tokens=batch * steps,
                        buffer_tokens=batch * steps, dead_tokens=batch, lr=2e-4, init_tokens=batch,
-                       b_dec_init="mean", log_every=10**9)  # fmt: skip
+                       log_every=10**9, **recipe)  # fmt: skip
 
 
 def prismkit_train(acts, d, batch, steps, architecture="topk"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # BatchTopK: too few steps for the inference threshold to settle
-        Trainer(prismkit_config(batch, steps, architecture), TensorSource(acts)).fit(progress=False)
+        Trainer(prismkit_config(batch, steps, architecture, d), TensorSource(acts)).fit(progress=False)
 
 
 def saelens_train(acts, d, batch, steps, architecture="topk"):
@@ -63,8 +71,9 @@ def saelens_train(acts, d, batch, steps, architecture="topk"):
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
-    name = {"topk": "TopK", "batch_topk": "BatchTopK"}[architecture]
-    config = getattr(sae_lens, f"{name}TrainingSAEConfig")(d_in=d, d_sae=32 * d, k=K, device="cpu")
+    name, extra = {"topk": ("TopK", {"k": K}), "batch_topk": ("BatchTopK", {"k": K}),
+                   "jumprelu": ("JumpReLU", {"jumprelu_init_threshold": JUMPRELU_INIT_THRESHOLD})}[architecture]  # fmt: skip
+    config = getattr(sae_lens, f"{name}TrainingSAEConfig")(d_in=d, d_sae=32 * d, device="cpu", **extra)
     sae = getattr(sae_lens, f"{name}TrainingSAE")(config)
     cfg = SAETrainerConfig(total_training_samples=batch * steps, train_batch_size_samples=batch, lr=2e-4,
                            lr_end=2e-4, device="cpu", logger=LoggingConfig(log_to_wandb=False))  # fmt: skip
@@ -106,8 +115,10 @@ def test_trainer_end_to_end(compare, bench_device, case):
             core="sae", op="trainer", mode="end-to-end", case=f"{case} tokens{batch * steps}", impl="cpu")  # fmt: skip
 
 
-def test_batch_topk_trainer_end_to_end(compare, bench_device, bench_cases):
-    """BatchTopK at MiniLM's shape against SAELens' BatchTopKTrainingSAE (its defaults otherwise)."""
+@pytest.mark.parametrize("architecture", ["batch_topk", "jumprelu"])
+def test_sparsity_rule_trainer_end_to_end(compare, bench_device, bench_cases, architecture):
+    """BatchTopK and JumpReLU at MiniLM's shape against SAELens' BatchTopKTrainingSAE and
+    JumpReLUTrainingSAE (the module docstring gives the JumpReLU settings; defaults otherwise)."""
     if bench_device != "cpu":
         pytest.skip("the trainer benchmark runs on the CPU")
     pytest.importorskip("sae_lens")
@@ -115,7 +126,10 @@ def test_batch_topk_trainer_end_to_end(compare, bench_device, bench_cases):
     name = "small d64 F2048 k32" if bench_cases == "small" else "minilm d384 F12288 k32"
     d, batch, steps = CASES[name]
     acts = activations(d, batch * steps)
-    compare(lambda: prismkit_train(acts, d, batch, steps, "batch_topk"),
-            {"saelens": lambda: saelens_train(acts, d, batch, steps, "batch_topk")},
-            core="sae", op="trainer", mode="end-to-end", case=f"batchtopk {name} tokens{batch * steps}",
+    prefix = architecture.replace("_", "")
+    if architecture == "jumprelu":
+        name = name.replace(" k32", " theta0.3")
+    compare(lambda: prismkit_train(acts, d, batch, steps, architecture),
+            {"saelens": lambda: saelens_train(acts, d, batch, steps, architecture)},
+            core="sae", op="trainer", mode="end-to-end", case=f"{prefix} {name} tokens{batch * steps}",
             impl="cpu")  # fmt: skip

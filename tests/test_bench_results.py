@@ -64,6 +64,7 @@ SAE_CPU_ROWS = (
     + [
         ("trainer", "end-to-end", "minilm d384 F12288 k32", "saelens"),
         ("trainer", "end-to-end", "batchtopk minilm d384 F12288 k32", "saelens"),
+        ("trainer", "end-to-end", "jumprelu minilm d384 F12288 theta0.3", "saelens"),
     ]  # fmt: skip
 )
 

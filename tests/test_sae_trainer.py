@@ -569,6 +569,25 @@ def test_jumprelu_training_learns_thresholds_under_its_l0_penalty(acts, tmp_path
         TrainConfig(l0_coef=0.1)
 
 
+def test_jumprelu_init_l0_starts_every_latent_at_the_same_share(acts):
+    """jumprelu_init_l0: thresholds from the first init_tokens tokens, each latent firing on
+    round(N l0 / F) of them, so the first step's L0 is about l0 (with a small fixed threshold
+    about half the latents fire)."""
+    cfg = small_config(architecture="jumprelu", l0_coef=0.01, jumprelu_init_l0=6.0, expansion=8, init_tokens=1024,
+                       aux="none")  # fmt: skip
+    trainer = Trainer(cfg, TensorSource(acts))
+    trainer.initialize()
+    sae = trainer.sae
+    z = torch.nn.functional.linear(sae.encoder_input(acts[:1024]), sae.W_enc, sae.b_enc)
+    assert ((z > sae.threshold).sum(0) == round(1024 * 6 / 128)).all()
+    assert 4 < trainer.train_step()["l0_mean"] < 8
+    dense_start = Trainer(small_config(architecture="jumprelu", l0_coef=0.01, expansion=8, aux="none"),
+                          TensorSource(acts)).train_step()["l0_mean"]  # fmt: skip
+    assert dense_start > 30, dense_start
+    with pytest.raises(ValueError, match="jumprelu_init_l0 must be > 0 and needs architecture='jumprelu'"):
+        TrainConfig(jumprelu_init_l0=6.0)
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_bf16_autocast_training(acts, device):
     """autocast='bf16': on CUDA the forward's fused kernels run in bfloat16 on float32 master weights

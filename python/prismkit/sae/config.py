@@ -73,6 +73,12 @@ class TrainConfig:
         0.05, "jumprelu: the straight-through estimator's window width (SAELens' 0.05; dictionary_learning's 0.001)"
     )
     jumprelu_init_threshold: float = _setting(0.01, "jumprelu: every threshold's initial value (SAELens' 0.01)")
+    jumprelu_init_l0: Optional[float] = _setting(
+        None,
+        "jumprelu: instead, start each threshold where its latent fires on a share l0/F of the first init_tokens "
+        "tokens (a sparse start, where the fused sparse kernels are fast; a small fixed threshold such as 0.01 "
+        "usually starts with about half the latents active)",
+    )
     matryoshka_prefixes: str = _setting(
         "",
         "matryoshka_batch_topk: the nested prefix widths, comma-separated, ending at the dictionary size "
@@ -196,6 +202,9 @@ class TrainConfig:
                              f"{self.l0_target}, l0_coef={self.l0_coef}")  # fmt: skip
         if not (self.jumprelu_bandwidth > 0 and math.isfinite(self.jumprelu_bandwidth)):
             raise ValueError(f"TrainConfig: jumprelu_bandwidth must be finite and > 0, got {self.jumprelu_bandwidth}")
+        if self.jumprelu_init_l0 is not None and not (self.jumprelu_init_l0 > 0 and self.l0_coef > 0):
+            raise ValueError(f"TrainConfig: jumprelu_init_l0 must be > 0 and needs architecture='jumprelu' with "
+                             f"l0_coef > 0, got {self.jumprelu_init_l0}")  # fmt: skip
         if not self.jumprelu_init_threshold >= 0:
             raise ValueError(f"TrainConfig: jumprelu_init_threshold must be >= 0 (thresholds are kept non-negative), "
                              f"got {self.jumprelu_init_threshold}")  # fmt: skip

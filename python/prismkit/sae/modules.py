@@ -637,6 +637,21 @@ class JumpReLUSAE(SparseAutoencoder):
     def _extra_config(self) -> dict:
         return {} if self.bandwidth is None else {"bandwidth": self.bandwidth}
 
+    @torch.no_grad()
+    def init_thresholds_for_l0(self, x: Tensor, l0: float) -> None:
+        """Set each threshold so that its latent fires on m = round(N l0 / F) (at least 1) of the N
+        tokens of x [..., d]: threshold_j = latent j's (m+1)-th largest pre-activation, from one
+        fused ``feature_choice_encode`` with capacity m+1 (0 where fewer are positive). The SAE then
+        starts at an L0 of about l0 per token with every latent equally used."""
+        x_in = self.encoder_input(self._check_input(x))
+        m = max(1, round(x_in.shape[0] * l0 / self.num_latents))
+        capacity = torch.full((self.num_latents,), m + 1, dtype=torch.long, device=x_in.device)
+        code = ops.feature_choice_encode(x_in, self.W_enc, self.b_enc, capacity)
+        count = torch.bincount(code.indices, minlength=self.num_latents)
+        smallest = torch.zeros_like(self.threshold).scatter_reduce(0, code.indices, code.values.to(self.threshold.dtype),
+                                                                   "amin", include_self=False)  # fmt: skip
+        self.threshold.copy_(torch.where(count == m + 1, smallest, torch.zeros_like(smallest)).clamp_min(0))
+
     def _encode(self, x_in: Tensor) -> SparseCode:
         return ops.threshold_encode(x_in, self.W_enc, self.b_enc, self.threshold.to(x_in.dtype))
 

@@ -265,6 +265,8 @@ class Trainer:
         if self.config.b_dec_init is not None and self.config.init_tokens > 0:
             sample = self.source.read(0, min(self.config.init_tokens, _source_len(self.source))).to(self.device)
             self.sae.init_from_data(self._inputs(sample), self.config.b_dec_init, self.config.encoder_init_scale)
+            if self.config.jumprelu_init_l0 is not None:
+                self.sae.init_thresholds_for_l0(self._inputs(sample), self.config.jumprelu_init_l0)
         self._initialized = True
 
     def trained_sae(self) -> SparseAutoencoder:
