@@ -14,20 +14,21 @@ SHAPES = [(1, 4, 8), (5, 3, 7), (37, 24, 70), (64, 33, 257)]
 CPU_SHAPES = SHAPES + [(600, 16, 1100), (20, 8, 2053)]
 
 
-def impl_op(impl):
-    """jumprelu_encode of one implementation, returning CPU tensors."""
+def impl_op(impl, name="jumprelu_encode"):
+    """The op ``name`` (jumprelu_encode or threshold_encode) of one implementation, returning CPU
+    tensors."""
     if impl == "cpu":
-        return torch.ops.prismkit.jumprelu_encode
+        return getattr(torch.ops.prismkit, name)
     if HAS_CUDA:
 
-        def run(x, W, b, theta, bandwidth):
-            return tuple(t.cpu() for t in torch.ops.prismkit.jumprelu_encode(x.cuda(), W.cuda(), b.cuda(),
-                                                                             theta.cuda(), bandwidth))  # fmt: skip
+        def run(*args):
+            args = [a.cuda() if isinstance(a, torch.Tensor) else a for a in args]
+            return tuple(t.cpu() for t in getattr(torch.ops.prismkit, name)(*args))
 
         return run
     from prismkit.triton_kernels import sae as triton_sae
 
-    return triton_sae.jumprelu_encode
+    return getattr(triton_sae, name)
 
 
 def cases(impl):
@@ -51,7 +52,7 @@ def test_jumprelu_encode_matches_reference(impl):
             values, indices, offsets, in_window = got
             kept = values != 0
             assert in_window[~kept].all() and (values >= 0).all()
-            plain = torch.ops.prismkit.threshold_encode(x, W, b, theta)
+            plain = impl_op(impl, "threshold_encode")(x, W, b, theta)  # the same GEMM: bit-equal values
             assert torch.equal(indices[kept], plain[1]) and torch.equal(values[kept], plain[0])
 
 

@@ -579,13 +579,41 @@ def test_jumprelu_init_l0_starts_every_latent_at_the_same_share(acts):
     trainer.initialize()
     sae = trainer.sae
     z = torch.nn.functional.linear(sae.encoder_input(acts[:1024]), sae.W_enc, sae.b_enc)
-    assert ((z > sae.threshold).sum(0) == round(1024 * 6 / 128)).all()
+    fires = (z > sae.threshold).sum(0) - round(1024 * 6 / 128)
+    assert ((fires == 0) | (fires == 1)).all() and (fires == 0).float().mean() > 0.9  # +1: a GEMM's last bit
     assert 4 < trainer.train_step()["l0_mean"] < 8
     dense_start = Trainer(small_config(architecture="jumprelu", l0_coef=0.01, expansion=8, aux="none"),
                           TensorSource(acts)).train_step()["l0_mean"]  # fmt: skip
     assert dense_start > 30, dense_start
     with pytest.raises(ValueError, match="jumprelu_init_l0 must be > 0 and needs architecture='jumprelu'"):
         TrainConfig(jumprelu_init_l0=6.0)
+    with pytest.raises(ValueError, match="needs more than the 1024 tokens given"):
+        sae.init_thresholds_for_l0(acts[:1024], 128.0)
+
+
+def test_fine_tuning_a_loaded_jumprelu_sae_trains_its_thresholds(acts):
+    """A JumpReLU SAE with fixed thresholds (what the SAELens, Gemma Scope and dictionary_learning
+    loaders give) trains them when l0_coef > 0, from their loaded values; an SAE that trains its
+    thresholds without the penalty is refused."""
+    loaded = JumpReLUSAE(D, 64, init_threshold=0.2, seed=5)
+    assert "threshold" in dict(loaded.named_buffers())
+    cfg = small_config(architecture="jumprelu", l0_coef=0.5, jumprelu_bandwidth=0.1, aux="none", lr=1e-2)
+    trainer = Trainer(cfg, TensorSource(acts), sae=loaded)
+    assert loaded.bandwidth == 0.1 and "threshold" in dict(loaded.named_parameters())
+    assert torch.equal(loaded.threshold.detach(), torch.full((64,), 0.2))
+    steps = [trainer.train_step() for _ in range(5)]
+    assert all("l0_penalty" in m for m in steps) and float(loaded.threshold.min()) > 0.2  # the penalty raised them
+    normalized = Trainer(small_config(architecture="jumprelu", l0_coef=0.5, normalize_activations=True,
+                                      total_tokens=256), TensorSource(acts))  # fmt: skip
+    normalized.fit(progress=False)
+    folded = normalized.trained_sae()  # thresholds and the estimator's window both in raw units
+    assert folded.bandwidth == pytest.approx(0.05 / normalized.input_scale) and normalized.sae.bandwidth == 0.05
+    torch.testing.assert_close(folded.threshold, normalized.sae.threshold / normalized.input_scale)
+    gba = small_config(architecture="jumprelu", bias_adaptation="gba")
+    with pytest.raises(ValueError, match="trains its JumpReLU thresholds .* set l0_coef > 0"):
+        Trainer(gba, TensorSource(acts), sae=loaded)
+    with pytest.raises(ValueError, match="l0_target=100.0 exceeds the SAE's 64 latents"):
+        Trainer(small_config(architecture="jumprelu", l0_coef=0.5, l0_target=100.0), TensorSource(acts), sae=loaded)
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])

@@ -194,6 +194,9 @@ class TrainConfig:
         if self.l0_coef and self.architecture != "jumprelu":
             raise ValueError(f"TrainConfig: l0_coef is the jumprelu architecture's penalty, got architecture="
                              f"{self.architecture!r}")  # fmt: skip
+        if not (math.isfinite(self.l0_coef) and (self.l0_target is None or math.isfinite(self.l0_target))):
+            raise ValueError(f"TrainConfig: l0_coef and l0_target must be finite, got {self.l0_coef} and "
+                             f"{self.l0_target}")  # fmt: skip
         if self.l0_coef < 0 or self.l0_warmup_steps < 0:
             raise ValueError(f"TrainConfig: l0_coef and l0_warmup_steps must be >= 0, got {self.l0_coef} and "
                              f"{self.l0_warmup_steps}")  # fmt: skip

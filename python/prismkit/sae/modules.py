@@ -637,6 +637,17 @@ class JumpReLUSAE(SparseAutoencoder):
     def _extra_config(self) -> dict:
         return {} if self.bandwidth is None else {"bandwidth": self.bandwidth}
 
+    def train_thresholds(self, bandwidth: float) -> None:
+        """Make the thresholds a parameter trained through the estimator of width ``bandwidth``
+        (a loaded checkpoint's thresholds are a buffer), keeping their values."""
+        if not (bandwidth > 0 and math.isfinite(bandwidth)):
+            raise ValueError(f"JumpReLUSAE: bandwidth must be finite and > 0, got {bandwidth}")
+        if self.bandwidth is None:
+            threshold = self.threshold.detach().clone()
+            del self._buffers["threshold"]
+            self.threshold = nn.Parameter(threshold)
+        self.bandwidth = float(bandwidth)
+
     @torch.no_grad()
     def init_thresholds_for_l0(self, x: Tensor, l0: float) -> None:
         """Set each threshold so that its latent fires on m = round(N l0 / F) (at least 1) of the N
@@ -645,6 +656,9 @@ class JumpReLUSAE(SparseAutoencoder):
         starts at an L0 of about l0 per token with every latent equally used."""
         x_in = self.encoder_input(self._check_input(x))
         m = max(1, round(x_in.shape[0] * l0 / self.num_latents))
+        if m + 1 > x_in.shape[0]:
+            raise ValueError(f"JumpReLUSAE.init_thresholds_for_l0: l0={l0} of {self.num_latents} latents needs more "
+                             f"than the {x_in.shape[0]} tokens given (each latent would fire on {m} of them)")  # fmt: skip
         capacity = torch.full((self.num_latents,), m + 1, dtype=torch.long, device=x_in.device)
         code = ops.feature_choice_encode(x_in, self.W_enc, self.b_enc, capacity)
         count = torch.bincount(code.indices, minlength=self.num_latents)

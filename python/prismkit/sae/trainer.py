@@ -61,7 +61,7 @@ from prismkit.ops.sae import SparseCode
 from . import io, losses
 from .config import TrainConfig, default_dead_tokens
 from .gba import GroupBiasAdaptation
-from .modules import SparseAutoencoder
+from .modules import JumpReLUSAE, SparseAutoencoder
 
 __all__ = ["TrainConfig", "Trainer", "LatentTracker", "default_dead_tokens", "evaluate", "l0_per_token"]
 
@@ -148,6 +148,7 @@ class Trainer:
             raise ValueError(f"Trainer: k_start={c.k_start} exceeds the SAE's {self.sae.num_latents} latents")
         if self.sae.d_in != source.d_in:
             raise ValueError(f"Trainer: the SAE expects d_in={self.sae.d_in}, the source gives {source.d_in}")
+        self._check_jumprelu_training()
         self.gba = None
         if c.bias_adaptation == "gba":
             self.sae.b_enc.requires_grad_(False)
@@ -172,6 +173,25 @@ class Trainer:
         if self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.sae, device_ids=ids)
+
+    def _check_jumprelu_training(self) -> None:
+        """The L0 penalty and trainable thresholds go together. A given JumpReLU SAE whose thresholds
+        are a buffer (a loaded SAELens, Gemma Scope or dictionary_learning file) gets them as a
+        parameter when l0_coef > 0; the config's bandwidth applies either way."""
+        c, sae = self.config, self.sae
+        trains_thresholds = getattr(sae, "bandwidth", None) is not None
+        if c.l0_coef > 0:
+            if not isinstance(sae, JumpReLUSAE):
+                raise ValueError(f"Trainer: l0_coef trains JumpReLU thresholds; the given SAE is a "
+                                 f"{type(sae).__name__}")  # fmt: skip
+            if not trains_thresholds:
+                sae.train_thresholds(c.jumprelu_bandwidth)
+            sae.bandwidth = float(c.jumprelu_bandwidth)
+            if c.l0_target is not None and c.l0_target > sae.num_latents:
+                raise ValueError(f"Trainer: l0_target={c.l0_target} exceeds the SAE's {sae.num_latents} latents")
+        elif trains_thresholds:
+            raise ValueError("Trainer: the given SAE trains its JumpReLU thresholds (it has a bandwidth), which needs "
+                             "the L0 penalty: set l0_coef > 0")  # fmt: skip
 
     def _warn_about_the_schedule(self, data_tokens: int) -> None:
         c = self.config
@@ -286,6 +306,8 @@ class Trainer:
             threshold = getattr(sae, "threshold", None)
             if threshold is not None:
                 threshold.div_(s)  # BatchTopK's unset -1 stays negative (unset)
+        if getattr(sae, "bandwidth", None) is not None:
+            sae.bandwidth /= s  # the estimator's window, in the raw units of the thresholds
         sae.metadata = {**sae.metadata, "input_scale_folded": s}
         return sae
 

@@ -203,7 +203,8 @@ def jumprelu_encode(x: Tensor, W_enc: Tensor, b_enc: Tensor, threshold: Tensor, 
     """JumpReLU encoding for training: ``threshold_encode``'s kept entries (z above both
     ``threshold[j]`` and 0, value z) plus every entry inside the straight-through estimator's
     rectangle window ``-bandwidth/2 < z - threshold[j] < bandwidth/2`` (value 0 when it is not kept),
-    in one sweep over the pre-activation tiles; ``in_window`` flags the window entries. Latents
+    in one sweep over the pre-activation tiles (on CUDA: threshold_encode's count and write passes);
+    ``in_window`` flags the window entries. Latents
     ascend within each token. Decoding the code gives the JumpReLU reconstruction, and the
     zero-valued window entries receive their gradient ``dL/da_tj`` from the decoder, which is
     what the threshold's gradient needs:
