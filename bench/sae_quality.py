@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 from prismkit.sae import ShuffleBuffer, TrainConfig, Trainer  # noqa: E402
 
 EXPANSION, K, BATCH, EPOCHS = 8, 32, 1024, 2
-LRS = (5e-4, 1e-3, 2e-3, 4e-3)
+LRS = (1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3)  # brackets both tools' best (an earlier 5e-4..4e-3 grid ended at it)
 
 
 def activations(out_dir: str):
