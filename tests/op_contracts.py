@@ -82,6 +82,7 @@ VALID: dict[str, Callable[[], tuple]] = {
     "sparse_decode_backward": lambda: (torch.randn(4, 3), *fixed_k()[:3], fixed_k()[3]),
     "cswin_attention": _cswin,
     "cswin_attention_backward": _cswin_backward,
+    "kmeans1d": lambda: (torch.randn(3, 7, generator=_gen()), 3),
     **splat_cases.VALID,
     **splat_sparse_cases.VALID,
 }
@@ -237,10 +238,29 @@ def _cswin_rows() -> list[Bad]:
     return rows
 
 
+def _quant_rows() -> list[Bad]:
+    v = torch.randn(3, 7, generator=_gen())
+    nan = v.clone()
+    nan[2, 4] = float("nan")
+    inf = v.clone()
+    inf[1, 0] = float("-inf")
+    op = "kmeans1d"
+    return [
+        Bad(op, "values rank", lambda: (v[0], 3), ValueError, "'values' must be a 2-D tensor [R, n] (one row per clustering), got a 1-D float32"),
+        Bad(op, "values dtype", lambda: (v.long(), 3), TypeError, "'values' must have dtype float32 or float64 or float16 or bfloat16 on cpu, got a 2-D int64"),
+        Bad(op, "k too large", lambda: (v, 8), ValueError, "'k' must be in [1, n] = [1, 7] (n is the number of values per row), got 8"),
+        Bad(op, "k zero", lambda: (v, 0), ValueError, "'k' must be in [1, n] = [1, 7] (n is the number of values per row), got 0"),
+        Bad(op, "no values", lambda: (v[:, :0], 1), ValueError, "'k' must be in [1, n] = [1, 0] (n is the number of values per row), got 1"),
+        Bad(op, "NaN", lambda: (nan, 3), ValueError, "'values' must be finite, got NaN or inf in row 2", reads_data=True),
+        Bad(op, "inf", lambda: (inf, 3), ValueError, "'values' must be finite, got NaN or inf in row 1", reads_data=True),
+    ]  # fmt: skip
+
+
 BAD: list[Bad] = (
     _encoder_rows()
     + _decode_rows()
     + _cswin_rows()
+    + _quant_rows()
     + splat_cases.contract_rows(Bad)
     + splat_sparse_cases.contract_rows(Bad)
 )

@@ -39,7 +39,12 @@ def test_registry_matches_the_dispatcher():
     CUDA C++ one, a Triton launcher, or the error that says the build lacks CUDA kernels)."""
     schemas = {n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("prismkit::")}
     assert set(registry.all_ops()) == schemas
-    assert [core.name for core in registry.cores()] == ["cswin", "sae", "splat"]  # discovered, in package order
+    assert [core.name for core in registry.cores()] == [
+        "cswin",
+        "quant",
+        "sae",
+        "splat",
+    ]  # discovered, in package order
     for name in schemas:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"prismkit::{name}", "CPU"), name
         if torch.version.cuda:

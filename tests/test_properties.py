@@ -116,6 +116,43 @@ def check_feature_choice(code, acts, capacity, dtype):
     assert (indices[1:][same_row] > indices[:-1][same_row]).all()
 
 
+@given(B=BATCH, d=FEATURES, F=LATENTS, dtype=DTYPES, seed=SEEDS, bandwidth=st.sampled_from([0.01, 0.2, 1.0]))
+def test_jumprelu_encode(B, d, F, dtype, seed, bandwidth):
+    x, W, b = inputs(B, d, F, dtype, seed)
+    threshold = torch.rand(F, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64).to(dtype) * 0.5
+    values, indices, offsets, in_window = P.jumprelu_encode(x, W, b, threshold, bandwidth)
+    kept = values != 0
+    plain = P.threshold_encode(x, W, b, threshold)  # the same kernel's GEMM: the kept entries bit for bit
+    assert torch.equal(indices[kept], plain[1]) and torch.equal(values[kept], plain[0])
+    if dtype == torch.float64:
+        assert_code_equal((values, indices, offsets, in_window), ref.jumprelu_encode(x, W, b, threshold, bandwidth),
+                          dtype)  # fmt: skip
+
+
+@given(R=st.sampled_from([0, 1, 2, 5]), n=st.sampled_from([1, 2, 3, 7, 16, 31, 64, 200]), k=st.integers(1, 6),
+       seed=SEEDS, heavy=st.booleans())  # fmt: skip
+def test_kmeans1d(R, n, k, seed, heavy):
+    from prismkit.reference import quant as quant_ref
+
+    k = min(k, n)
+    values = torch.randn(R, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    values = values**3 if heavy else values.round(decimals=1)  # heavy tails, or many repeated values
+    centers, boundaries = P.kmeans1d(values, k)
+    want_c, want_b = quant_ref.kmeans1d(values, k)
+    if heavy:  # distinct values: one optimum
+        torch.testing.assert_close(centers, want_c, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(boundaries, want_b, rtol=1e-10, atol=1e-10)
+    else:  # repeated values tie several partitions at the optimum (up to rounding): compare the cost
+        from prismkit.quant import assign_clusters
+
+        def cost(b):
+            ids = assign_clusters(values, b)
+            return sum(float((values[r][ids[r] == c] - values[r][ids[r] == c].mean()).pow(2).sum())
+                       for r in range(R) for c in range(k) if (ids[r] == c).any())  # fmt: skip
+
+        assert cost(boundaries) == pytest.approx(cost(want_b), abs=1e-9)
+
+
 @given(B=BATCH, d=FEATURES, F=LATENTS, dtype=DTYPES, seed=SEEDS, with_threshold=st.booleans())
 def test_threshold_encode_and_latent_stats(B, d, F, dtype, seed, with_threshold):
     x, W, b = inputs(B, d, F, dtype, seed)

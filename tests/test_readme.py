@@ -73,3 +73,14 @@ def test_language_field_example_runs():
     namespace = {}
     exec(small, namespace)
     assert namespace["mask"].shape == (48, 48) and namespace["features"].shape == (1, 48, 48, 3, 16)
+
+
+def test_quant_example_runs():
+    (code,) = [b for b in python_blocks() if "from prismkit import quant" in b]
+    namespace = {}
+    exec(
+        code.replace("torch.randn(512, 512)", "torch.randn(64, 64)").replace(".view(512, 512)", ".view(64, 64)"),
+        namespace,
+    )
+    assert namespace["clusters"].unique().tolist() == [0, 1, 2]
+    assert (namespace["model"](namespace["x"]) - namespace["reference"]).abs().max() < 1e-5

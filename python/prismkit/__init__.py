@@ -33,9 +33,9 @@ _cpu.warn_if_request_ignored()
 __version__ = _build_info.VERSION
 __all__ = ["ops", "reference", "SparseCode", "__version__"]
 
-# The methods (prismkit.sae, prismkit.cswin) load on first use, so `import prismkit` stays light
+# The methods (prismkit.sae, prismkit.cswin, prismkit.splat, prismkit.quant) load on first use, so `import prismkit` stays light
 # (prismkit.cswin imports timm where it is installed) and `prismkit.sae.TopKSAE` works after it.
-_METHODS = ("sae", "cswin")
+_METHODS = ("sae", "cswin", "splat", "quant")
 
 
 def __getattr__(name: str):

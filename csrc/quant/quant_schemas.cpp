@@ -1,0 +1,6 @@
+// The quant core's schemas (split quantization, SplitQuant). Kernels register themselves beside
+// their code: csrc/quant/<op>_cpu.cpp (CPU), csrc/quant/<op>_cuda.cpp (CUDA glue). Semantics:
+// the wrappers' docstrings in python/prismkit/ops/quant/__init__.py.
+#include <torch/library.h>
+
+TORCH_LIBRARY_FRAGMENT(prismkit, m) { m.def("kmeans1d(Tensor values, int k) -> (Tensor centers, Tensor boundaries)"); }
