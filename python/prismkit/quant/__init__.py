@@ -5,9 +5,24 @@
   outputs sum to the original layer's.
 * ``weight_clusters`` / ``assign_clusters``: the clustering it uses (exact 1-D k-means,
   ``prismkit.ops.quant.kmeans1d``, in place of the official code's scikit-learn KMeans).
+* ``quantize_weight`` / ``dequantize_weight``: one weight matrix to b-bit codes, cluster ids and
+  per-(group, cluster) scales and zeros (min-max, or SplitQuant with the paper's or tight ranges),
+  and back; ``bits_per_weight`` counts the packed bytes.
 """
 
 from .clusters import assign_clusters, cluster_rows, weight_clusters
+from .quantizers import QuantizedWeight, bits_per_weight, dequantize_weight, effective_group_size, quantize_weight
 from .split import SplitLayer, split
 
-__all__ = ["assign_clusters", "cluster_rows", "weight_clusters", "SplitLayer", "split"]
+__all__ = [
+    "assign_clusters",
+    "cluster_rows",
+    "weight_clusters",
+    "SplitLayer",
+    "split",
+    "QuantizedWeight",
+    "bits_per_weight",
+    "dequantize_weight",
+    "effective_group_size",
+    "quantize_weight",
+]

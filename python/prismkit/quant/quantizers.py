@@ -1,0 +1,213 @@
+"""Weight quantizers of ``prismkit.quant``: plain asymmetric min-max, and SplitQuant's clusters
+in one representation, ``QuantizedWeight``.
+
+A weight is a matrix W [N, K] (a Linear weight; a convolution weight flattened to [out,
+in/groups * kernel]). Its K inputs are cut into G groups of g = K / G (``effective_group_size``);
+each weight has a b-bit code q in [0, 2^b) and, for SplitQuant, a cluster id c; each (row, group,
+cluster) has a scale s and a zero z, the value of code 0:
+
+    w_hat = q * s[n, k // g, c] + z[n, k // g, c]        (float32: the product rounded, then the sum)
+
+A zero that is the value of code 0, rather than an integer zero point, keeps constant groups exact
+(s = 0) and lets SplitQuant's folded zero errors stay in float.
+
+Methods and ranges, for bits 2 and 4 (8 bits: below):
+
+* ``minmax``: asymmetric min-max per group, s = (max - min) / (2^b - 1), z = min, q =
+  clamp(round((w - z) / s)): the baseline.
+* ``splitquant`` with ``ranges="paper"``: the paper's numerics, as optimum-quanto quantizes each of
+  the three split copies (``split``): per group the copy's range spans its cluster's values and,
+  where the group has weights of other clusters, the zeros the copy holds there; quanto's
+  s = (max - min) / (2^b - 1), shift = -min, q = clamp(round((w + shift) / s)), value q s - shift.
+  A copy's zero then dequantizes to e = round(shift / s) s - shift (exactly 0 for the outer copies,
+  whose zero is a range end; not for the middle one), which the paper's sum of copies adds at every
+  weight of the other clusters: folded here into each cluster's zero, z_c = -shift_c + sum of the
+  other copies' e.
+* ``splitquant`` with ``ranges="tight"``: each cluster's range spans its own values only (the
+  cluster id makes the other clusters' zeros implicit): min-max per (group, cluster), finer at the
+  same bits.
+
+8 bits: as optimum-quanto's qint8, symmetric absmax per row (s = absmax / 127, signed codes
+stored as q + 128 with z = -128 s) for ``minmax`` and ``paper``; ``tight`` keeps its asymmetric
+per-(group, cluster) ranges. Scales and zeros are stored in ``scale_dtype`` (float16 by default:
+rounded before the codes are chosen, so the codes fit the stored values); ``paper`` computes quanto's
+float32 parameters first, so with ``scale_dtype=torch.float32`` it reproduces quanto's copies up to
+the order of the additions. A scale of 0 (a constant group or cluster) gives code 0 and keeps the
+value exact. Weights must be finite (an error otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .clusters import weight_clusters
+
+__all__ = ["QuantizedWeight", "effective_group_size", "quantize_weight", "dequantize_weight", "bits_per_weight"]
+
+BITS = (2, 4, 8)
+METHODS = ("splitquant", "minmax")
+RANGES = ("paper", "tight")
+
+
+@dataclass
+class QuantizedWeight:
+    """Unpacked quantized weight: ``codes`` [N, K] uint8, ``cluster_ids`` [N, K] uint8 (None for
+    min-max), ``scales`` and ``zeros`` [N, G, C] (C = clusters, 1 for min-max), ``bits``,
+    ``group_size`` g = K / G."""
+
+    codes: Tensor
+    cluster_ids: Optional[Tensor]
+    scales: Tensor
+    zeros: Tensor
+    bits: int
+    group_size: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.codes.shape)
+
+
+def effective_group_size(in_features: int, group_size: int) -> int:
+    """optimum-quanto's rule: groups of ``group_size`` along the inputs, shrunk by 32 until they
+    divide ``in_features`` (not below 32); one group per row when ``in_features <= group_size`` or
+    no such size divides it."""
+    if group_size < 1:
+        raise ValueError(f"group_size must be positive, got {group_size}")
+    if in_features <= group_size:
+        return in_features
+    g = group_size
+    while in_features % g != 0 and g > 32:
+        g -= 32
+    return g if in_features % g == 0 else in_features
+
+
+def _codes(w: Tensor, s: Tensor, z: Tensor, bits: int) -> Tensor:
+    """clamp(round((w - z) / s), 0, 2^b - 1), and 0 where s == 0."""
+    q = torch.round((w - z) / torch.where(s > 0, s, torch.ones_like(s)))
+    return torch.where(s > 0, q, torch.zeros_like(q)).clamp(0, 2**bits - 1)
+
+
+def _grouped_minmax(w: Tensor, member: Tensor, include_zero: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """(min, max) over the members of each group of w [N, G, g] (member: bool like w), with 0
+    included where ``include_zero`` [N, G] says so; groups without members give (0, 0)."""
+    inf = torch.tensor(float("inf"), dtype=w.dtype, device=w.device)
+    lo = torch.where(member, w, inf).amin(-1)
+    hi = torch.where(member, w, -inf).amax(-1)
+    if include_zero is not None:
+        lo = torch.where(include_zero, lo.clamp(max=0), lo)
+        hi = torch.where(include_zero, hi.clamp(min=0), hi)
+    empty = ~member.any(-1) & (include_zero if include_zero is not None else True)
+    empty = empty | ~torch.isfinite(lo)
+    return torch.where(empty, torch.zeros_like(lo), lo), torch.where(empty, torch.zeros_like(hi), hi)
+
+
+def quantize_weight(
+    weight: Tensor,
+    bits: int = 4,
+    group_size: int = 128,
+    method: str = "splitquant",
+    ranges: str = "paper",
+    k: int = 3,
+    per_row_clusters: bool = False,
+    scale_dtype: torch.dtype = torch.float16,
+) -> QuantizedWeight:
+    """Quantize W [N, K] (see the module docstring). ``per_row_clusters``: cluster each row on its
+    own (convolution kernels, as the paper) instead of the whole matrix (Linear)."""
+    if bits not in BITS:
+        raise ValueError(f"quantize: bits must be one of {BITS}, got {bits}")
+    if method not in METHODS:
+        raise ValueError(f"quantize: method must be one of {METHODS}, got {method!r}")
+    if ranges not in RANGES:
+        raise ValueError(f"quantize: ranges must be one of {RANGES}, got {ranges!r}")
+    if weight.dim() != 2:
+        raise ValueError(f"quantize: the weight must be a matrix [N, K], got shape {list(weight.shape)}")
+    if not torch.isfinite(weight).all():
+        raise ValueError("quantize: the weight holds NaN or inf; a quantized copy of it would be meaningless")
+    w = weight.detach().float()
+    N, K = w.shape
+    symmetric = bits == 8 and not (method == "splitquant" and ranges == "tight")
+    g = K if symmetric else effective_group_size(K, group_size)
+    G = K // g
+    wg = w.reshape(N, G, g)
+    if method == "splitquant":
+        ids, _ = weight_clusters(w, k, per_row=per_row_clusters)
+        C = k
+    else:
+        ids, C = torch.zeros(N, K, dtype=torch.long, device=w.device), 1
+    idg = ids.reshape(N, G, g)
+    scales = torch.zeros(N, G, C, device=w.device)
+    zeros = torch.zeros(N, G, C, device=w.device)
+    codes = torch.zeros(N, G, g, device=w.device)
+    qmax = 2**bits - 1
+    if symmetric:  # quanto's qint8: per row, s = absmax / 127, signed codes stored + 128
+        for c in range(C):
+            member = idg == c
+            copy = torch.where(member, wg, torch.zeros_like(wg))  # the split copy (its zeros do not matter)
+            s = (copy.abs().amax((1, 2)) / 127).reshape(N, 1)
+            s = s.to(scale_dtype).float()
+            q = torch.round(copy / torch.where(s > 0, s, torch.ones_like(s))[..., None]).clamp(-128, 127)
+            codes = torch.where(member, q + 128, codes)
+            scales[..., c], zeros[..., c] = s, -128 * s
+    elif method == "minmax" or ranges == "tight":
+        for c in range(C):
+            member = idg == c
+            lo, hi = _grouped_minmax(wg, member)
+            s = ((hi - lo) / qmax).to(scale_dtype).float()
+            z = lo.to(scale_dtype).float()
+            codes = torch.where(member, _codes(wg, s[..., None], z[..., None], bits), codes)
+            scales[..., c], zeros[..., c] = s, z
+    else:  # splitquant, paper: quanto on each split copy, the copies' zero errors folded
+        shift = torch.zeros(N, G, C, device=w.device)
+        zero_value = torch.zeros(N, G, C, device=w.device)  # e_c: what copy c's zeros dequantize to
+        for c in range(C):
+            member = idg == c
+            has_zero = (~member).any(-1)  # the copy holds zeros in this group
+            lo, hi = _grouped_minmax(wg, member, has_zero)
+            s = (hi - lo) / qmax
+            sh = -lo
+            safe = torch.where(s > 0, s, torch.ones_like(s))
+            q = torch.where(s[..., None] > 0, torch.round((wg + sh[..., None]) / safe[..., None]), 0.0).clamp(0, qmax)
+            q0 = torch.where(s > 0, torch.round(sh / safe), 0.0).clamp(0, qmax)
+            zero_value[..., c] = torch.where(has_zero, q0 * s - sh, torch.zeros_like(s))
+            codes = torch.where(member, q, codes)
+            scales[..., c], shift[..., c] = s, sh
+        others = zero_value.sum(-1, keepdim=True) - zero_value  # the other copies' zeros, at this cluster's weights
+        zeros = -shift + others
+        scales, zeros = scales.to(scale_dtype).float(), zeros.to(scale_dtype).float()
+    return QuantizedWeight(
+        codes.reshape(N, K).to(torch.uint8),
+        ids.to(torch.uint8) if method == "splitquant" else None,
+        scales.to(scale_dtype),
+        zeros.to(scale_dtype),
+        bits,
+        g,
+    )
+
+
+def dequantize_weight(qw: QuantizedWeight) -> Tensor:
+    """W_hat [N, K] float32: q * s + z with (s, z) of each weight's group and cluster (the product
+    rounded, then the sum)."""
+    N, K = qw.codes.shape
+    G = K // qw.group_size
+    c = qw.cluster_ids.long() if qw.cluster_ids is not None else torch.zeros(N, K, dtype=torch.long,
+                                                                               device=qw.codes.device)  # fmt: skip
+    group = (torch.arange(K, device=qw.codes.device) // qw.group_size).expand(N, K)
+    flat = (group * qw.scales.shape[2] + c).reshape(N, K)
+    s = qw.scales.float().reshape(N, G * qw.scales.shape[2]).gather(1, flat)
+    z = qw.zeros.float().reshape(N, G * qw.zeros.shape[2]).gather(1, flat)
+    return qw.codes.float() * s + z
+
+
+def bits_per_weight(qw: QuantizedWeight) -> float:
+    """Stored bits per weight of the packed layer: each row's codes packed 8 / bits per byte, its
+    cluster ids four per byte (rows padded to whole bytes), and the scales and zeros."""
+    N, K = qw.codes.shape
+    code_bytes = N * math.ceil(K * qw.bits / 8)
+    id_bytes = N * math.ceil(K / 4) if qw.cluster_ids is not None else 0
+    meta_bytes = (qw.scales.numel() + qw.zeros.numel()) * qw.scales.element_size()
+    return 8 * (code_bytes + id_bytes + meta_bytes) / (N * K)
