@@ -83,6 +83,8 @@ VALID: dict[str, Callable[[], tuple]] = {
     "cswin_attention": _cswin,
     "cswin_attention_backward": _cswin_backward,
     "kmeans1d": lambda: (torch.randn(3, 7, generator=_gen()), 3),
+    "quant_pack": lambda: (torch.randint(0, 4, (3, 5), generator=_gen(), dtype=torch.uint8), 2),
+    "quant_unpack": lambda: (torch.randint(0, 256, (3, 2), generator=_gen(), dtype=torch.uint8), 2, 5),
     **splat_cases.VALID,
     **splat_sparse_cases.VALID,
 }
@@ -245,7 +247,7 @@ def _quant_rows() -> list[Bad]:
     inf = v.clone()
     inf[1, 0] = float("-inf")
     op = "kmeans1d"
-    return [
+    rows = [
         Bad(op, "values rank", lambda: (v[0], 3), ValueError, "'values' must be a 2-D tensor [R, n] (one row per clustering), got a 1-D float32"),
         Bad(op, "values dtype", lambda: (v.long(), 3), TypeError, "'values' must have dtype float32 or float64 or float16 or bfloat16 on cpu, got a 2-D int64"),
         Bad(op, "k too large", lambda: (v, 8), ValueError, "'k' must be in [1, n] = [1, 7] (n is the number of values per row), got 8"),
@@ -254,6 +256,19 @@ def _quant_rows() -> list[Bad]:
         Bad(op, "NaN", lambda: (nan, 3), ValueError, "'values' must be finite, got NaN or inf in row 2", reads_data=True),
         Bad(op, "inf", lambda: (inf, 3), ValueError, "'values' must be finite, got NaN or inf in row 1", reads_data=True),
     ]  # fmt: skip
+    codes = torch.randint(0, 4, (3, 5), generator=_gen(), dtype=torch.uint8)
+    packed = torch.zeros(3, 2, dtype=torch.uint8)
+    rows += [
+        Bad("quant_pack", "values rank", lambda: (codes[0], 2), ValueError, "'values' must be a 2-D tensor [N, n] (one packed row per row), got a 1-D uint8"),
+        Bad("quant_pack", "values dtype", lambda: (codes.long(), 2), TypeError, "'values' must have dtype uint8 on cpu, got a 2-D int64"),
+        Bad("quant_pack", "bits", lambda: (codes, 3), ValueError, "'bits' must be 2, 4 or 8, got 3"),
+        Bad("quant_pack", "value too large", lambda: (codes * 2, 2), ValueError, "'values' must be below 2^bits = 4, got a value of 6", reads_data=True),
+        Bad("quant_unpack", "packed dtype", lambda: (packed.float(), 2, 5), TypeError, "'packed' must have dtype uint8 on cpu, got a 2-D float32"),
+        Bad("quant_unpack", "bits", lambda: (packed, 1, 5), ValueError, "'bits' must be 2, 4 or 8, got 1"),
+        Bad("quant_unpack", "negative n", lambda: (packed, 2, -1), ValueError, "'n' must be >= 0, got -1"),
+        Bad("quant_unpack", "packed size", lambda: (packed, 2, 9), ValueError, "'packed' must have size 3 in dim 1 (ceil(n * bits / 8), the bytes of n values)"),
+    ]  # fmt: skip
+    return rows
 
 
 BAD: list[Bad] = (

@@ -3,4 +3,8 @@
 // the wrappers' docstrings in python/prismkit/ops/quant/__init__.py.
 #include <torch/library.h>
 
-TORCH_LIBRARY_FRAGMENT(prismkit, m) { m.def("kmeans1d(Tensor values, int k) -> (Tensor centers, Tensor boundaries)"); }
+TORCH_LIBRARY_FRAGMENT(prismkit, m) {
+  m.def("kmeans1d(Tensor values, int k) -> (Tensor centers, Tensor boundaries)");
+  m.def("quant_pack(Tensor values, int bits) -> Tensor");
+  m.def("quant_unpack(Tensor packed, int bits, int n) -> Tensor");
+}

@@ -12,3 +12,15 @@ from . import checks
 def _kmeans1d_fake(values, k):
     R, _ = checks.check_kmeans1d_args(values, k)
     return values.new_empty(R, k), values.new_empty(R, k - 1)
+
+
+@torch.library.register_fake("prismkit::quant_pack")
+def _quant_pack_fake(values, bits):
+    checks.check_quant_pack_args(values, bits)
+    return values.new_empty(values.shape[0], checks.packed_row_bytes(values.shape[1], bits))
+
+
+@torch.library.register_fake("prismkit::quant_unpack")
+def _quant_unpack_fake(packed, bits, n):
+    checks.check_quant_unpack_args(packed, bits, n)
+    return packed.new_empty(packed.shape[0], n)
