@@ -45,6 +45,15 @@ def cswin_inputs(B=1, H=4, W=6, C=16):
             torch.randn(C, generator=g))  # fmt: skip
 
 
+def quant_weight(N=3, K=16, group_size=8, clusters=3):
+    """A packed 2-bit weight (codes, cluster ids, scales, zeros) of N x K in groups of group_size."""
+    g = _gen()
+    codes = torch.randint(0, 256, (N, K // 4), generator=g, dtype=torch.uint8)
+    ids = torch.randint(0, 256, (N, K // 4), generator=g, dtype=torch.uint8)
+    scales = torch.rand(N, K // group_size, clusters, generator=g)
+    return codes, ids, scales, torch.randn(N, K // group_size, clusters, generator=g)
+
+
 def _enc(last):
     x, W, b = encode_inputs()
     return (x, W, b, last)
@@ -85,6 +94,9 @@ VALID: dict[str, Callable[[], tuple]] = {
     "kmeans1d": lambda: (torch.randn(3, 7, generator=_gen()), 3),
     "quant_pack": lambda: (torch.randint(0, 4, (3, 5), generator=_gen(), dtype=torch.uint8), 2),
     "quant_unpack": lambda: (torch.randint(0, 256, (3, 2), generator=_gen(), dtype=torch.uint8), 2, 5),
+    "quant_dequantize": lambda: (*quant_weight(), 2, 8, 3, 16),
+    "quant_linear": lambda: (torch.randn(4, 16, generator=_gen()), *quant_weight(), torch.randn(3, generator=_gen()),
+                             2, 8, 3, 16),  # fmt: skip
     **splat_cases.VALID,
     **splat_sparse_cases.VALID,
 }
@@ -256,17 +268,49 @@ def _quant_rows() -> list[Bad]:
         Bad(op, "NaN", lambda: (nan, 3), ValueError, "'values' must be finite, got NaN or inf in row 2", reads_data=True),
         Bad(op, "inf", lambda: (inf, 3), ValueError, "'values' must be finite, got NaN or inf in row 1", reads_data=True),
     ]  # fmt: skip
-    codes = torch.randint(0, 4, (3, 5), generator=_gen(), dtype=torch.uint8)
+    small = torch.randint(0, 4, (3, 5), generator=_gen(), dtype=torch.uint8)
     packed = torch.zeros(3, 2, dtype=torch.uint8)
     rows += [
-        Bad("quant_pack", "values rank", lambda: (codes[0], 2), ValueError, "'values' must be a 2-D tensor [N, n] (one packed row per row), got a 1-D uint8"),
-        Bad("quant_pack", "values dtype", lambda: (codes.long(), 2), TypeError, "'values' must have dtype uint8 on cpu, got a 2-D int64"),
-        Bad("quant_pack", "bits", lambda: (codes, 3), ValueError, "'bits' must be 2, 4 or 8, got 3"),
-        Bad("quant_pack", "value too large", lambda: (codes * 2, 2), ValueError, "'values' must be below 2^bits = 4, got a value of 6", reads_data=True),
+        Bad("quant_pack", "values rank", lambda: (small[0], 2), ValueError, "'values' must be a 2-D tensor [N, n] (one packed row per row), got a 1-D uint8"),
+        Bad("quant_pack", "values dtype", lambda: (small.long(), 2), TypeError, "'values' must have dtype uint8 on cpu, got a 2-D int64"),
+        Bad("quant_pack", "bits", lambda: (small, 3), ValueError, "'bits' must be 2, 4 or 8, got 3"),
+        Bad("quant_pack", "value too large", lambda: (small * 2, 2), ValueError, "'values' must be below 2^bits = 4, got a value of 6", reads_data=True),
         Bad("quant_unpack", "packed dtype", lambda: (packed.float(), 2, 5), TypeError, "'packed' must have dtype uint8 on cpu, got a 2-D float32"),
         Bad("quant_unpack", "bits", lambda: (packed, 1, 5), ValueError, "'bits' must be 2, 4 or 8, got 1"),
         Bad("quant_unpack", "negative n", lambda: (packed, 2, -1), ValueError, "'n' must be >= 0, got -1"),
         Bad("quant_unpack", "packed size", lambda: (packed, 2, 9), ValueError, "'packed' must have size 3 in dim 1 (ceil(n * bits / 8), the bytes of n values)"),
+    ]  # fmt: skip
+    codes, ids, scales, zeros = quant_weight()
+    x, bias = torch.randn(4, 16), torch.randn(3)
+    for op in ("quant_dequantize", "quant_linear"):
+        def call(codes=codes, ids=ids, scales=scales, zeros=zeros, bits=2, group_size=8, N=3, K=16, op=op):
+            weight = (codes, ids, scales, zeros)
+            if op == "quant_dequantize":
+                return lambda: (*weight, bits, group_size, N, K)
+            return lambda: (x, *weight, bias, bits, group_size, N, K)
+        rows += [
+            Bad(op, "bits", call(bits=3), ValueError, "'bits' must be 2, 4 or 8, got 3"),
+            Bad(op, "group size", call(group_size=5), ValueError, "'group_size' must divide in_features = 16, got 5"),
+            Bad(op, "no inputs", call(K=0), ValueError, "'out_features' and 'in_features' must be >= 1, got 3 and 0"),
+            Bad(op, "codes bytes", call(codes=codes[:, :3]), ValueError, "'codes' must have size 4 in dim 1 (ceil(in_features * bits / 8))"),
+            Bad(op, "codes dtype", call(codes=codes.int()), TypeError, "'codes' must have dtype uint8 on cpu, got a 2-D int32"),
+            Bad(op, "codes rows", call(N=4), ValueError, "'codes' must have size 4 in dim 0 (out_features)"),
+            Bad(op, "ids bytes", call(ids=ids[:, :2]), ValueError, "'cluster_ids' must have size 4 in dim 1 (ceil(in_features / 4))"),
+            Bad(op, "scales groups", call(scales=scales[:, :1], zeros=zeros[:, :1]), ValueError, "'scales' must have size 2 in dim 1 (in_features / group_size)"),
+            Bad(op, "scales dtype", call(scales=scales.double()), TypeError, "'scales' must have dtype float16 or bfloat16 or float32 on cpu, got a 3-D float64"),
+            Bad(op, "too many clusters", call(scales=torch.rand(3, 2, 5), zeros=torch.rand(3, 2, 5)), ValueError, "'scales' must have 1 to 4 clusters in dim 2, got 5"),
+            Bad(op, "one cluster without ids", call(ids=ids[:0]), ValueError, "'scales' must have size 1 in dim 2 (1: one cluster, since cluster_ids is empty)"),
+            Bad(op, "zeros dtype", call(zeros=zeros.half()), TypeError, "'zeros' must have the dtype of 'scales' (float32)"),
+            Bad(op, "zeros shape", call(zeros=zeros[..., :2]), ValueError, "'zeros' must have the shape of scales [3, 2, 3], got a 3-D float32"),
+        ]  # fmt: skip
+    op = "quant_linear"
+    rows += [
+        Bad(op, "x features", lambda: (x[:, :8], codes, ids, scales, zeros, bias, 2, 8, 3, 16), ValueError, "'x' must have size 16 in dim 1 (in_features)"),
+        Bad(op, "x dtype", lambda: (x.long(), codes, ids, scales, zeros, bias, 2, 8, 3, 16), TypeError, "'x' must have dtype float32 or float64 or float16 or bfloat16 on cpu, got a 2-D int64"),
+        Bad(op, "x scalar", lambda: (x[0, 0], codes, ids, scales, zeros, bias, 2, 8, 3, 16), ValueError, "'x' must have at least one dimension [..., in_features]"),
+        Bad(op, "bias size", lambda: (x, codes, ids, scales, zeros, bias[:2], 2, 8, 3, 16), ValueError, "'bias' must have size 3 in dim 0 (out_features)"),
+        Bad(op, "bias dtype", lambda: (x, codes, ids, scales, zeros, bias.double(), 2, 8, 3, 16), TypeError, "'bias' must have the dtype of 'x' (float32)"),
+        Bad(op, "weight device", lambda: (x, codes.to("meta"), ids, scales, zeros, bias, 2, 8, 3, 16), ValueError, "'cluster_ids' must be on the device of 'codes' (meta)"),
     ]  # fmt: skip
     return rows
 

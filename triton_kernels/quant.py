@@ -3,6 +3,11 @@ registers them for CUDA tensors.
 
 * quant_pack / quant_unpack: each program handles a block of a row's bytes; a byte holds 8 / b
   values of b bits, the first in the lowest bits (the layout of csrc/quant/quant_pack_cpu.cpp).
+* quant_dequantize: a [rows, inputs] tile per program, q * s then + z without fused multiply-add
+  (``enable_fp_fusion=False``), so it matches the CPU kernel and PyTorch bit for bit.
+* quant_linear: a [batch, out] tile per program; the K loop dequantizes a [out, K-block] tile of the
+  weight in registers (codes and ids unpacked, each weight's scale and zero gathered by its group
+  and cluster) and accumulates ``tl.dot(x_tile, w_tile^T)`` in float32.
 
 Kernels run on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (the tests do this).
 """
@@ -14,14 +19,16 @@ import triton
 import triton.language as tl
 
 from prismkit.ops.quant.checks import (
+    check_quant_linear_args,
     check_quant_pack_args,
     check_quant_pack_values,
     check_quant_unpack_args,
+    check_quant_weight_args,
     packed_row_bytes,
 )
-from prismkit.triton_kernels.launch import on_device
+from prismkit.triton_kernels.launch import input_precision, on_device
 
-__all__ = ["quant_pack", "quant_unpack"]
+__all__ = ["quant_pack", "quant_unpack", "quant_dequantize", "quant_linear"]
 
 BLOCK_BYTES = 256
 
@@ -75,3 +82,97 @@ def quant_unpack(packed, bits, n):
             _unpack_kernel[(N, triton.cdiv(n, BLOCK_BYTES))](packed.contiguous(), values, n, packed.shape[1], BITS=bits,
                                                              BLOCK=BLOCK_BYTES)  # fmt: skip
     return values
+
+
+@triton.jit
+def _dequantize_tile(codes_ptr, ids_ptr, scales_ptr, zeros_ptr, rows64, row_ok, ks, k_ok, K, code_bytes, id_bytes,
+                     G, C, group_size, BITS: tl.constexpr, HAS_IDS: tl.constexpr):  # fmt: skip
+    """The float32 [rows, ks] tile of W_hat: q * s + z."""
+    PER: tl.constexpr = 8 // BITS
+    ok = row_ok[:, None] & k_ok[None, :]
+    byte = tl.load(codes_ptr + rows64[:, None] * code_bytes + (ks // PER)[None, :], mask=ok, other=0).to(tl.int32)
+    q = ((byte >> ((ks % PER) * BITS)[None, :]) & ((1 << BITS) - 1)).to(tl.float32)
+    if HAS_IDS:
+        ib = tl.load(ids_ptr + rows64[:, None] * id_bytes + (ks // 4)[None, :], mask=ok, other=0).to(tl.int32)
+        c = (ib >> ((ks % 4) * 2)[None, :]) & 3
+        c = tl.minimum(c, C - 1)  # ids at or above the cluster count read as the last cluster
+    else:
+        c = tl.zeros_like(byte)
+    at = (rows64[:, None] * G + (ks // group_size)[None, :]) * C + c
+    s = tl.load(scales_ptr + at, mask=ok, other=0.0).to(tl.float32)
+    z = tl.load(zeros_ptr + at, mask=ok, other=0.0).to(tl.float32)
+    return q * s + z
+
+
+@triton.jit
+def _dequantize_kernel(codes_ptr, ids_ptr, scales_ptr, zeros_ptr, w_ptr, N, K, code_bytes, id_bytes, G, C, group_size,
+                       BITS: tl.constexpr, HAS_IDS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    ks = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    row_ok, k_ok = rows < N, ks < K
+    rows64 = rows.to(tl.int64)
+    w = _dequantize_tile(codes_ptr, ids_ptr, scales_ptr, zeros_ptr, rows64, row_ok, ks, k_ok, K, code_bytes, id_bytes,
+                         G, C, group_size, BITS, HAS_IDS)  # fmt: skip
+    tl.store(w_ptr + rows64[:, None] * K + ks[None, :], w, mask=row_ok[:, None] & k_ok[None, :])
+
+
+@triton.jit
+def _linear_kernel(x_ptr, codes_ptr, ids_ptr, scales_ptr, zeros_ptr, bias_ptr, y_ptr, B, N, K, code_bytes, id_bytes,
+                   G, C, group_size, BITS: tl.constexpr, HAS_IDS: tl.constexpr, HAS_BIAS: tl.constexpr,
+                   BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                   INPUT_PRECISION: tl.constexpr):  # fmt: skip
+    bs = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    rows = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    b_ok, row_ok = bs < B, rows < N
+    rows64, bs64 = rows.to(tl.int64), bs.to(tl.int64)
+    acc = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_ok = ks < K
+        x = tl.load(x_ptr + bs64[:, None] * K + ks[None, :], mask=b_ok[:, None] & k_ok[None, :], other=0.0)
+        w = _dequantize_tile(codes_ptr, ids_ptr, scales_ptr, zeros_ptr, rows64, row_ok, ks, k_ok, K, code_bytes,
+                             id_bytes, G, C, group_size, BITS, HAS_IDS)  # fmt: skip
+        acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc, input_precision=INPUT_PRECISION)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)[None, :]
+    tl.store(y_ptr + bs64[:, None] * N + rows[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=b_ok[:, None] & row_ok[None, :])  # fmt: skip
+
+
+def quant_dequantize(codes, cluster_ids, scales, zeros, bits, group_size, out_features, in_features):
+    """prismkit::quant_dequantize for CUDA tensors."""
+    N, K, G, C = check_quant_weight_args("quant_dequantize", codes, cluster_ids, scales, zeros, bits, group_size,
+                                         out_features, in_features)  # fmt: skip
+    w = torch.empty(N, K, dtype=torch.float32, device=codes.device)
+    has_ids = cluster_ids.numel() > 0
+    ids = cluster_ids.contiguous() if has_ids else codes
+    block_n, block_k = 16, 64
+    with on_device(codes):
+        _dequantize_kernel[(triton.cdiv(N, block_n), triton.cdiv(K, block_k))](
+            codes.contiguous(), ids, scales.contiguous(), zeros.contiguous(), w, N, K, codes.shape[1],
+            cluster_ids.shape[1] if has_ids else 0, G, C, group_size, BITS=bits, HAS_IDS=has_ids, BLOCK_N=block_n,
+            BLOCK_K=block_k, enable_fp_fusion=False,
+        )  # fmt: skip
+    return w
+
+
+def quant_linear(x, codes, cluster_ids, scales, zeros, bias, bits, group_size, out_features, in_features):
+    """prismkit::quant_linear for CUDA tensors."""
+    N, K, G, C = check_quant_linear_args(x, codes, cluster_ids, scales, zeros, bias, bits, group_size, out_features,
+                                         in_features)  # fmt: skip
+    x2 = x.reshape(-1, K).contiguous()
+    B = x2.shape[0]
+    y = torch.empty(B, N, dtype=x.dtype, device=x.device)
+    if B:
+        has_ids = cluster_ids.numel() > 0
+        on_gpu = x.device.type == "cuda"
+        block_b, block_n, block_k = (16, 64, 64) if on_gpu else (16, 16, 32)
+        with on_device(x):
+            _linear_kernel[(triton.cdiv(B, block_b), triton.cdiv(N, block_n))](
+                x2, codes.contiguous(), cluster_ids.contiguous() if has_ids else codes, scales.contiguous(),
+                zeros.contiguous(), bias if bias is not None else x2, y, B, N, K, codes.shape[1],
+                cluster_ids.shape[1] if has_ids else 0, G, C, group_size, BITS=bits, HAS_IDS=has_ids,
+                HAS_BIAS=bias is not None, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=block_k,
+                INPUT_PRECISION=input_precision(x2),
+            )  # fmt: skip
+    return y.reshape(*x.shape[:-1], N)

@@ -5,6 +5,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
+
 namespace prismkit::quant {
 
 struct RowsShape {
@@ -28,5 +30,23 @@ void check_quant_pack_args(const at::Tensor& values, int64_t bits);
 
 // packed [N, ceil(n * bits / 8)] uint8, bits in {2, 4, 8}, n >= 0.
 void check_quant_unpack_args(const at::Tensor& packed, int64_t bits, int64_t n);
+
+struct QuantWeightShape {
+  int64_t N, K, G, C;  // out_features, in_features, groups per row, clusters (1 without ids)
+};
+
+// The packed weight: codes [N, ceil(K bits / 8)] uint8; cluster_ids empty (one cluster) or
+// [N, ceil(K / 4)] uint8; scales and zeros [N, K / group_size, C] float16, bfloat16 or float32
+// (one dtype), C = 1 without ids, 1 to 4 with; group_size divides K; all on one device.
+QuantWeightShape check_quant_weight_args(const char* op, const at::Tensor& codes, const at::Tensor& cluster_ids,
+                                         const at::Tensor& scales, const at::Tensor& zeros, int64_t bits,
+                                         int64_t group_size, int64_t out_features, int64_t in_features);
+
+// The weight's checks, then x [..., K] floating on the weight's device, bias [N] of x's dtype.
+// Returns the weight's shape.
+QuantWeightShape check_quant_linear_args(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& cluster_ids,
+                                         const at::Tensor& scales, const at::Tensor& zeros,
+                                         const std::optional<at::Tensor>& bias, int64_t bits, int64_t group_size,
+                                         int64_t out_features, int64_t in_features);
 
 }  // namespace prismkit::quant

@@ -11,7 +11,15 @@
 """
 
 from .clusters import assign_clusters, cluster_rows, weight_clusters
-from .quantizers import QuantizedWeight, bits_per_weight, dequantize_weight, effective_group_size, quantize_weight
+from .quantizers import (
+    PackedWeight,
+    QuantizedWeight,
+    bits_per_weight,
+    dequantize_weight,
+    effective_group_size,
+    pack_weight,
+    quantize_weight,
+)
 from .split import SplitLayer, split
 
 __all__ = [

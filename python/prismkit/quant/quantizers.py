@@ -47,7 +47,8 @@ from torch import Tensor
 
 from .clusters import weight_clusters
 
-__all__ = ["QuantizedWeight", "effective_group_size", "quantize_weight", "dequantize_weight", "bits_per_weight"]
+__all__ = ["QuantizedWeight", "PackedWeight", "effective_group_size", "quantize_weight", "dequantize_weight",
+           "bits_per_weight", "pack_weight"]
 
 BITS = (2, 4, 8)
 METHODS = ("splitquant", "minmax")
@@ -187,6 +188,37 @@ def quantize_weight(
         bits,
         g,
     )
+
+
+@dataclass
+class PackedWeight:
+    """A quantized weight in the layout of the quant ops (``prismkit.ops.quant``'s docstring):
+    ``codes`` [N, ceil(K bits / 8)] and ``cluster_ids`` [N, ceil(K / 4)] (empty for min-max) uint8,
+    ``scales`` / ``zeros`` [N, G, C]. ``args()`` gives the ops' weight arguments in order."""
+
+    codes: Tensor
+    cluster_ids: Tensor
+    scales: Tensor
+    zeros: Tensor
+    bits: int
+    group_size: int
+    out_features: int
+    in_features: int
+
+    def args(self) -> tuple:
+        return (self.codes, self.cluster_ids, self.scales, self.zeros)
+
+    def meta(self) -> tuple:
+        return (self.bits, self.group_size, self.out_features, self.in_features)
+
+
+def pack_weight(qw: QuantizedWeight) -> PackedWeight:
+    """Pack the codes (8 / bits per byte) and the cluster ids (four per byte) with ``quant_pack``."""
+    from prismkit.ops import quant as ops
+
+    N, K = qw.codes.shape
+    ids = ops.quant_pack(qw.cluster_ids, 2) if qw.cluster_ids is not None else qw.codes.new_empty(0)
+    return PackedWeight(ops.quant_pack(qw.codes, qw.bits), ids, qw.scales, qw.zeros, qw.bits, qw.group_size, N, K)
 
 
 def dequantize_weight(qw: QuantizedWeight) -> Tensor:

@@ -41,3 +41,28 @@ def kmeans1d(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
             centers[r, c] = (P1[hi] - P1[lo]) / (hi - lo) + mean
     boundaries = 0.5 * (centers[:, 1:] + centers[:, :-1])
     return centers.to(values.dtype), boundaries.to(values.dtype)
+
+
+def quant_dequantize(codes, cluster_ids, scales, zeros, bits, group_size, out_features, in_features):
+    """The packed weight as float32, in the op's order: unpack, look up each weight's (s, z), then
+    q * s rounded and + z rounded (two PyTorch ops, no fused multiply-add)."""
+    N, K = out_features, in_features
+    per = 8 // bits
+    k = torch.arange(K, device=codes.device)
+    q = (codes[:, k // per].int() >> ((k % per) * bits)) & (2**bits - 1)
+    C = scales.shape[2]
+    if cluster_ids.numel():
+        c = ((cluster_ids[:, k // 4].int() >> ((k % 4) * 2)) & 3).clamp(max=C - 1).long()
+    else:
+        c = torch.zeros(N, K, dtype=torch.long, device=codes.device)
+    at = (k // group_size)[None, :] * C + c
+    s = scales.float().reshape(N, -1).gather(1, at)
+    z = zeros.float().reshape(N, -1).gather(1, at)
+    return q.float() * s + z
+
+
+def quant_linear(x, codes, cluster_ids, scales, zeros, bias, bits, group_size, out_features, in_features):
+    """``x @ W_hat.T + bias`` with the float weight formed first (the naive way)."""
+    w = quant_dequantize(codes, cluster_ids, scales, zeros, bits, group_size, out_features, in_features)
+    y = x @ w.to(x.dtype).T
+    return y if bias is None else y + bias

@@ -12,9 +12,26 @@ the quantizers) is ``prismkit.quant``.
   output kernel).
 * ``quant_pack(values, bits)`` / ``quant_unpack(packed, bits, n)``: b-bit integers (codes, cluster
   ids) to and from the packed byte layout of the quantized layers.
+* ``quant_dequantize(codes, cluster_ids, scales, zeros, bits, group_size, out_features,
+  in_features) -> W_hat [N, K]`` float32, and ``quant_linear(x, ..., bias, ...) -> x W_hat^T + bias``
+  without forming W_hat.
+
+The packed weight of an [N, K] layer (``prismkit.quant.quantize_weight`` makes it unpacked):
+
+* ``codes`` [N, ceil(K b / 8)] uint8: the b-bit code of every weight (b = 2, 4, 8), packed along
+  the row by ``quant_pack``: for b = 2 byte j of a row is ``q[4j] | q[4j+1] << 2 | q[4j+2] << 4 |
+  q[4j+3] << 6``;
+* ``cluster_ids`` [N, ceil(K / 4)] uint8: every weight's cluster, 2 bits, packed the same way;
+  empty (``numel() == 0``) for one cluster (min-max);
+* ``scales``, ``zeros`` [N, K / group_size, C] float16, bfloat16 or float32: per row, group of
+  ``group_size`` inputs and cluster, the step and the value of code 0;
+* the weight: ``W_hat[n, k] = q * scales[n, k // group_size, c] + zeros[n, k // group_size, c]``.
+  A cluster id at or above C reads as the last cluster.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -23,7 +40,7 @@ from .. import registry
 from .._checks import check_int_args, check_tensor_args
 from . import autograd, fake  # noqa: F401  (register the fake implementations and autograd)
 
-__all__ = ["kmeans1d", "quant_pack", "quant_unpack"]
+__all__ = ["kmeans1d", "quant_pack", "quant_unpack", "quant_dequantize", "quant_linear"]
 
 _ops = torch.ops.prismkit
 
@@ -69,5 +86,42 @@ def quant_unpack(packed: Tensor, bits: int, n: int) -> Tensor:
     return _ops.quant_unpack(packed, int(bits), int(n))
 
 
+def quant_dequantize(codes: Tensor, cluster_ids: Tensor, scales: Tensor, zeros: Tensor, bits: int, group_size: int,
+                     out_features: int, in_features: int) -> Tensor:  # fmt: skip
+    """The packed weight (module docstring) as float32 [out_features, in_features]: q * s rounded to
+    float32, then + z rounded, so it equals ``codes.float() * s.float() + z.float()`` computed in
+    PyTorch bit for bit (no fused multiply-add). For inspection, tests and the backward of
+    ``quant_linear``; not differentiable."""
+    check_tensor_args("quant_dequantize", codes=codes, cluster_ids=cluster_ids, scales=scales, zeros=zeros)
+    check_int_args("quant_dequantize", bits=bits, group_size=group_size, out_features=out_features,
+                   in_features=in_features)  # fmt: skip
+    return _ops.quant_dequantize(codes, cluster_ids, scales, zeros, int(bits), int(group_size), int(out_features),
+                                 int(in_features))  # fmt: skip
+
+
+def quant_linear(x: Tensor, codes: Tensor, cluster_ids: Tensor, scales: Tensor, zeros: Tensor,
+                 bias: Optional[Tensor], bits: int, group_size: int, out_features: int,
+                 in_features: int) -> Tensor:  # fmt: skip
+    """``x W_hat^T + bias`` for x [..., in_features] and a packed weight (module docstring), without
+    forming the float weight: on the CPU each block of four output rows is dequantized into a small
+    per-thread float32 buffer and multiplied with every input row while it is in cache, so the
+    packed bytes are read once per call; on CUDA a Triton kernel dequantizes tiles of the weight
+    into registers and multiplies them with ``tl.dot``. Output [..., out_features] in x's dtype
+    (float16 / bfloat16 computed in float32 on the CPU; float64 on the CPU only). Differentiable in
+    x and bias (grad_x = grad_out W_hat, with ``quant_dequantize``), not in the packed weight.
+    Compared with ``x @ quant_dequantize(...).T`` the result differs by float32 rounding only
+    (the order of the sums)."""
+    check_tensor_args("quant_linear", x=x, codes=codes, cluster_ids=cluster_ids, scales=scales, zeros=zeros)
+    check_tensor_args("quant_linear", optional=True, bias=bias)
+    check_int_args("quant_linear", bits=bits, group_size=group_size, out_features=out_features,
+                   in_features=in_features)  # fmt: skip
+    return _ops.quant_linear(x, codes, cluster_ids, scales, zeros, bias, int(bits), int(group_size),
+                             int(out_features), int(in_features))  # fmt: skip
+
+
 # The registry entry (prismkit/ops/registry.py): every op of this core and its CUDA kernel's kind.
-CORE = registry.register_core("quant", {"kmeans1d": "cuda", "quant_pack": "triton", "quant_unpack": "triton"})
+CORE = registry.register_core(
+    "quant",
+    {"kmeans1d": "cuda", "quant_pack": "triton", "quant_unpack": "triton", "quant_dequantize": "triton",
+     "quant_linear": "triton"},
+)  # fmt: skip

@@ -1,0 +1,101 @@
+// prismkit::quant_linear on the CPU: y = x W_hat^T + bias without a float weight matrix. Output rows
+// are split among the threads in blocks of four; a block's four weight rows are dequantized into a
+// per-thread float32 buffer (quant_linear_isa.cpp, per instruction set) and multiplied with every
+// input row while they are in cache, so the packed weights are read once per call. float64 inputs
+// run a plain double loop (for gradcheck); float16 / bfloat16 are computed in float32.
+#include "common/float32_compute.h"
+#include "quant/quant_checks.h"
+#include "quant/quant_linear_kernels.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace prismkit::quant {
+namespace {
+
+constexpr int64_t kRowBlock = 4;
+
+void linear_double(const double* x, int64_t B, const uint8_t* codes, int64_t code_bytes, const uint8_t* ids,
+                   int64_t id_bytes, const double* S, const double* Z, const QuantWeightShape& s, int64_t bits,
+                   int64_t group_size, double* y) {
+  const int64_t per = 8 / bits;
+  const uint32_t mask = (1u << bits) - 1;
+  at::parallel_for(0, s.N, 4, [&](int64_t begin, int64_t end) {
+    std::vector<double> w(s.K);
+    for (int64_t n = begin; n < end; ++n) {
+      for (int64_t k = 0; k < s.K; ++k) {
+        const uint32_t q = (codes[n * code_bytes + k / per] >> ((k % per) * bits)) & mask;
+        int64_t c = ids ? (ids[n * id_bytes + (k >> 2)] >> ((k & 3) * 2)) & 3 : 0;
+        c = c < s.C ? c : s.C - 1;
+        const int64_t at = (n * s.G + k / group_size) * s.C + c;
+        w[k] = q * S[at] + Z[at];
+      }
+      for (int64_t b = 0; b < B; ++b) {
+        double acc = 0;
+        for (int64_t k = 0; k < s.K; ++k) acc += x[b * s.K + k] * w[k];
+        y[b * s.N + n] = acc;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& cluster_ids,
+                            const at::Tensor& scales, const at::Tensor& zeros, const std::optional<at::Tensor>& bias,
+                            int64_t bits, int64_t group_size, int64_t out_features, int64_t in_features) {
+  const QuantWeightShape s = check_quant_linear_args(x, codes, cluster_ids, scales, zeros, bias, bits, group_size,
+                                                     out_features, in_features);
+  if (is_reduced_float(x))
+    return in_float32(&quant_linear_cpu, x, codes, cluster_ids, scales, zeros, bias, bits, group_size, out_features,
+                      in_features);
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = s.N;
+  const int64_t B = x.numel() / s.K;
+  const at::Tensor x2 = x.reshape({B, s.K}).contiguous();
+  const at::Tensor q = codes.contiguous(), ids = cluster_ids.contiguous();
+  const uint8_t* qp = q.const_data_ptr<uint8_t>();
+  const uint8_t* ip = ids.numel() > 0 ? ids.const_data_ptr<uint8_t>() : nullptr;
+  const int64_t code_bytes = q.size(1), id_bytes = ip ? ids.size(1) : 0;
+  at::Tensor y = at::empty({B, s.N}, x.options());
+  if (B > 0) {
+    if (x.scalar_type() == at::kDouble) {
+      const at::Tensor S = scales.to(at::kDouble).contiguous(), Z = zeros.to(at::kDouble).contiguous();
+      linear_double(x2.const_data_ptr<double>(), B, qp, code_bytes, ip, id_bytes, S.const_data_ptr<double>(),
+                    Z.const_data_ptr<double>(), s, bits, group_size, y.data_ptr<double>());
+    } else {
+      const at::Tensor S = scales.to(at::kFloat).contiguous(), Z = zeros.to(at::kFloat).contiguous();
+      const QuantLinearKernels& kernels = quant_linear_kernels();
+      const float* xp = x2.const_data_ptr<float>();
+      const float* sp = S.const_data_ptr<float>();
+      const float* zp = Z.const_data_ptr<float>();
+      float* yp = y.data_ptr<float>();
+      const int64_t blocks = (s.N + kRowBlock - 1) / kRowBlock;
+      const int64_t meta = s.G * s.C;  // scales per row
+      at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+        std::vector<float> w(kRowBlock * s.K);
+        for (int64_t blk = begin; blk < end; ++blk) {
+          const int64_t n0 = blk * kRowBlock, R = std::min(kRowBlock, s.N - n0);
+          for (int64_t r = 0; r < R; ++r) {
+            const int64_t n = n0 + r;
+            kernels.dequantize_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta,
+                                   zp + n * meta, s.K, static_cast<int>(bits), group_size, static_cast<int>(s.C),
+                                   w.data() + r * s.K);
+          }
+          kernels.dot_rows(xp, s.K, B, w.data(), R, s.K, yp + n0, s.N);
+        }
+      });
+    }
+    if (bias.has_value()) y.add_(*bias);
+  }
+  return y.view(out_shape);
+}
+
+TORCH_LIBRARY_IMPL(prismkit, CPU, m) { m.impl("quant_linear", &quant_linear_cpu); }
+
+}  // namespace prismkit::quant
