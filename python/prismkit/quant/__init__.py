@@ -33,4 +33,6 @@ __all__ = [
     "dequantize_weight",
     "effective_group_size",
     "quantize_weight",
+    "PackedWeight",
+    "pack_weight",
 ]
