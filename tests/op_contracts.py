@@ -95,8 +95,15 @@ VALID: dict[str, Callable[[], tuple]] = {
     "quant_pack": lambda: (torch.randint(0, 4, (3, 5), generator=_gen(), dtype=torch.uint8), 2),
     "quant_unpack": lambda: (torch.randint(0, 256, (3, 2), generator=_gen(), dtype=torch.uint8), 2, 5),
     "quant_dequantize": lambda: (*quant_weight(), 2, 8, 3, 16),
-    "quant_linear": lambda: (torch.randn(4, 16, generator=_gen()), *quant_weight(), torch.randn(3, generator=_gen()),
-                             2, 8, 3, 16),  # fmt: skip
+    "quant_linear": lambda: (
+        torch.randn(4, 16, generator=_gen()),
+        *quant_weight(),
+        torch.randn(3, generator=_gen()),
+        2,
+        8,
+        3,
+        16,
+    ),  # fmt: skip
     **splat_cases.VALID,
     **splat_sparse_cases.VALID,
 }
@@ -283,11 +290,13 @@ def _quant_rows() -> list[Bad]:
     codes, ids, scales, zeros = quant_weight()
     x, bias = torch.randn(4, 16), torch.randn(3)
     for op in ("quant_dequantize", "quant_linear"):
+
         def call(codes=codes, ids=ids, scales=scales, zeros=zeros, bits=2, group_size=8, N=3, K=16, op=op):
             weight = (codes, ids, scales, zeros)
             if op == "quant_dequantize":
                 return lambda: (*weight, bits, group_size, N, K)
             return lambda: (x, *weight, bias, bits, group_size, N, K)
+
         rows += [
             Bad(op, "bits", call(bits=3), ValueError, "'bits' must be 2, 4 or 8, got 3"),
             Bad(op, "group size", call(group_size=5), ValueError, "'group_size' must divide in_features = 16, got 5"),

@@ -35,8 +35,9 @@ void check_quant_pack_args(const at::Tensor& values, int64_t bits) {
   check_bits("quant_pack", bits);
   if (values.numel() == 0 || bits == 8) return;
   const int64_t largest = values.max().item<int64_t>();  // one device-to-host transfer
-  TORCH_CHECK_VALUE(largest < (int64_t{1} << bits), "prismkit::quant_pack: 'values' must be below 2^bits = ",
-                    int64_t{1} << bits, ", got a value of ", largest);
+  TORCH_CHECK_VALUE(largest < (int64_t{1} << bits),
+                    "prismkit::quant_pack: 'values' must be below 2^bits = ", int64_t{1} << bits, ", got a value of ",
+                    largest);
 }
 
 void check_quant_unpack_args(const at::Tensor& packed, int64_t bits, int64_t n) {
@@ -44,7 +45,8 @@ void check_quant_unpack_args(const at::Tensor& packed, int64_t bits, int64_t n) 
   check_dtype("quant_unpack", "packed", packed, {at::kByte});
   check_bits("quant_unpack", bits);
   TORCH_CHECK_VALUE(n >= 0, "prismkit::quant_unpack: 'n' must be >= 0, got ", n);
-  check_size("quant_unpack", "packed", packed, 1, packed_row_bytes(n, bits), "ceil(n * bits / 8), the bytes of n values");
+  check_size("quant_unpack", "packed", packed, 1, packed_row_bytes(n, bits),
+             "ceil(n * bits / 8), the bytes of n values");
 }
 
 QuantWeightShape check_quant_weight_args(const char* op, const at::Tensor& codes, const at::Tensor& cluster_ids,
@@ -91,7 +93,8 @@ QuantWeightShape check_quant_linear_args(const at::Tensor& x, const at::Tensor& 
                                          const std::optional<at::Tensor>& bias, int64_t bits, int64_t group_size,
                                          int64_t out_features, int64_t in_features) {
   const char* op = "quant_linear";
-  TORCH_CHECK_VALUE(x.dim() >= 1, "prismkit::quant_linear: 'x' must have at least one dimension [..., in_features], got ",
+  TORCH_CHECK_VALUE(x.dim() >= 1,
+                    "prismkit::quant_linear: 'x' must have at least one dimension [..., in_features], got ",
                     describe(x));
   check_float_dtype(op, "x", x, /*cuda_float64=*/false);
   const QuantWeightShape shape =

@@ -49,8 +49,8 @@ void linear_double(const double* x, int64_t B, const uint8_t* codes, int64_t cod
 at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& cluster_ids,
                             const at::Tensor& scales, const at::Tensor& zeros, const std::optional<at::Tensor>& bias,
                             int64_t bits, int64_t group_size, int64_t out_features, int64_t in_features) {
-  const QuantWeightShape s = check_quant_linear_args(x, codes, cluster_ids, scales, zeros, bias, bits, group_size,
-                                                     out_features, in_features);
+  const QuantWeightShape s =
+      check_quant_linear_args(x, codes, cluster_ids, scales, zeros, bias, bits, group_size, out_features, in_features);
   if (is_reduced_float(x))
     return in_float32(&quant_linear_cpu, x, codes, cluster_ids, scales, zeros, bias, bits, group_size, out_features,
                       in_features);
@@ -83,9 +83,8 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& codes, const 
           const int64_t n0 = blk * kRowBlock, R = std::min(kRowBlock, s.N - n0);
           for (int64_t r = 0; r < R; ++r) {
             const int64_t n = n0 + r;
-            kernels.dequantize_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta,
-                                   zp + n * meta, s.K, static_cast<int>(bits), group_size, static_cast<int>(s.C),
-                                   w.data() + r * s.K);
+            kernels.dequantize_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta, zp + n * meta,
+                                   s.K, static_cast<int>(bits), group_size, static_cast<int>(s.C), w.data() + r * s.K);
           }
           kernels.dot_rows(xp, s.K, B, w.data(), R, s.K, yp + n0, s.N);
         }

@@ -16,8 +16,7 @@ struct QuantLinearKernels {
   void (*dequantize_row)(const uint8_t* codes, const uint8_t* ids, const float* scales, const float* zeros, int64_t K,
                          int bits, int64_t group_size, int clusters, float* w);
   // y[b * ldy + r] = sum_k x[b * ldx + k] * w[r * K + k] for b < B and r < R (R <= 4).
-  void (*dot_rows)(const float* x, int64_t ldx, int64_t B, const float* w, int64_t R, int64_t K, float* y,
-                   int64_t ldy);
+  void (*dot_rows)(const float* x, int64_t ldx, int64_t B, const float* w, int64_t R, int64_t K, float* y, int64_t ldy);
 };
 
 PRISMKIT_ISA_DISPATCH(QuantLinearKernels, quant_linear_kernels)

@@ -47,8 +47,15 @@ from torch import Tensor
 
 from .clusters import weight_clusters
 
-__all__ = ["QuantizedWeight", "PackedWeight", "effective_group_size", "quantize_weight", "dequantize_weight",
-           "bits_per_weight", "pack_weight"]
+__all__ = [
+    "QuantizedWeight",
+    "PackedWeight",
+    "effective_group_size",
+    "quantize_weight",
+    "dequantize_weight",
+    "bits_per_weight",
+    "pack_weight",
+]
 
 BITS = (2, 4, 8)
 METHODS = ("splitquant", "minmax")

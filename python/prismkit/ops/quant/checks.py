@@ -64,7 +64,9 @@ def check_quant_unpack_args(packed: Tensor, bits: int, n: int) -> None:
     check_bits("quant_unpack", bits)
     if n < 0:
         raise ValueError(f"prismkit::quant_unpack: 'n' must be >= 0, got {n}")
-    check_size("quant_unpack", "packed", packed, 1, packed_row_bytes(n, bits), "ceil(n * bits / 8), the bytes of n values")
+    check_size(
+        "quant_unpack", "packed", packed, 1, packed_row_bytes(n, bits), "ceil(n * bits / 8), the bytes of n values"
+    )
 
 
 def check_quant_weight_args(op, codes, cluster_ids, scales, zeros, bits, group_size, out_features, in_features):
