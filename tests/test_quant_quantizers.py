@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from prismkit.quant import (
+    QuantLinear,
     assign_clusters,
     bits_per_weight,
     dequantize_weight,
@@ -110,6 +111,13 @@ def test_constant_weights_and_absent_clusters_stay_exact_and_bad_input_raises():
 
 def test_bits_per_weight():
     w = heavy_tailed(64, 4096, seed=4)
-    assert bits_per_weight(quantize_weight(w, bits=2)) == pytest.approx(2 + 2 + 2 * 3 * 16 / 128)  # 4.75
-    assert bits_per_weight(quantize_weight(w, bits=4, method="minmax")) == pytest.approx(4 + 2 * 16 / 128)
-    assert bits_per_weight(quantize_weight(w, bits=8, method="minmax")) == pytest.approx(8 + 2 * 16 / 4096)
+    layer = torch.nn.Sequential(torch.nn.Linear(4096, 64))
+    with torch.no_grad():
+        layer[0].weight.copy_(w)
+
+    def bpw(**kw):
+        return bits_per_weight(torch.nn.Sequential(QuantLinear.from_linear(layer[0], **kw)))
+
+    assert bpw(bits=2) == pytest.approx(2 + 2 + 2 * 3 * 16 / 128)  # 4.75: codes, ids, fp16 scales and zeros
+    assert bpw(bits=4, method="minmax") == pytest.approx(4 + 2 * 16 / 128)
+    assert bpw(bits=8, method="minmax") == pytest.approx(8 + 2 * 16 / 4096)  # symmetric per row

@@ -7,14 +7,17 @@
   ``prismkit.ops.quant.kmeans1d``, in place of the official code's scikit-learn KMeans).
 * ``quantize_weight`` / ``dequantize_weight``: one weight matrix to b-bit codes, cluster ids and
   per-(group, cluster) scales and zeros (min-max, or SplitQuant with the paper's or tight ranges),
-  and back; ``bits_per_weight`` counts the packed bytes.
+  and back.
+* ``quantize(model, bits, ...)``: ``nn.Linear`` / ``nn.Conv2d`` to ``QuantLinear`` /
+  ``QuantConv2d`` (one packed weight each, ``quant_linear``); ``dequantize``, ``bits_per_weight``,
+  ``save_quantized`` / ``load_quantized``.
 """
 
 from .clusters import assign_clusters, cluster_rows, weight_clusters
+from .modules import QuantConv2d, QuantLinear, bits_per_weight, dequantize, load_quantized, quantize, save_quantized
 from .quantizers import (
     PackedWeight,
     QuantizedWeight,
-    bits_per_weight,
     dequantize_weight,
     effective_group_size,
     pack_weight,
@@ -30,6 +33,12 @@ __all__ = [
     "split",
     "QuantizedWeight",
     "bits_per_weight",
+    "QuantLinear",
+    "QuantConv2d",
+    "quantize",
+    "dequantize",
+    "save_quantized",
+    "load_quantized",
     "dequantize_weight",
     "effective_group_size",
     "quantize_weight",

@@ -38,7 +38,6 @@ value exact. Weights must be finite (an error otherwise).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -53,7 +52,6 @@ __all__ = [
     "effective_group_size",
     "quantize_weight",
     "dequantize_weight",
-    "bits_per_weight",
     "pack_weight",
 ]
 
@@ -240,13 +238,3 @@ def dequantize_weight(qw: QuantizedWeight) -> Tensor:
     s = qw.scales.float().reshape(N, G * qw.scales.shape[2]).gather(1, flat)
     z = qw.zeros.float().reshape(N, G * qw.zeros.shape[2]).gather(1, flat)
     return qw.codes.float() * s + z
-
-
-def bits_per_weight(qw: QuantizedWeight) -> float:
-    """Stored bits per weight of the packed layer: each row's codes packed 8 / bits per byte, its
-    cluster ids four per byte (rows padded to whole bytes), and the scales and zeros."""
-    N, K = qw.codes.shape
-    code_bytes = N * math.ceil(K * qw.bits / 8)
-    id_bytes = N * math.ceil(K / 4) if qw.cluster_ids is not None else 0
-    meta_bytes = (qw.scales.numel() + qw.zeros.numel()) * qw.scales.element_size()
-    return 8 * (code_bytes + id_bytes + meta_bytes) / (N * K)
