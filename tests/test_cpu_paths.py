@@ -188,3 +188,23 @@ def test_splat_sparse_kernels(cpu_path, dtype):
         want_grads = torch.autograd.grad((want_out, want_alpha), wrt_ref, (grad, torch.ones_like(alpha)))
         for g, w_ in zip(got_grads, want_grads, strict=True):
             torch.testing.assert_close(g, w_, atol=1e-3 if dtype == torch.float32 else 1e-9, rtol=1e-4)
+
+
+def test_quant_linear_kernels(cpu_path):
+    """Every code width with and without clusters, group sizes on both sides of each path's chunk
+    (16 lanes and whole bytes: the vector loop; 12 and 36: the scalar one), batch 1 (the fused
+    dot product) and batches of rows (dequantize, then the four-row products)."""
+    from prismkit.quant import dequantize_weight, pack_weight, quantize_weight
+
+    g = torch.Generator().manual_seed(0)
+    for K, group_size in ((64, 16), (128, 32), (96, 12), (72, 36), (256, 128)):
+        w = torch.randn(13, K, generator=g) * 0.05 * (1 + 4 * (torch.rand(13, K, generator=g) < 0.03))
+        for bits in (2, 4, 8):
+            for kw in (dict(method="minmax"), dict(ranges="tight"), dict(ranges="paper")):
+                qw = quantize_weight(w, bits=bits, group_size=group_size, **kw)
+                pw = pack_weight(qw)
+                w_hat = dequantize_weight(qw)
+                for B in (1, 5):
+                    x = torch.randn(B, K, generator=g)
+                    got = P.quant_linear(x, *pw.args(), None, *pw.meta())
+                    torch.testing.assert_close(got, x @ w_hat.T, rtol=1e-4, atol=1e-5)

@@ -77,18 +77,26 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& codes, const 
       float* yp = y.data_ptr<float>();
       const int64_t blocks = (s.N + kRowBlock - 1) / kRowBlock;
       const int64_t meta = s.G * s.C;  // scales per row
-      at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-        std::vector<float> w(kRowBlock * s.K);
-        for (int64_t blk = begin; blk < end; ++blk) {
-          const int64_t n0 = blk * kRowBlock, R = std::min(kRowBlock, s.N - n0);
-          for (int64_t r = 0; r < R; ++r) {
-            const int64_t n = n0 + r;
-            kernels.dequantize_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta, zp + n * meta,
-                                   s.K, static_cast<int>(bits), group_size, static_cast<int>(s.C), w.data() + r * s.K);
+      if (B == 1) {                    // one pass over the packed bytes, each row's dot product formed as it is decoded
+        at::parallel_for(0, s.N, 16, [&](int64_t begin, int64_t end) {
+          for (int64_t n = begin; n < end; ++n)
+            yp[n] = kernels.dot_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta, zp + n * meta,
+                                    s.K, static_cast<int>(bits), group_size, static_cast<int>(s.C), xp);
+        });
+      } else
+        at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+          std::vector<float> w(kRowBlock * s.K);
+          for (int64_t blk = begin; blk < end; ++blk) {
+            const int64_t n0 = blk * kRowBlock, R = std::min(kRowBlock, s.N - n0);
+            for (int64_t r = 0; r < R; ++r) {
+              const int64_t n = n0 + r;
+              kernels.dequantize_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta,
+                                     zp + n * meta, s.K, static_cast<int>(bits), group_size, static_cast<int>(s.C),
+                                     w.data() + r * s.K);
+            }
+            kernels.dot_rows(xp, s.K, B, w.data(), R, s.K, yp + n0, s.N);
           }
-          kernels.dot_rows(xp, s.K, B, w.data(), R, s.K, yp + n0, s.N);
-        }
-      });
+        });
     }
     if (bias.has_value()) y.add_(*bias);
   }

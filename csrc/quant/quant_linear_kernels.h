@@ -15,6 +15,10 @@ struct QuantLinearKernels {
   // (may fuse the multiply-add).
   void (*dequantize_row)(const uint8_t* codes, const uint8_t* ids, const float* scales, const float* zeros, int64_t K,
                          int bits, int64_t group_size, int clusters, float* w);
+  // The dot product of one row's dequantized weights (as dequantize_row) with x [K], without
+  // storing them (batch 1).
+  float (*dot_row)(const uint8_t* codes, const uint8_t* ids, const float* scales, const float* zeros, int64_t K,
+                   int bits, int64_t group_size, int clusters, const float* x);
   // y[b * ldy + r] = sum_k x[b * ldx + k] * w[r * K + k] for b < B and r < R (R <= 4).
   void (*dot_rows)(const float* x, int64_t ldx, int64_t B, const float* w, int64_t R, int64_t K, float* y, int64_t ldy);
 };
