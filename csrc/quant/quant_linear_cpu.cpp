@@ -69,34 +69,41 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& codes, const 
       linear_double(x2.const_data_ptr<double>(), B, qp, code_bytes, ip, id_bytes, S.const_data_ptr<double>(),
                     Z.const_data_ptr<double>(), s, bits, group_size, y.data_ptr<double>());
     } else {
-      const at::Tensor S = scales.to(at::kFloat).contiguous(), Z = zeros.to(at::kFloat).contiguous();
+      const at::Tensor S = scales.contiguous(), Z = zeros.contiguous();
       const QuantLinearKernels& kernels = quant_linear_kernels();
       const float* xp = x2.const_data_ptr<float>();
-      const float* sp = S.const_data_ptr<float>();
-      const float* zp = Z.const_data_ptr<float>();
       float* yp = y.data_ptr<float>();
-      const int64_t blocks = (s.N + kRowBlock - 1) / kRowBlock;
       const int64_t meta = s.G * s.C;  // scales per row
-      if (B == 1) {                    // one pass over the packed bytes, each row's dot product formed as it is decoded
+      const size_t meta_bytes = static_cast<size_t>(meta) * S.element_size();
+      const auto* sp = static_cast<const uint8_t*>(S.const_data_ptr());
+      const auto* zp = static_cast<const uint8_t*>(Z.const_data_ptr());
+      // the kernels read float16 / bfloat16 scales as they go (no float32 copy of them per call)
+      const MetaType mt = S.scalar_type() == at::kFloat  ? MetaType::Float32
+                          : S.scalar_type() == at::kHalf ? MetaType::Float16
+                                                         : MetaType::BFloat16;
+      if (B == 1) {  // one pass over the packed bytes, each row's dot product formed as it is decoded
         at::parallel_for(0, s.N, 16, [&](int64_t begin, int64_t end) {
           for (int64_t n = begin; n < end; ++n)
-            yp[n] = kernels.dot_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta, zp + n * meta,
-                                    s.K, static_cast<int>(bits), group_size, static_cast<int>(s.C), xp);
+            yp[n] = kernels.dot_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta_bytes,
+                                    zp + n * meta_bytes, mt, s.K, static_cast<int>(bits), group_size,
+                                    static_cast<int>(s.C), xp);
         });
-      } else
+      } else {
+        const int64_t blocks = (s.N + kRowBlock - 1) / kRowBlock;
         at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
           std::vector<float> w(kRowBlock * s.K);
           for (int64_t blk = begin; blk < end; ++blk) {
             const int64_t n0 = blk * kRowBlock, R = std::min(kRowBlock, s.N - n0);
             for (int64_t r = 0; r < R; ++r) {
               const int64_t n = n0 + r;
-              kernels.dequantize_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta,
-                                     zp + n * meta, s.K, static_cast<int>(bits), group_size, static_cast<int>(s.C),
-                                     w.data() + r * s.K);
+              kernels.dequantize_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta_bytes,
+                                     zp + n * meta_bytes, mt, s.K, static_cast<int>(bits), group_size,
+                                     static_cast<int>(s.C), w.data() + r * s.K);
             }
             kernels.dot_rows(xp, s.K, B, w.data(), R, s.K, yp + n0, s.N);
           }
         });
+      }
     }
     if (bias.has_value()) y.add_(*bias);
   }

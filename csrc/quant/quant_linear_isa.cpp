@@ -108,12 +108,28 @@ struct Group {
   VecF s_lanes, z_lanes;  // s[0..3] and z[0..3] in the first lanes, for the per-lane select by cluster
 };
 
+// Entry i of a row's scales or zeros stored as float32, float16 (converted by the hardware where
+// the path has F16C or NEON, else by the compiler's runtime) or bfloat16 (the high half of a float).
+PRISMKIT_INLINE float meta_value(const void* p, int64_t i, MetaType type) {
+  if (type == MetaType::Float32) return static_cast<const float*>(p)[i];
+  const uint16_t bits = static_cast<const uint16_t*>(p)[i];
+  if (type == MetaType::BFloat16) {
+    const uint32_t wide = static_cast<uint32_t>(bits) << 16;
+    float f;
+    std::memcpy(&f, &wide, sizeof(f));
+    return f;
+  }
+  _Float16 h;
+  std::memcpy(&h, &bits, sizeof(h));
+  return static_cast<float>(h);
+}
+
 template <int BITS, bool IDS>
-PRISMKIT_INLINE void prepare(const float* scales, const float* zeros, int clusters, Group& g) {
+PRISMKIT_INLINE void prepare(const void* scales, const void* zeros, MetaType type, int64_t at, int clusters, Group& g) {
   for (int c = 0; c < 4; ++c) {
     const int cc = c < clusters ? c : clusters - 1;  // ids at or above the count read as the last cluster
-    g.s[c] = scales[cc];
-    g.z[c] = zeros[cc];
+    g.s[c] = meta_value(scales, at + cc, type);
+    g.z[c] = meta_value(zeros, at + cc, type);
   }
   if constexpr (BITS == 2 && IDS) {
     for (int c = 0; c < 4; ++c)
@@ -151,18 +167,29 @@ PRISMKIT_INLINE float scalar_weight(const uint8_t* codes, const uint8_t* ids, co
 
 // Dequantize the row into w (w != nullptr), or return its dot product with x (w == nullptr).
 template <int BITS, bool IDS>
-float row(const uint8_t* codes, const uint8_t* ids, const float* scales, const float* zeros, int64_t K,
+float row(const uint8_t* codes, const uint8_t* ids, const void* scales, const void* zeros, MetaType type, int64_t K,
           int64_t group_size, int clusters, const float* x, float* w) {
   const int64_t groups = K / group_size;
   const bool vector = group_size % L == 0 && group_size % 16 == 0;
-  VecF acc = {};
+  VecF acc = {}, acc2 = {};  // two chains of multiply-adds, so consecutive chunks overlap
   float tail = 0;
   Group g;
   for (int64_t gi = 0; gi < groups; ++gi) {
-    prepare<BITS, IDS>(scales + gi * clusters, zeros + gi * clusters, clusters, g);
+    prepare<BITS, IDS>(scales, zeros, type, gi * clusters, clusters, g);
     const int64_t k0 = gi * group_size, k1 = k0 + group_size;
     if (vector) {
-      for (int64_t k = k0; k < k1; k += L) {
+      int64_t k = k0;
+      for (; k + 2 * L <= k1; k += 2 * L) {
+        const VecF v = chunk<BITS, IDS>(codes, ids, g, k), v2 = chunk<BITS, IDS>(codes, ids, g, k + L);
+        if (w) {
+          isa::store(w + k, v);
+          isa::store(w + k + L, v2);
+        } else {
+          acc += v * load(x + k);
+          acc2 += v2 * load(x + k + L);
+        }
+      }
+      for (; k < k1; k += L) {
         const VecF v = chunk<BITS, IDS>(codes, ids, g, k);
         if (w)
           isa::store(w + k, v);
@@ -179,32 +206,33 @@ float row(const uint8_t* codes, const uint8_t* ids, const float* scales, const f
       }
     }
   }
+  acc += acc2;
   for (int l = 0; l < L; ++l) tail += acc[l];
   return tail;
 }
 
 template <bool IDS>
-float row_bits(const uint8_t* codes, const uint8_t* ids, const float* scales, const float* zeros, int64_t K, int bits,
-               int64_t group_size, int clusters, const float* x, float* w) {
+float row_bits(const uint8_t* codes, const uint8_t* ids, const void* scales, const void* zeros, MetaType type,
+               int64_t K, int bits, int64_t group_size, int clusters, const float* x, float* w) {
   switch (bits) {
-    case 2: return row<2, IDS>(codes, ids, scales, zeros, K, group_size, clusters, x, w);
-    case 4: return row<4, IDS>(codes, ids, scales, zeros, K, group_size, clusters, x, w);
-    default: return row<8, IDS>(codes, ids, scales, zeros, K, group_size, clusters, x, w);
+    case 2: return row<2, IDS>(codes, ids, scales, zeros, type, K, group_size, clusters, x, w);
+    case 4: return row<4, IDS>(codes, ids, scales, zeros, type, K, group_size, clusters, x, w);
+    default: return row<8, IDS>(codes, ids, scales, zeros, type, K, group_size, clusters, x, w);
   }
 }
 
-void dequantize_row(const uint8_t* codes, const uint8_t* ids, const float* scales, const float* zeros, int64_t K,
-                    int bits, int64_t group_size, int clusters, float* w) {
+void dequantize_row(const uint8_t* codes, const uint8_t* ids, const void* scales, const void* zeros, MetaType type,
+                    int64_t K, int bits, int64_t group_size, int clusters, float* w) {
   if (ids)
-    row_bits<true>(codes, ids, scales, zeros, K, bits, group_size, clusters, nullptr, w);
+    row_bits<true>(codes, ids, scales, zeros, type, K, bits, group_size, clusters, nullptr, w);
   else
-    row_bits<false>(codes, nullptr, scales, zeros, K, bits, group_size, 1, nullptr, w);
+    row_bits<false>(codes, nullptr, scales, zeros, type, K, bits, group_size, 1, nullptr, w);
 }
 
-float dot_row(const uint8_t* codes, const uint8_t* ids, const float* scales, const float* zeros, int64_t K, int bits,
-              int64_t group_size, int clusters, const float* x) {
-  if (ids) return row_bits<true>(codes, ids, scales, zeros, K, bits, group_size, clusters, x, nullptr);
-  return row_bits<false>(codes, nullptr, scales, zeros, K, bits, group_size, 1, x, nullptr);
+float dot_row(const uint8_t* codes, const uint8_t* ids, const void* scales, const void* zeros, MetaType type, int64_t K,
+              int bits, int64_t group_size, int clusters, const float* x) {
+  if (ids) return row_bits<true>(codes, ids, scales, zeros, type, K, bits, group_size, clusters, x, nullptr);
+  return row_bits<false>(codes, nullptr, scales, zeros, type, K, bits, group_size, 1, x, nullptr);
 }
 
 // R rows at once: each x element is loaded once for the R products; a vector of partial sums
