@@ -193,7 +193,8 @@ def test_splat_sparse_kernels(cpu_path, dtype):
 def test_quant_linear_kernels(cpu_path):
     """Every code width with and without clusters, group sizes on both sides of each path's chunk
     (16 lanes and whole bytes: the vector loop; 12 and 36: the scalar one), batch 1 (the fused
-    dot product) and batches of rows (dequantize, then the four-row products)."""
+    dot product), batches of rows (dequantize, then the four-row products) and from 16 rows on
+    (dequantized tiles through ATen's GEMM)."""
     from prismkit.quant import dequantize_weight, pack_weight, quantize_weight
 
     g = torch.Generator().manual_seed(0)
@@ -204,7 +205,7 @@ def test_quant_linear_kernels(cpu_path):
                 qw = quantize_weight(w, bits=bits, group_size=group_size, **kw)
                 pw = pack_weight(qw)
                 w_hat = dequantize_weight(qw)
-                for B in (1, 5):
+                for B in (1, 5, 20):
                     x = torch.randn(B, K, generator=g)
                     got = P.quant_linear(x, *pw.args(), None, *pw.meta())
                     torch.testing.assert_close(got, x @ w_hat.T, rtol=1e-4, atol=1e-5)

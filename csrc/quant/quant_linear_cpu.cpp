@@ -1,7 +1,9 @@
 // prismkit::quant_linear on the CPU: y = x W_hat^T + bias without a float weight matrix. Output rows
-// are split among the threads in blocks of four; a block's four weight rows are dequantized into a
-// per-thread float32 buffer (quant_linear_isa.cpp, per instruction set) and multiplied with every
-// input row while they are in cache, so the packed weights are read once per call. float64 inputs
+// are split among the threads. Batch 1: each row's dot product is formed as its packed bytes are
+// decoded (quant_linear_isa.cpp, per instruction set). Batches below 16: a block's four weight rows
+// are dequantized into a per-thread float32 buffer and multiplied with every input row while they
+// are in cache. From 16 on: tiles of 64 dequantized rows go through ATen's GEMM. The packed weights
+// are read once per call either way. float64 inputs
 // run a plain double loop (for gradcheck); float16 / bfloat16 are computed in float32.
 #include "common/float32_compute.h"
 #include "quant/quant_checks.h"
@@ -9,6 +11,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -19,6 +22,8 @@ namespace prismkit::quant {
 namespace {
 
 constexpr int64_t kRowBlock = 4;
+constexpr int64_t kGemmBatch = 16;  // from this batch on, dequantized tiles go through ATen's GEMM
+constexpr int64_t kGemmTile = 64;   // rows per tile: 64 x 4096 float32 = 1 MB
 
 void linear_double(const double* x, int64_t B, const uint8_t* codes, int64_t code_bytes, const uint8_t* ids,
                    int64_t id_bytes, const double* S, const double* Z, const QuantWeightShape& s, int64_t bits,
@@ -87,6 +92,27 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& codes, const 
             yp[n] = kernels.dot_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta_bytes,
                                     zp + n * meta_bytes, mt, s.K, static_cast<int>(bits), group_size,
                                     static_cast<int>(s.C), xp);
+        });
+      } else if (B >= kGemmBatch) {
+        // Larger batches: dequantize a tile of rows into a per-thread float32 block that stays in
+        // cache, and let ATen's GEMM multiply it with the batch (the product is then compute bound,
+        // and the packed bytes are still read once per call).
+        const int64_t tiles = (s.N + kGemmTile - 1) / kGemmTile;
+        at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+          at::Tensor w = at::empty({kGemmTile, s.K}, x.options());
+          at::Tensor out = at::empty({B, kGemmTile}, x.options());
+          for (int64_t t = begin; t < end; ++t) {
+            const int64_t n0 = t * kGemmTile, R = std::min(kGemmTile, s.N - n0);
+            for (int64_t r = 0; r < R; ++r) {
+              const int64_t n = n0 + r;
+              kernels.dequantize_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta_bytes,
+                                     zp + n * meta_bytes, mt, s.K, static_cast<int>(bits), group_size,
+                                     static_cast<int>(s.C), w.data_ptr<float>() + r * s.K);
+            }
+            at::Tensor o = out.narrow(1, 0, R);
+            at::mm_out(o, x2, w.narrow(0, 0, R).t());
+            y.narrow(1, n0, R).copy_(o);
+          }
         });
       } else {
         const int64_t blocks = (s.N + kRowBlock - 1) / kRowBlock;
