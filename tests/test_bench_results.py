@@ -92,12 +92,21 @@ SPLAT_CPU_ROWS = [
 ]  # fmt: skip
 
 
+QUANT_CPU_ROWS = [
+    ("quant_linear", "forward", f"{fmt} g128 {case}", base)
+    for fmt in ("sq-int2", "sq-int4", "mm-int4")
+    for case in ("4096x4096 B1", "4096x11008 B1", "4096x4096 B8", "4096x4096 B64")
+    for base in ("fp32-linear", "quanto") + (("naive-splitquant",) if fmt.startswith("sq") else ())
+]  # fmt: skip
+
+
 @pytest.mark.parametrize("path", sorted(CPU_FILES))
 def test_cpu_files_have_every_row(path):
     for f in CPU_FILES[path]:
         with open(f) as fh:
             rows = json.load(fh)["rows"]
-        for core, wanted in (("sae", SAE_CPU_ROWS), ("cswin", CSWIN_CPU_ROWS), ("splat", SPLAT_CPU_ROWS)):
+        for core, wanted in (("sae", SAE_CPU_ROWS), ("cswin", CSWIN_CPU_ROWS), ("splat", SPLAT_CPU_ROWS),
+                             ("quant", QUANT_CPU_ROWS)):  # fmt: skip
             for op, mode, case, baseline in wanted:
                 assert any(r["core"] == core and r["op"] == op and r["mode"] == mode and case in r["case"]
                            and r["baseline"] == baseline for r in rows), (f, op, mode, case, baseline)  # fmt: skip

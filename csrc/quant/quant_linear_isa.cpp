@@ -3,8 +3,8 @@
 // A chunk of L weights (L = floats per vector) is decoded in registers: the chunk's packed code
 // bits (and cluster-id bits) are broadcast to every lane and shifted by the lane's offset, giving
 // the code q and the cluster c per lane. 2-bit codes with clusters then look up the group's
-// 16-entry table T[c * 4 + q] = q * s_c + z_c (one variable permute on AVX-512, two and a blend on
-// AVX2); other widths select each lane's scale and zero by c from the group's four and multiply-add.
+// 16-entry table T[c * 4 + q] = q * s_c + z_c with one variable permute on AVX-512; otherwise each
+// lane's scale and zero are selected by c from the group's four and multiplied-added.
 // Batch 1 multiplies the chunk with x at once (one pass over the packed bytes, nothing stored);
 // larger batches store rows of dequantized weights for dot_rows, which reuses each x load for four
 // rows. A group size that is not a multiple of L (or of 16: the chunks must start on whole bytes
@@ -89,18 +89,22 @@ PRISMKIT_INLINE VecU fields(const uint8_t* p) {
   }
 }
 
-// Per lane, table[idx] for a 16-entry table (idx < 16).
+// Per lane, table[idx] for a 16-entry table (idx < 16): one permute of a 16-lane register.
 PRISMKIT_INLINE VecF lookup16(const float* table, VecI idx) {
   if constexpr (L == 16) {
     return __builtin_shuffle(load(table), idx);
-  } else if constexpr (L == 8) {
-    return __builtin_shuffle(load(table), load(table + 8), idx);
-  } else {
+  } else {  // not used with fewer lanes (kTableLookup); kept correct for any width
     VecF w;
     for (int l = 0; l < L; ++l) w[l] = table[idx[l] & 15];
     return w;
   }
 }
+
+// 2-bit codes with clusters read a 16-entry table where one permute does it (16 lanes: AVX-512);
+// with fewer lanes a table lookup takes two permutes and a blend, and the per-lane select of the
+// scale and zero (two permutes and a multiply-add) measured faster on AVX2.
+template <int BITS, bool IDS>
+constexpr bool kTableLookup = BITS == 2 && IDS && L == 16;
 
 struct Group {
   float table[16];  // 2-bit codes with clusters: q * s_c + z_c at c * 4 + q
@@ -131,7 +135,7 @@ PRISMKIT_INLINE void prepare(const void* scales, const void* zeros, MetaType typ
     g.s[c] = meta_value(scales, at + cc, type);
     g.z[c] = meta_value(zeros, at + cc, type);
   }
-  if constexpr (BITS == 2 && IDS) {
+  if constexpr (kTableLookup<BITS, IDS>) {
     for (int c = 0; c < 4; ++c)
       for (int q = 0; q < 4; ++q) g.table[c * 4 + q] = static_cast<float>(q) * g.s[c] + g.z[c];
   } else if constexpr (IDS) {
@@ -144,15 +148,16 @@ PRISMKIT_INLINE void prepare(const void* scales, const void* zeros, MetaType typ
   }
 }
 
-// The L dequantized weights of the chunk at k (k a multiple of 16).
+// The L dequantized weights of the chunk at k (k a multiple of 16, so not negative: byte offsets by
+// shifts, without the sign fix-ups a signed division costs).
 template <int BITS, bool IDS>
 PRISMKIT_INLINE VecF chunk(const uint8_t* codes, const uint8_t* ids, const Group& g, int64_t k) {
-  const VecI q = reinterpret_cast<VecI>(fields<BITS>(codes + k * BITS / 8));
+  const VecI q = reinterpret_cast<VecI>(fields<BITS>(codes + (static_cast<uint64_t>(k) * BITS >> 3)));
   if constexpr (!IDS) {
     return __builtin_convertvector(q, VecF) * g.s[0] + g.z[0];
   } else {
-    const VecI c = reinterpret_cast<VecI>(fields<2>(ids + k / 4));
-    if constexpr (BITS == 2) return lookup16(g.table, (c << 2) | q);
+    const VecI c = reinterpret_cast<VecI>(fields<2>(ids + (static_cast<uint64_t>(k) >> 2)));
+    if constexpr (kTableLookup<BITS, IDS>) return lookup16(g.table, (c << 2) | q);
     // per lane, the scale and zero of its cluster (c < 4 <= L: a permute of the first lanes)
     return __builtin_convertvector(q, VecF) * __builtin_shuffle(g.s_lanes, c) + __builtin_shuffle(g.z_lanes, c);
   }

@@ -168,6 +168,44 @@ def language_part(device: str, small: bool, repeat: int, out_dir: str | None = N
     return ok
 
 
+def quant_part(device: str, small: bool, repeat: int) -> bool:
+    """One Linear layer quantized with each method: weight error, output error, bits per weight
+    and time against the float32 layer."""
+    from .quant import QuantLinear, bits_per_weight
+
+    K, N = (256, 256) if small else (4096, 4096)
+    print(f"\nSplit quantization: one {K} x {N} Linear layer (heavy-tailed weights), batch 1, float32 activations "
+          f"on {device}; the packed layers run quant_linear")  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    layer = torch.nn.Linear(K, N, bias=False)
+    with torch.no_grad():
+        w = torch.randn(N, K, generator=g) * 0.02
+        layer.weight.copy_(w * (1 + 4 * (torch.rand(N, K, generator=g) < 0.02)))
+    layer = layer.to(device)
+    x = torch.randn(1, K, generator=g).to(device)
+    with torch.no_grad():
+        exact = layer(x)
+        t_float = _measure.median_ms(lambda: layer(x), device, repeat)
+    rows, ok = [], True
+    for name, kw in (("min-max INT4", dict(bits=4, method="minmax")), ("min-max INT2", dict(bits=2, method="minmax")),
+                     ("SplitQuant INT2, paper", dict(bits=2, ranges="paper")),
+                     ("SplitQuant INT2, tight", dict(bits=2, ranges="tight"))):  # fmt: skip
+        q = QuantLinear.from_linear(layer.cpu(), **kw).to(device)
+        layer = layer.to(device)
+        with torch.no_grad():
+            w_err = float((q.dequantized_weight() - layer.weight).norm() / layer.weight.norm())
+            y = q(x)
+            ok &= bool(torch.allclose(y, x @ q.dequantized_weight().T, rtol=1e-3, atol=1e-4))
+            t = _measure.median_ms(lambda q=q: q(x), device, repeat)
+        out_err = float((y - exact).norm() / exact.norm())
+        bpw = bits_per_weight(torch.nn.Sequential(q))
+        rows.append((name, f"{bpw:.2f}", f"{w_err:.3f}", f"{out_err:.3f}", f"{t:.2f}", f"{t_float:.2f}",
+                     f"{t_float / t:.2f}x"))  # fmt: skip
+    _table(rows, ("method", "bits/weight", "weight error", "output error", "ms", "float32 ms", "speedup"))
+    print("each layer computes with its dequantized weight" if ok else "MISMATCH against the dequantized weight")
+    return ok
+
+
 def run(device: str = "cpu", small: bool = False, repeat: int = 3) -> bool:
     from . import _cpu
 
@@ -185,10 +223,11 @@ def run(device: str = "cpu", small: bool = False, repeat: int = 3) -> bool:
         )
     elif device == "cpu":
         print(
-            "Four parts, about two minutes in all on 2 cores (up to a few minutes where torch's GEMM is slow; the "
+            "Five parts, about two minutes in all on 2 cores (up to a few minutes where torch's GEMM is slow; the "
             "plain-PyTorch side takes most of it)."
         )
     ok = sae_part(device, small, repeat)
     ok = cswin_part(device, small, repeat) and ok
     ok = splat_part(device, small, repeat) and ok
-    return language_part(device, small, repeat) and ok
+    ok = language_part(device, small, repeat) and ok
+    return quant_part(device, small, repeat) and ok
