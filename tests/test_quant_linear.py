@@ -91,3 +91,41 @@ def test_heavy_tailed_weights_splitquant_int2_beats_minmax_int2_in_the_product()
         pw = pack_weight(quantize_weight(w, bits=2, **kw))
         error[name] = float((Q.quant_linear(x, *pw.args(), None, *pw.meta()) - exact).pow(2).mean())
     assert error["splitquant"] < 0.5 * error["minmax"], error
+
+
+def test_batches_through_the_gemm_tiles_with_grad_inference_mode_and_threads():
+    """From 16 rows on the CPU multiplies tiles of 64 dequantized rows with ATen's GEMM on worker
+    threads: an input that requires grad, inference mode and several tiles must all work there."""
+    qw, pw = packed(200, 96, 4, ranges="tight")
+    w_hat = dequantize_weight(qw)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.randn(32, 96, requires_grad=True)
+        y = Q.quant_linear(x, *pw.args(), None, *pw.meta())
+        torch.testing.assert_close(y, x @ w_hat.T, rtol=1e-4, atol=1e-5)
+        y.square().sum().backward()
+        torch.testing.assert_close(x.grad, 2 * (x @ w_hat.T) @ w_hat, rtol=1e-4, atol=1e-4)
+        with torch.inference_mode():
+            torch.testing.assert_close(Q.quant_linear(x.detach(), *pw.args(), None, *pw.meta()), x.detach() @ w_hat.T,
+                                       rtol=1e-4, atol=1e-5)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_out_of_range_cluster_ids_and_bfloat16_scales():
+    """Cluster ids at or above the cluster count read as the last cluster everywhere; bfloat16 and
+    float32 scales are read by the kernels as stored."""
+    qw, pw = packed(9, 64, 2, ranges="tight")
+    ids = Q.quant_pack(torch.full((9, 64), 3, dtype=torch.uint8), 2)  # id 3 with 3 clusters
+    args = (pw.codes, ids, pw.scales, pw.zeros)
+    w_hat = ref.quant_dequantize(*args, *pw.meta())
+    assert torch.equal(Q.quant_dequantize(*args, *pw.meta()), w_hat)
+    x = torch.randn(5, 64)
+    for B in (1, 5, 20):
+        xb = torch.randn(B, 64)
+        torch.testing.assert_close(Q.quant_linear(xb, *args, None, *pw.meta()), xb @ w_hat.T, rtol=1e-5, atol=1e-5)
+    for dtype in (torch.bfloat16, torch.float32):
+        qw, pw = packed(9, 64, 2, scale_dtype=dtype, ranges="tight")
+        got = Q.quant_linear(x, *pw.args(), None, *pw.meta())
+        torch.testing.assert_close(got, x @ dequantize_weight(qw).T, rtol=1e-5, atol=1e-5)

@@ -98,3 +98,19 @@ def test_filter_attention_gradients_and_bad_settings():
         quantize(nn.Sequential(nn.Linear(8, 8)), bits=3)
     tiny = quantize(nn.Sequential(nn.Linear(1, 2)), bits=4)  # 2 weights: too few to cluster, min-max
     assert tiny[0].clusters == 1
+    with pytest.raises(ValueError, match="SplitQuant needs 2 to 4 clusters"):
+        quantize(nn.Sequential(nn.Linear(8, 8)), bits=4, k=1)
+
+
+def test_half_precision_models_and_unbatched_convolution():
+    half = nn.Sequential(nn.Linear(32, 16)).half()
+    quantize(half, bits=4)
+    x = torch.randn(3, 32).half()
+    y = half(x)
+    assert y.dtype == torch.float16
+    floats = dequantize(copy.deepcopy(half))
+    assert floats[0].weight.dtype == torch.float16
+    torch.testing.assert_close(floats(x), y, rtol=1e-2, atol=1e-2)
+    conv = quantize(nn.Sequential(nn.Conv2d(3, 4, 3)), bits=4)[0]
+    image = torch.randn(3, 7, 7)
+    torch.testing.assert_close(conv(image), conv(image[None])[0])

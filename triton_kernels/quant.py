@@ -31,12 +31,13 @@ from prismkit.triton_kernels.launch import input_precision, on_device
 __all__ = ["quant_pack", "quant_unpack", "quant_dequantize", "quant_linear"]
 
 BLOCK_BYTES = 256
+MAX_GRID_Y = 65535  # CUDA's limit on a grid's y (and z) axis
 
 
 @triton.jit
-def _pack_kernel(values_ptr, packed_ptr, n, row_bytes, BITS: tl.constexpr, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    byte = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+def _pack_kernel(values_ptr, packed_ptr, row0, n, row_bytes, BITS: tl.constexpr, BLOCK: tl.constexpr):
+    row = row0 + tl.program_id(1).to(tl.int64)
+    byte = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ok = byte < row_bytes
     PER: tl.constexpr = 8 // BITS
     acc = tl.zeros((BLOCK,), dtype=tl.int32)
@@ -48,9 +49,9 @@ def _pack_kernel(values_ptr, packed_ptr, n, row_bytes, BITS: tl.constexpr, BLOCK
 
 
 @triton.jit
-def _unpack_kernel(packed_ptr, values_ptr, n, row_bytes, BITS: tl.constexpr, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    k = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+def _unpack_kernel(packed_ptr, values_ptr, row0, n, row_bytes, BITS: tl.constexpr, BLOCK: tl.constexpr):
+    row = row0 + tl.program_id(1).to(tl.int64)
+    k = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ok = k < n
     PER: tl.constexpr = 8 // BITS
     b = tl.load(packed_ptr + row * row_bytes + k // PER, mask=ok, other=0).to(tl.int32)
@@ -66,9 +67,12 @@ def quant_pack(values, bits):
     row_bytes = packed_row_bytes(n, bits)
     packed = torch.empty(N, row_bytes, dtype=torch.uint8, device=values.device)
     if N and row_bytes:
+        v = values.contiguous()
         with on_device(values):
-            _pack_kernel[(N, triton.cdiv(row_bytes, BLOCK_BYTES))](values.contiguous(), packed, n, row_bytes,
-                                                                   BITS=bits, BLOCK=BLOCK_BYTES)  # fmt: skip
+            for row0 in range(0, N, MAX_GRID_Y):  # rows on the grid's y axis, at most 65535 per launch
+                rows = min(MAX_GRID_Y, N - row0)
+                _pack_kernel[(triton.cdiv(row_bytes, BLOCK_BYTES), rows)](v, packed, row0, n, row_bytes, BITS=bits,
+                                                                          BLOCK=BLOCK_BYTES)  # fmt: skip
     return packed
 
 
@@ -78,9 +82,12 @@ def quant_unpack(packed, bits, n):
     N = packed.shape[0]
     values = torch.empty(N, n, dtype=torch.uint8, device=packed.device)
     if N and n:
+        p = packed.contiguous()
         with on_device(packed):
-            _unpack_kernel[(N, triton.cdiv(n, BLOCK_BYTES))](packed.contiguous(), values, n, packed.shape[1], BITS=bits,
-                                                             BLOCK=BLOCK_BYTES)  # fmt: skip
+            for row0 in range(0, N, MAX_GRID_Y):
+                rows = min(MAX_GRID_Y, N - row0)
+                _unpack_kernel[(triton.cdiv(n, BLOCK_BYTES), rows)](p, values, row0, n, packed.shape[1], BITS=bits,
+                                                                    BLOCK=BLOCK_BYTES)  # fmt: skip
     return values
 
 
@@ -121,8 +128,8 @@ def _linear_kernel(x_ptr, codes_ptr, ids_ptr, scales_ptr, zeros_ptr, bias_ptr, y
                    G, C, group_size, BITS: tl.constexpr, HAS_IDS: tl.constexpr, HAS_BIAS: tl.constexpr,
                    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                    INPUT_PRECISION: tl.constexpr):  # fmt: skip
-    bs = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    rows = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # outputs on axis 0: up to 2^31 - 1 blocks
+    bs = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     b_ok, row_ok = bs < B, rows < N
     rows64, bs64 = rows.to(tl.int64), bs.to(tl.int64)
     acc = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
@@ -167,12 +174,17 @@ def quant_linear(x, codes, cluster_ids, scales, zeros, bias, bits, group_size, o
         has_ids = cluster_ids.numel() > 0
         on_gpu = x.device.type == "cuda"
         block_b, block_n, block_k = (16, 64, 64) if on_gpu else (16, 16, 32)
+        weight = (codes.contiguous(), cluster_ids.contiguous() if has_ids else codes, scales.contiguous(),
+                  zeros.contiguous())  # fmt: skip
+        b_arg = bias.contiguous() if bias is not None else x2
+        chunk = MAX_GRID_Y * block_b  # batch blocks on the grid's y axis, at most 65535 per launch
         with on_device(x):
-            _linear_kernel[(triton.cdiv(B, block_b), triton.cdiv(N, block_n))](
-                x2, codes.contiguous(), cluster_ids.contiguous() if has_ids else codes, scales.contiguous(),
-                zeros.contiguous(), bias if bias is not None else x2, y, B, N, K, codes.shape[1],
-                cluster_ids.shape[1] if has_ids else 0, G, C, group_size, BITS=bits, HAS_IDS=has_ids,
-                HAS_BIAS=bias is not None, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=block_k,
-                INPUT_PRECISION=input_precision(x2),
-            )  # fmt: skip
+            for b0 in range(0, B, chunk):
+                rows = min(chunk, B - b0)
+                _linear_kernel[(triton.cdiv(N, block_n), triton.cdiv(rows, block_b))](
+                    x2[b0 : b0 + rows], *weight, b_arg, y[b0 : b0 + rows], rows, N, K, codes.shape[1],
+                    cluster_ids.shape[1] if has_ids else 0, G, C, group_size, BITS=bits, HAS_IDS=has_ids,
+                    HAS_BIAS=bias is not None, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=block_k,
+                    INPUT_PRECISION=input_precision(x2),
+                )  # fmt: skip
     return y.reshape(*x.shape[:-1], N)

@@ -10,6 +10,7 @@
 #include "quant/quant_linear_kernels.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <torch/library.h>
@@ -99,8 +100,13 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& codes, const 
         // and the packed bytes are still read once per call).
         const int64_t tiles = (s.N + kGemmTile - 1) / kGemmTile;
         at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
-          at::Tensor w = at::empty({kGemmTile, s.K}, x.options());
-          at::Tensor out = at::empty({B, kGemmTile}, x.options());
+          // Worker threads do not inherit the caller's dispatch state: keep autograd out of the
+          // out= GEMM (x may require grad), and write y through its pointer (an in-place op on y
+          // here would be refused for a tensor made under inference mode).
+          at::AutoDispatchBelowADInplaceOrView below_autograd;
+          const at::TensorOptions f32 = at::TensorOptions().dtype(at::kFloat);
+          at::Tensor w = at::empty({kGemmTile, s.K}, f32);
+          at::Tensor out = at::empty({B, kGemmTile}, f32);
           for (int64_t t = begin; t < end; ++t) {
             const int64_t n0 = t * kGemmTile, R = std::min(kGemmTile, s.N - n0);
             for (int64_t r = 0; r < R; ++r) {
@@ -110,8 +116,10 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& codes, const 
                                      static_cast<int>(s.C), w.data_ptr<float>() + r * s.K);
             }
             at::Tensor o = out.narrow(1, 0, R);
-            at::mm_out(o, x2, w.narrow(0, 0, R).t());
-            y.narrow(1, n0, R).copy_(o);
+            at::mm_out(o, x2.detach(), w.narrow(0, 0, R).t());
+            const float* op = out.const_data_ptr<float>();
+            for (int64_t b = 0; b < B; ++b)
+              for (int64_t r = 0; r < R; ++r) yp[b * s.N + n0 + r] = op[b * kGemmTile + r];
           }
         });
       } else {

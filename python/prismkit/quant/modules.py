@@ -47,6 +47,7 @@ class _QuantWeight(nn.Module):
         if in_features % group_size:
             raise ValueError(f"{type(self).__name__}: group_size {group_size} must divide in_features {in_features}")
         self.bits, self.group_size, self.clusters = bits, group_size, clusters
+        self.float_dtype = torch.float32  # the dtype to_float() gives (the original layer's)
         self.out_features, self.in_features = out_features, in_features
         G = in_features // group_size
         kw = dict(dtype=torch.uint8, device=device)
@@ -96,6 +97,7 @@ class QuantLinear(_QuantWeight):
         super().__init__()
         g = group_size if group_size is not None else in_features
         self._init_weight(out_features, in_features, bits, g, clusters, scale_dtype, device)
+        self.float_dtype = dtype or torch.float32
         self.bias = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype)) if bias else None
 
     @classmethod
@@ -106,6 +108,7 @@ class QuantLinear(_QuantWeight):
                     group_size=qw.group_size, clusters=qw.scales.shape[2], scale_dtype=scale_dtype,
                     device=linear.weight.device, dtype=linear.weight.dtype)  # fmt: skip
         layer._set_packed(pack_weight(qw))
+        layer.float_dtype = linear.weight.dtype
         if linear.bias is not None:
             with torch.no_grad():
                 layer.bias.copy_(linear.bias)
@@ -116,7 +119,8 @@ class QuantLinear(_QuantWeight):
         return ops.quant_linear(x, *self.weight_args(), bias, *self.weight_meta())
 
     def to_float(self) -> nn.Linear:
-        out = nn.Linear(self.in_features, self.out_features, self.bias is not None, device=self.codes.device)
+        out = nn.Linear(self.in_features, self.out_features, self.bias is not None, device=self.codes.device,
+                        dtype=self.float_dtype)  # fmt: skip
         with torch.no_grad():
             out.weight.copy_(self.dequantized_weight())
             if self.bias is not None:
@@ -149,6 +153,7 @@ class QuantConv2d(_QuantWeight):
         g = group_size if group_size is not None else K
         self._init_weight(conv.out_channels, K, bits, g, clusters, scale_dtype, conv.weight.device)
         self.bias = nn.Parameter(conv.bias.detach().clone()) if conv.bias is not None else None
+        self.float_dtype = conv.weight.dtype
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, bits: int = 4, group_size: int = 128, method: str = "splitquant",
@@ -160,6 +165,8 @@ class QuantConv2d(_QuantWeight):
         return layer
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 3:  # unbatched [C, H, W], as nn.Conv2d takes it
+            return self.forward(x[None])[0]
         padding = self.padding
         if self.padding_mode != "zeros" or isinstance(padding, str):
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
@@ -187,7 +194,7 @@ class QuantConv2d(_QuantWeight):
     def to_float(self) -> nn.Conv2d:
         out = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
                         self.dilation, self.groups, self.bias is not None, self.padding_mode,
-                        device=self.codes.device)  # fmt: skip
+                        device=self.codes.device, dtype=self.float_dtype)  # fmt: skip
         with torch.no_grad():
             out.weight.copy_(self.dequantized_weight().view_as(out.weight))
             if self.bias is not None:

@@ -130,6 +130,9 @@ def quantize_weight(
         raise ValueError(f"quantize: method must be one of {METHODS}, got {method!r}")
     if ranges not in RANGES:
         raise ValueError(f"quantize: ranges must be one of {RANGES}, got {ranges!r}")
+    if method == "splitquant" and not 2 <= k <= 4:
+        raise ValueError(f"quantize: SplitQuant needs 2 to 4 clusters (2-bit cluster ids), got k={k}; one cluster is "
+                         "method='minmax'")  # fmt: skip
     if weight.dim() != 2:
         raise ValueError(f"quantize: the weight must be a matrix [N, K], got shape {list(weight.shape)}")
     if not torch.isfinite(weight).all():

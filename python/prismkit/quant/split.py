@@ -5,7 +5,9 @@ quantization of each copy then resolves its cluster's range separately, which is
 point; ``prismkit.quant.quantize`` stores the same information as one packed layer instead.
 
 Clustering (``weight_clusters``): a Linear weight as one flattened tensor, a convolution weight per
-output kernel, a bias as one tensor, each with exact 1-D k-means (the official code uses
+row of its first dimension (the output kernels; for a transposed convolution, whose weight is
+[in, out / groups, ...], the input channels' kernels, as the official code's per-kernel split does
+on that tensor), a bias as one tensor, each with exact 1-D k-means (the official code uses
 scikit-learn's KMeans, which may stop at a local optimum). Departures from the official code,
 each because its behaviour there is a bug or breaks the copies' sum:
 

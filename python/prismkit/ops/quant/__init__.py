@@ -103,14 +103,17 @@ def quant_linear(x: Tensor, codes: Tensor, cluster_ids: Tensor, scales: Tensor, 
                  bias: Optional[Tensor], bits: int, group_size: int, out_features: int,
                  in_features: int) -> Tensor:  # fmt: skip
     """``x W_hat^T + bias`` for x [..., in_features] and a packed weight (module docstring), without
-    forming the float weight: on the CPU each block of four output rows is dequantized into a small
-    per-thread float32 buffer and multiplied with every input row while it is in cache, so the
-    packed bytes are read once per call; on CUDA a Triton kernel dequantizes tiles of the weight
-    into registers and multiplies them with ``tl.dot``. Output [..., out_features] in x's dtype
-    (float16 / bfloat16 computed in float32 on the CPU; float64 on the CPU only). Differentiable in
-    x and bias (grad_x = grad_out W_hat, with ``quant_dequantize``), not in the packed weight.
-    Compared with ``x @ quant_dequantize(...).T`` the result differs by float32 rounding only
-    (the order of the sums)."""
+    forming the float weight. CPU (per instruction set): batch 1 forms each row's dot product as its
+    packed bytes are decoded; batches up to 15 dequantize four rows at a time into a small float32
+    buffer and multiply them with every input row while they are in cache; from 16 rows on, tiles of
+    64 dequantized rows go through ATen's GEMM; the packed bytes are read once per call. CUDA: a
+    Triton kernel dequantizes tiles of the weight in registers and multiplies them with ``tl.dot``
+    (float16 / bfloat16 inputs: the dequantized tile is rounded to x's dtype for the product, float32
+    accumulation; float32 inputs follow ``torch.backends.cuda.matmul.allow_tf32``). Output
+    [..., out_features] in x's dtype (float16 / bfloat16 computed in float32 on the CPU; float64 on
+    the CPU only). Differentiable in x and bias (grad_x = grad_out W_hat, with ``quant_dequantize``),
+    not in the packed weight. On the CPU in float32 it differs from ``x @ quant_dequantize(...).T``
+    by rounding only (the order of the sums)."""
     check_tensor_args("quant_linear", x=x, codes=codes, cluster_ids=cluster_ids, scales=scales, zeros=zeros)
     check_tensor_args("quant_linear", optional=True, bias=bias)
     check_int_args("quant_linear", bits=bits, group_size=group_size, out_features=out_features,
