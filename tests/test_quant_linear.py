@@ -129,3 +129,16 @@ def test_out_of_range_cluster_ids_and_bfloat16_scales():
         qw, pw = packed(9, 64, 2, scale_dtype=dtype, ranges="tight")
         got = Q.quant_linear(x, *pw.args(), None, *pw.meta())
         torch.testing.assert_close(got, x @ dequantize_weight(qw).T, rtol=1e-5, atol=1e-5)
+
+
+def test_float16_scales_in_the_subnormal_range():
+    """Tiny weights give float16 scales below its smallest normal (6.1e-5): the kernels convert them
+    exactly, as torch does."""
+    w = torch.randn(4, 64, generator=torch.Generator().manual_seed(3)) * 1e-6
+    qw = quantize_weight(w, bits=4, group_size=16, method="minmax", scale_dtype=torch.float16)
+    assert float(qw.scales.float().max()) < 6.1e-5
+    pw = pack_weight(qw)
+    for B in (1, 5, 20):
+        x = torch.randn(B, 64)
+        torch.testing.assert_close(Q.quant_linear(x, *pw.args(), None, *pw.meta()), x @ dequantize_weight(qw).T,
+                                   rtol=1e-4, atol=1e-12)  # fmt: skip

@@ -112,8 +112,8 @@ struct Group {
   VecF s_lanes, z_lanes;  // s[0..3] and z[0..3] in the first lanes, for the per-lane select by cluster
 };
 
-// Entry i of a row's scales or zeros stored as float32, float16 (converted by the hardware where
-// the path has F16C or NEON, else by the compiler's runtime) or bfloat16 (the high half of a float).
+// Entry i of a row's scales or zeros stored as float32, float16 or bfloat16 (the high half of a
+// float).
 PRISMKIT_INLINE float meta_value(const void* p, int64_t i, MetaType type) {
   if (type == MetaType::Float32) return static_cast<const float*>(p)[i];
   const uint16_t bits = static_cast<const uint16_t*>(p)[i];
@@ -123,9 +123,18 @@ PRISMKIT_INLINE float meta_value(const void* p, int64_t i, MetaType type) {
     std::memcpy(&f, &wide, sizeof(f));
     return f;
   }
-  _Float16 h;
-  std::memcpy(&h, &bits, sizeof(h));
-  return static_cast<float>(h);
+  // float16, converted by hand (every path and compiler; a few values per group of 128 weights)
+  const uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;
+  const uint32_t exponent = (bits >> 10) & 0x1fu, mantissa = bits & 0x3ffu;
+  if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24, exact in float
+    const float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;
+    return sign ? -magnitude : magnitude;
+  }
+  const uint32_t wide = exponent == 0x1fu ? sign | 0x7f800000u | (mantissa << 13)                 // inf, NaN
+                                          : sign | ((exponent + 112u) << 23) | (mantissa << 13);  // rebias 15 -> 127
+  float f;
+  std::memcpy(&f, &wide, sizeof(f));
+  return f;
 }
 
 template <int BITS, bool IDS>
