@@ -87,6 +87,15 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& codes, const 
       const MetaType mt = S.scalar_type() == at::kFloat  ? MetaType::Float32
                           : S.scalar_type() == at::kHalf ? MetaType::Float16
                                                          : MetaType::BFloat16;
+      // rows n0 .. n0 + R - 1 dequantized into dst [R, K] (float32)
+      const auto dequantize_rows = [&](int64_t n0, int64_t R, float* dst) {
+        for (int64_t r = 0; r < R; ++r) {
+          const int64_t n = n0 + r;
+          kernels.dequantize_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta_bytes,
+                                 zp + n * meta_bytes, mt, s.K, static_cast<int>(bits), group_size,
+                                 static_cast<int>(s.C), dst + r * s.K);
+        }
+      };
       if (B == 1) {  // one pass over the packed bytes, each row's dot product formed as it is decoded
         at::parallel_for(0, s.N, 16, [&](int64_t begin, int64_t end) {
           for (int64_t n = begin; n < end; ++n)
@@ -109,12 +118,7 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& codes, const 
           at::Tensor out = at::empty({B, kGemmTile}, f32);
           for (int64_t t = begin; t < end; ++t) {
             const int64_t n0 = t * kGemmTile, R = std::min(kGemmTile, s.N - n0);
-            for (int64_t r = 0; r < R; ++r) {
-              const int64_t n = n0 + r;
-              kernels.dequantize_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta_bytes,
-                                     zp + n * meta_bytes, mt, s.K, static_cast<int>(bits), group_size,
-                                     static_cast<int>(s.C), w.data_ptr<float>() + r * s.K);
-            }
+            dequantize_rows(n0, R, w.data_ptr<float>());
             at::Tensor o = out.narrow(1, 0, R);
             at::mm_out(o, x2.detach(), w.narrow(0, 0, R).t());
             const float* op = out.const_data_ptr<float>();
@@ -128,12 +132,7 @@ at::Tensor quant_linear_cpu(const at::Tensor& x, const at::Tensor& codes, const 
           std::vector<float> w(kRowBlock * s.K);
           for (int64_t blk = begin; blk < end; ++blk) {
             const int64_t n0 = blk * kRowBlock, R = std::min(kRowBlock, s.N - n0);
-            for (int64_t r = 0; r < R; ++r) {
-              const int64_t n = n0 + r;
-              kernels.dequantize_row(qp + n * code_bytes, ip ? ip + n * id_bytes : nullptr, sp + n * meta_bytes,
-                                     zp + n * meta_bytes, mt, s.K, static_cast<int>(bits), group_size,
-                                     static_cast<int>(s.C), w.data() + r * s.K);
-            }
+            dequantize_rows(n0, R, w.data());
             kernels.dot_rows(xp, s.K, B, w.data(), R, s.K, yp + n0, s.N);
           }
         });
