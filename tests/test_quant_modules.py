@@ -67,6 +67,7 @@ def test_splitquant_int2_output_error_below_minmax_int2():
 
 
 def test_bits_per_weight_save_load_and_state_dict(tmp_path):
+    pytest.importorskip("safetensors")  # a bare GPU-check machine may lack it
     model = quantize(cnn(), bits=2, group_size=32)
     bpw = bits_per_weight(model)
     assert 4 < bpw < 8  # small layers: per-row groups, so the metadata weighs more than at 4096 inputs
