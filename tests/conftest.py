@@ -45,3 +45,22 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def impl_op(impl, core, name):
+    """Op ``name`` of core ``core`` as one implementation runs it, returning CPU tensors: "cpu", the
+    C++ kernel; "triton", on a GPU the op on CUDA copies of the tensor arguments (the compiled
+    kernel), else the Triton launcher of triton_kernels/<core>.py under the interpreter."""
+    op = getattr(torch.ops.prismkit, name)
+    if impl == "cpu":
+        return op
+    if HAS_CUDA:
+
+        def on_gpu(*args):
+            out = op(*[a.cuda() if isinstance(a, torch.Tensor) else a for a in args])
+            return tuple(t.cpu() for t in out) if isinstance(out, tuple | list) else out.cpu()
+
+        return on_gpu
+    import importlib
+
+    return getattr(importlib.import_module(f"prismkit.triton_kernels.{core}"), name)

@@ -4,7 +4,8 @@ a GPU, interpreted on the CPU otherwise)."""
 
 import pytest
 import torch
-from sae_cases import HAS_CUDA, HAS_TRITON
+from conftest import impl_op
+from sae_cases import HAS_TRITON
 
 from prismkit.ops import quant as Q
 from prismkit.quant import dequantize_weight, pack_weight, quantize_weight
@@ -22,23 +23,12 @@ def packed(N, K, bits, seed=0, scale_dtype=torch.float16, **kw):
     return qw, pack_weight(qw)
 
 
-def impl_op(impl, name):
-    op = getattr(torch.ops.prismkit, name)
-    if impl == "cpu":
-        return op
-    if HAS_CUDA:
-        return lambda *a: op(*[t.cuda() if isinstance(t, torch.Tensor) else t for t in a]).cpu()
-    from prismkit.triton_kernels import quant as triton_quant
-
-    return getattr(triton_quant, name)
-
-
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("bits,kw", VARIANTS)
 def test_dequantize_is_bit_exact(impl, bits, kw):
     for N, K, dtype in ((5, 96, torch.float16), (3, 64, torch.bfloat16), (7, 33, torch.float32)):
         qw, pw = packed(N, K, bits, scale_dtype=dtype, **kw)
-        got = impl_op(impl, "quant_dequantize")(*pw.args(), *pw.meta())
+        got = impl_op(impl, "quant", "quant_dequantize")(*pw.args(), *pw.meta())
         assert got.dtype == torch.float32 and got.shape == (N, K)
         assert torch.equal(got, ref.quant_dequantize(*pw.args(), *pw.meta()))
         assert torch.equal(got, dequantize_weight(qw))
@@ -53,7 +43,7 @@ def test_linear_matches_x_times_the_dequantized_weight(impl, bits, kw):
         x = torch.randn(B, K)
         bias = torch.randn(N)
         want = x @ dequantize_weight(qw).T + bias
-        got = impl_op(impl, "quant_linear")(x, *pw.args(), bias, *pw.meta())
+        got = impl_op(impl, "quant", "quant_linear")(x, *pw.args(), bias, *pw.meta())
         assert got.shape == (B, N)
         assert float((got - want).abs().mean() / want.abs().mean()) < 1e-5  # float32 rounding only
         if impl == "cpu":

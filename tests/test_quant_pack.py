@@ -3,7 +3,8 @@ kernels and the Triton kernels (compiled on a GPU, interpreted on the CPU otherw
 
 import pytest
 import torch
-from sae_cases import HAS_CUDA, HAS_TRITON
+from conftest import impl_op
+from sae_cases import HAS_TRITON
 
 from prismkit.ops import quant as Q
 
@@ -11,14 +12,7 @@ IMPLS = ["cpu", "triton"] if HAS_TRITON else ["cpu"]
 
 
 def impl_ops(impl):
-    if impl == "cpu":
-        return torch.ops.prismkit.quant_pack, torch.ops.prismkit.quant_unpack
-    if HAS_CUDA:
-        return (lambda v, b: torch.ops.prismkit.quant_pack(v.cuda(), b).cpu(),
-                lambda p, b, n: torch.ops.prismkit.quant_unpack(p.cuda(), b, n).cpu())  # fmt: skip
-    from prismkit.triton_kernels import quant as triton_quant
-
-    return triton_quant.quant_pack, triton_quant.quant_unpack
+    return impl_op(impl, "quant", "quant_pack"), impl_op(impl, "quant", "quant_unpack")
 
 
 def reference_pack(values: torch.Tensor, bits: int) -> torch.Tensor:

@@ -5,6 +5,7 @@ penalty (prismkit.sae)."""
 
 import pytest
 import torch
+from conftest import impl_op
 from sae_cases import HAS_CUDA, IMPLS, assert_code_equal, continuous, grid, ref
 
 from prismkit.ops import sae as sae_ops
@@ -12,23 +13,6 @@ from prismkit.ops import sae as sae_ops
 INTERPRETED = not HAS_CUDA
 SHAPES = [(1, 4, 8), (5, 3, 7), (37, 24, 70), (64, 33, 257)]
 CPU_SHAPES = SHAPES + [(600, 16, 1100), (20, 8, 2053)]
-
-
-def impl_op(impl, name="jumprelu_encode"):
-    """The op ``name`` (jumprelu_encode or threshold_encode) of one implementation, returning CPU
-    tensors."""
-    if impl == "cpu":
-        return getattr(torch.ops.prismkit, name)
-    if HAS_CUDA:
-
-        def run(*args):
-            args = [a.cuda() if isinstance(a, torch.Tensor) else a for a in args]
-            return tuple(t.cpu() for t in getattr(torch.ops.prismkit, name)(*args))
-
-        return run
-    from prismkit.triton_kernels import sae as triton_sae
-
-    return getattr(triton_sae, name)
 
 
 def cases(impl):
@@ -39,7 +23,7 @@ def cases(impl):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_jumprelu_encode_matches_reference(impl):
-    op = impl_op(impl)
+    op = impl_op(impl, "sae", "jumprelu_encode")
     for (B, d, F), dtype in cases(impl):
         x, W, b = continuous(B, d, F, dtype)
         theta = torch.rand(F, dtype=dtype) * 0.6
@@ -52,7 +36,7 @@ def test_jumprelu_encode_matches_reference(impl):
             values, indices, offsets, in_window = got
             kept = values != 0
             assert in_window[~kept].all() and (values >= 0).all()
-            plain = impl_op(impl, "threshold_encode")(x, W, b, theta)  # the same GEMM: bit-equal values
+            plain = impl_op(impl, "sae", "threshold_encode")(x, W, b, theta)  # the same GEMM: bit-equal values
             assert torch.equal(indices[kept], plain[1]) and torch.equal(values[kept], plain[0])
 
 
@@ -62,7 +46,7 @@ def test_window_edges_are_strict_on_grid(impl):
     window is -1/2 < z - theta < 1/2, so gaps of +-1/4 are in it and gaps of +-1/2 are not."""
     x, W, b = grid(23, 6, 45)
     theta = (torch.randint(0, 3, (45,)) * 0.5).float()
-    got, want = impl_op(impl)(x, W, b, theta, 1.0), ref.jumprelu_encode(x, W, b, theta, 1.0)
+    got, want = impl_op(impl, "sae", "jumprelu_encode")(x, W, b, theta, 1.0), ref.jumprelu_encode(x, W, b, theta, 1.0)
     assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
     z = torch.nn.functional.linear(x, W, b)
     gap = (z - theta)[torch.repeat_interleave(torch.arange(23), got[2].diff()), got[1]]
@@ -71,7 +55,7 @@ def test_window_edges_are_strict_on_grid(impl):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_empty_batch_and_nan(impl):
-    op = impl_op(impl)
+    op = impl_op(impl, "sae", "jumprelu_encode")
     x, W, b = continuous(0, 5, 9, torch.float32)
     values, indices, offsets, in_window = op(x, W, b, torch.zeros(9), 0.1)
     assert values.numel() == indices.numel() == in_window.numel() == 0 and offsets.tolist() == [0]

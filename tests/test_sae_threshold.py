@@ -3,6 +3,7 @@ the Triton kernels (compiled on a GPU, interpreted on the CPU otherwise)."""
 
 import pytest
 import torch
+from conftest import impl_op
 from sae_cases import HAS_CUDA, IMPLS, assert_code_equal, continuous, grid, ref
 
 INTERPRETED = not HAS_CUDA
@@ -12,21 +13,7 @@ CPU_SHAPES = SHAPES + [(600, 16, 1100), (20, 8, 2053)]
 
 def impl_ops(impl):
     """(threshold_encode, latent_stats) for one implementation, returning CPU tensors."""
-    if impl == "cpu":
-        return torch.ops.prismkit.threshold_encode, torch.ops.prismkit.latent_stats
-    if HAS_CUDA:
-
-        def on_gpu(op):
-            def run(*args):
-                args = [a.cuda() if isinstance(a, torch.Tensor) else a for a in args]
-                return tuple(t.cpu() for t in op(*args))
-
-            return run
-
-        return on_gpu(torch.ops.prismkit.threshold_encode), on_gpu(torch.ops.prismkit.latent_stats)
-    from prismkit.triton_kernels import sae as triton_sae
-
-    return triton_sae.threshold_encode, triton_sae.latent_stats
+    return impl_op(impl, "sae", "threshold_encode"), impl_op(impl, "sae", "latent_stats")
 
 
 def cases(impl):

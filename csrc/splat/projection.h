@@ -10,11 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define PRISMKIT_HD __host__ __device__ inline
-#else
-#define PRISMKIT_HD inline
-#endif
+#include "csrc/common/host_device.h"
 
 namespace prismkit::splat {
 

@@ -107,8 +107,7 @@ def _grouped_minmax(w: Tensor, member: Tensor, include_zero: Optional[Tensor] = 
     if include_zero is not None:
         lo = torch.where(include_zero, lo.clamp(max=0), lo)
         hi = torch.where(include_zero, hi.clamp(min=0), hi)
-    empty = ~member.any(-1) & (include_zero if include_zero is not None else True)
-    empty = empty | ~torch.isfinite(lo)
+    empty = ~torch.isfinite(lo)  # no member and no zero: the +-inf fill values are left
     return torch.where(empty, torch.zeros_like(lo), lo), torch.where(empty, torch.zeros_like(hi), hi)
 
 
