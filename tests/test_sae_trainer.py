@@ -333,6 +333,7 @@ def test_ctrl_c_saves_a_checkpoint_and_stops_cleanly(acts, tmp_path, monkeypatch
 
     trainer = Trainer(small_config(out_dir=str(tmp_path)), TensorSource(acts))
     step = trainer.train_step
+    before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN in a background job
 
     def step_then_interrupt():
         out = step()
@@ -345,7 +346,7 @@ def test_ctrl_c_saves_a_checkpoint_and_stops_cleanly(acts, tmp_path, monkeypatch
     assert trainer.interrupted and trainer.step == 3
     assert (tmp_path / "checkpoints" / "step_3" / "trainer_state.json").exists()
     assert not (tmp_path / "sae").exists()  # the final SAE is written only by a finished run
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # the handler it found is back
     resumed = Trainer.resume(str(tmp_path / "checkpoints" / "step_3"), TensorSource(acts))
     resumed.fit(progress=False)
     assert resumed.step == 12 and not resumed.interrupted

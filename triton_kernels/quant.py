@@ -7,7 +7,9 @@ registers them for CUDA tensors.
   (``enable_fp_fusion=False``), so it matches the CPU kernel and PyTorch bit for bit.
 * quant_linear: a [batch, out] tile per program; the K loop dequantizes a [out, K-block] tile of the
   weight in registers (codes and ids unpacked, each weight's scale and zero gathered by its group
-  and cluster) and accumulates ``tl.dot(x_tile, w_tile^T)`` in float32.
+  and cluster) and accumulates ``tl.dot(x_tile, w_tile^T)`` in float32. Batches up to 16 take the
+  GEMV kernel instead: one program per block of output rows holds the whole batch, and multiplies
+  by broadcast and sums (no tensor-core tile of mostly padding rows).
 
 Kernels run on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (the tests do this).
 """
@@ -32,6 +34,11 @@ __all__ = ["quant_pack", "quant_unpack", "quant_dequantize", "quant_linear"]
 
 BLOCK_BYTES = 256
 MAX_GRID_Y = 65535  # CUDA's limit on a grid's y (and z) axis
+# quant_linear's GEMV path (batches up to 16): rows of the weight per program, and the size of the
+# [batch, rows, K-block] product a program holds per step (the K block shrinks as the batch grows).
+GEMV_MAX_BATCH = 16
+GEMV_BLOCK_N = 16
+GEMV_ELEMENTS = 8192
 
 
 @triton.jit
@@ -146,6 +153,31 @@ def _linear_kernel(x_ptr, codes_ptr, ids_ptr, scales_ptr, zeros_ptr, bias_ptr, y
              mask=b_ok[:, None] & row_ok[None, :])  # fmt: skip
 
 
+@triton.jit
+def _gemv_kernel(x_ptr, codes_ptr, ids_ptr, scales_ptr, zeros_ptr, bias_ptr, y_ptr, B, N, K, code_bytes, id_bytes,
+                 G, C, group_size, BITS: tl.constexpr, HAS_IDS: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
+    """Batches up to 16 (GEMV): every row of x against a [BLOCK_N, BLOCK_K] weight tile by broadcast
+    multiply and a sum over K in float32 (a tensor-core tile would be at least 16 rows of x, mostly
+    padding), so the program count follows N alone and each weight byte is read once per call."""
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    bs = tl.arange(0, BLOCK_B)
+    b_ok, row_ok = bs < B, rows < N
+    rows64 = rows.to(tl.int64)
+    acc = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_ok = ks < K
+        x = tl.load(x_ptr + bs[:, None] * K + ks[None, :], mask=b_ok[:, None] & k_ok[None, :], other=0.0)
+        w = _dequantize_tile(codes_ptr, ids_ptr, scales_ptr, zeros_ptr, rows64, row_ok, ks, k_ok, K, code_bytes,
+                             id_bytes, G, C, group_size, BITS, HAS_IDS)  # fmt: skip
+        acc += tl.sum(x.to(tl.float32)[:, None, :] * w[None, :, :], axis=2)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)[None, :]
+    tl.store(y_ptr + bs[:, None] * N + rows[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=b_ok[:, None] & row_ok[None, :])  # fmt: skip
+
+
 def quant_dequantize(codes, cluster_ids, scales, zeros, bits, group_size, out_features, in_features):
     """prismkit::quant_dequantize for CUDA tensors."""
     N, K, G, C = check_quant_weight_args("quant_dequantize", codes, cluster_ids, scales, zeros, bits, group_size,
@@ -177,13 +209,22 @@ def quant_linear(x, codes, cluster_ids, scales, zeros, bias, bits, group_size, o
         weight = (codes.contiguous(), cluster_ids.contiguous() if has_ids else codes, scales.contiguous(),
                   zeros.contiguous())  # fmt: skip
         b_arg = bias.contiguous() if bias is not None else x2
+        meta = (codes.shape[1], cluster_ids.shape[1] if has_ids else 0, G, C, group_size)
+        if B <= GEMV_MAX_BATCH:
+            gemv_b = triton.next_power_of_2(B)
+            with on_device(x):
+                _gemv_kernel[(triton.cdiv(N, GEMV_BLOCK_N),)](
+                    x2, *weight, b_arg, y, B, N, K, *meta, BITS=bits, HAS_IDS=has_ids, HAS_BIAS=bias is not None,
+                    BLOCK_B=gemv_b, BLOCK_N=GEMV_BLOCK_N, BLOCK_K=GEMV_ELEMENTS // (gemv_b * GEMV_BLOCK_N),
+                )  # fmt: skip
+            return y.reshape(*x.shape[:-1], N)
         chunk = MAX_GRID_Y * block_b  # batch blocks on the grid's y axis, at most 65535 per launch
         with on_device(x):
             for b0 in range(0, B, chunk):
                 rows = min(chunk, B - b0)
                 _linear_kernel[(triton.cdiv(N, block_n), triton.cdiv(rows, block_b))](
-                    x2[b0 : b0 + rows], *weight, b_arg, y[b0 : b0 + rows], rows, N, K, codes.shape[1],
-                    cluster_ids.shape[1] if has_ids else 0, G, C, group_size, BITS=bits, HAS_IDS=has_ids,
+                    x2[b0 : b0 + rows], *weight, b_arg, y[b0 : b0 + rows], rows, N, K, *meta, BITS=bits,
+                    HAS_IDS=has_ids,
                     HAS_BIAS=bias is not None, BLOCK_B=block_b, BLOCK_N=block_n, BLOCK_K=block_k,
                     INPUT_PRECISION=input_precision(x2),
                 )  # fmt: skip

@@ -98,12 +98,14 @@ def _codes(w: Tensor, s: Tensor, z: Tensor, bits: int) -> Tensor:
     return torch.where(s > 0, q, torch.zeros_like(q)).clamp(0, 2**bits - 1)
 
 
-def _grouped_minmax(w: Tensor, member: Tensor, include_zero: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-    """(min, max) over the members of each group of w [N, G, g] (member: bool like w), with 0
-    included where ``include_zero`` [N, G] says so; groups without members give (0, 0)."""
-    inf = torch.tensor(float("inf"), dtype=w.dtype, device=w.device)
-    lo = torch.where(member, w, inf).amin(-1)
-    hi = torch.where(member, w, -inf).amax(-1)
+def _cluster_minmax(w: Tensor, ids: Tensor, C: int, include_zero: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """(min, max) [N, G, C] over the weights of each cluster in each group of w [N, G, g] (ids: the
+    clusters, int64 like w), in one pass each, with 0 included where ``include_zero`` [N, G, C] says
+    so; a cluster without members (and no zero) gives (0, 0)."""
+    lo = torch.full((*w.shape[:-1], C), float("inf"), dtype=w.dtype, device=w.device)
+    hi = torch.full_like(lo, -float("inf"))
+    lo = lo.scatter_reduce(-1, ids, w, "amin")
+    hi = hi.scatter_reduce(-1, ids, w, "amax")
     if include_zero is not None:
         lo = torch.where(include_zero, lo.clamp(max=0), lo)
         hi = torch.where(include_zero, hi.clamp(min=0), hi)
@@ -162,28 +164,23 @@ def quantize_weight(
             codes = torch.where(member, q + 128, codes)
             scales[..., c], zeros[..., c] = s, -128 * s
     elif method == "minmax" or ranges == "tight":
-        for c in range(C):
-            member = idg == c
-            lo, hi = _grouped_minmax(wg, member)
-            s = ((hi - lo) / qmax).to(scale_dtype).float()
-            z = lo.to(scale_dtype).float()
-            codes = torch.where(member, _codes(wg, s[..., None], z[..., None], bits), codes)
-            scales[..., c], zeros[..., c] = s, z
+        # every cluster's range at once; each weight then reads its own cluster's scale and zero
+        lo, hi = _cluster_minmax(wg, idg, C)
+        scales = ((hi - lo) / qmax).to(scale_dtype).float()
+        zeros = lo.to(scale_dtype).float()
+        codes = _codes(wg, scales.gather(-1, idg), zeros.gather(-1, idg), bits)
     else:  # splitquant, paper: quanto on each split copy, the copies' zero errors folded
-        shift = torch.zeros(N, G, C, device=w.device)
-        zero_value = torch.zeros(N, G, C, device=w.device)  # e_c: what copy c's zeros dequantize to
-        for c in range(C):
-            member = idg == c
-            has_zero = (~member).any(-1)  # the copy holds zeros in this group
-            lo, hi = _grouped_minmax(wg, member, has_zero)
-            s = (hi - lo) / qmax
-            sh = -lo
-            safe = torch.where(s > 0, s, torch.ones_like(s))
-            q = torch.where(s[..., None] > 0, torch.round((wg + sh[..., None]) / safe[..., None]), 0.0).clamp(0, qmax)
-            q0 = torch.where(s > 0, torch.round(sh / safe), 0.0).clamp(0, qmax)
-            zero_value[..., c] = torch.where(has_zero, q0 * s - sh, torch.zeros_like(s))
-            codes = torch.where(member, q, codes)
-            scales[..., c], shift[..., c] = s, sh
+        members = torch.zeros(N, G, C, device=w.device).scatter_add_(-1, idg, torch.ones_like(wg))
+        has_zero = members < g  # copy c holds zeros in this group (the other clusters' positions)
+        lo, hi = _cluster_minmax(wg, idg, C, has_zero)
+        scales = (hi - lo) / qmax
+        shift = -lo
+        safe = torch.where(scales > 0, scales, torch.ones_like(scales))
+        # each weight quantized by its own copy: round((w + shift) / s), 0 where the copy's s is 0
+        s_w, sh_w, safe_w = scales.gather(-1, idg), shift.gather(-1, idg), safe.gather(-1, idg)
+        codes = torch.where(s_w > 0, torch.round((wg + sh_w) / safe_w), 0.0).clamp(0, qmax)
+        q0 = torch.where(scales > 0, torch.round(shift / safe), 0.0).clamp(0, qmax)
+        zero_value = torch.where(has_zero, q0 * scales - shift, torch.zeros_like(scales))  # what copy c's zeros become
         others = zero_value.sum(-1, keepdim=True) - zero_value  # the other copies' zeros, at this cluster's weights
         zeros = -shift + others
         scales, zeros = scales.to(scale_dtype).float(), zeros.to(scale_dtype).float()
