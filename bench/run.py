@@ -81,6 +81,8 @@ def to_rows(entries, peaks):
                 "peak_mem_mb": round(info["peak_mem_mb"], 2), "baseline_peak_mem_mb": round(base["peak_mem_mb"], 2),
                 "rounds": e["stats"]["rounds"],
             }  # fmt: skip
+            if "products_per_call" in info:  # one timed call ran this many products (quant's GPU graphs)
+                row["products_per_call"] = info["products_per_call"]
             if peaks:
                 bandwidth, flops = peaks
                 if "bytes" in info:

@@ -110,7 +110,7 @@ def run(seeds: int = 3, epochs: int = 40, log=print) -> dict:
 
 def table(report: dict) -> str:
     lines = [
-        "| model | weights | bits/weight | test accuracy (mean over seeds) | vs min-max |",
+        "| model | method | bits/weight | test accuracy (mean over seeds) | vs min-max |",
         "|---|---|---|---|---|",
     ]
     for arch, rows in report["models"].items():

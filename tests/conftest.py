@@ -11,7 +11,8 @@ import tempfile
 
 # torch.compile's on-disk cache is shared by every torch on the machine; an entry another torch
 # version or CPU-capability setting left behind has crashed a compiled test (heap corruption, inf
-# results). Each test process compiles into a fresh folder unless the caller chose one.
+# results). Each test run (its xdist workers share it) compiles into a fresh folder unless the
+# caller chose one.
 if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="prismkit-inductor-")
     atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)

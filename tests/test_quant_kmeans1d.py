@@ -36,6 +36,22 @@ def test_matches_the_reference(dtype):
         assert (centers.diff(dim=1) >= 0).all()
 
 
+def test_float32_rows_sorted_by_radix_give_the_float64_result():
+    """float32 rows take a radix sort of their bit patterns, float64 rows std::sort: the sorted
+    values, so the whole program and its result, are the same (signs, zeros of both signs,
+    subnormals, a wide range of exponents, duplicates, more values than one radix digit)."""
+    g = torch.Generator().manual_seed(3)
+    row = torch.randn(5000, generator=g) * torch.logspace(-30, 30, 5000).index_select(
+        0, torch.randperm(5000, generator=g)
+    )
+    special = torch.tensor([0.0, -0.0, 1e-45, -1e-45, 1e-40, -3e38, 3e38, 1.0, 1.0, -1.0])
+    rows = torch.stack([torch.cat([row[:4990], special]), torch.randn(5000, generator=g).round(decimals=1)])
+    for k in (2, 3, 5):
+        c32, b32 = Q.kmeans1d(rows, k)
+        c64, b64 = Q.kmeans1d(rows.double(), k)
+        assert torch.equal(c32, c64.float()) and torch.equal(b32, b64.float())
+
+
 def test_exact_against_every_assignment():
     """For small rows, the partition kmeans1d's boundaries give has the least SSE over all k^n
     assignments (not only the contiguous ones the dynamic program searches)."""

@@ -4,7 +4,7 @@ a GPU, interpreted on the CPU otherwise)."""
 
 import pytest
 import torch
-from conftest import impl_op
+from conftest import HAS_CUDA, impl_op
 from sae_cases import HAS_TRITON
 
 from prismkit.ops import quant as Q
@@ -51,6 +51,24 @@ def test_linear_matches_x_times_the_dequantized_weight(impl, bits, kw):
         if impl == "cpu":
             double = Q.quant_linear(x.double(), *pw.args(), bias.double(), *pw.meta())
             torch.testing.assert_close(double, x.double() @ dequantize_weight(qw).double().T + bias.double())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_reduced_precision_inputs_without_bias(impl, dtype):
+    """x in float16 / bfloat16 and no bias, through both Triton paths (batch 3: GEMV, 20: tiles)
+    and the C++ kernel: float32 accumulation of x times the dequantized weight (rounded to x's dtype
+    on the GPU), against the float32 product."""
+    qw, pw = packed(11, 96, 2, ranges="tight")
+    # Triton's interpreter gets a bfloat16 tl.dot wrong (a 16x16 product of bfloat16 tiles came out
+    # near 1e10), so the tiles' bfloat16 case runs on a GPU only
+    interpreted_bf16 = impl == "triton" and not HAS_CUDA and dtype == torch.bfloat16
+    for B in (3,) if interpreted_bf16 else (3, 20):
+        x = torch.randn(B, 96).to(dtype)
+        got = impl_op(impl, "quant", "quant_linear")(x, *pw.args(), None, *pw.meta())
+        assert got.dtype == dtype and got.shape == (B, 11)
+        want = x.float() @ dequantize_weight(qw).T
+        assert float((got.float() - want).abs().mean() / want.abs().mean()) < 1e-2
 
 
 def test_leading_dims_dtypes_gradients_and_opcheck():

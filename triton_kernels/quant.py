@@ -171,6 +171,9 @@ def _gemv_kernel(x_ptr, codes_ptr, ids_ptr, scales_ptr, zeros_ptr, bias_ptr, y_p
         x = tl.load(x_ptr + bs[:, None] * K + ks[None, :], mask=b_ok[:, None] & k_ok[None, :], other=0.0)
         w = _dequantize_tile(codes_ptr, ids_ptr, scales_ptr, zeros_ptr, rows64, row_ok, ks, k_ok, K, code_bytes,
                              id_bytes, G, C, group_size, BITS, HAS_IDS)  # fmt: skip
+        # w rounded to x's dtype as the tiled kernel's tl.dot operand is, so a row's result does not
+        # depend on whether its batch took this path
+        w = w.to(x.dtype).to(tl.float32)
         acc += tl.sum(x.to(tl.float32)[:, None, :] * w[None, :, :], axis=2)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)[None, :]

@@ -2,7 +2,7 @@
 // programming). Clusters of sorted values are contiguous, so the optimum is a choice of k - 1 split
 // points; layer m of the program, D_m(i) = min_j D_{m-1}(j) + cost(j, i), has its leftmost optimal
 // j non-decreasing in i (the cost satisfies the quadrangle inequality), so each layer is computed
-// by divide and conquer in O(n log n): O(n log n + k n log n) per row, and only the layers 2..k-1
+// by divide and conquer in O(n log n): O(n log n + k n log n) per row, and only the layers 1..k-1
 // are stored (the last is needed at i = n only; the splits are recovered by one scan per layer).
 // Rows run in parallel; within a large row the divide and conquer's top levels are breadth-first,
 // and its subtrees then run in parallel. Deterministic: leftmost optima everywhere, fixed order.

@@ -170,7 +170,7 @@ def quantize_weight(
         zeros = lo.to(scale_dtype).float()
         codes = _codes(wg, scales.gather(-1, idg), zeros.gather(-1, idg), bits)
     else:  # splitquant, paper: quanto on each split copy, the copies' zero errors folded
-        members = torch.zeros(N, G, C, device=w.device).scatter_add_(-1, idg, torch.ones_like(wg))
+        members = wg.new_zeros((N, G, C)).scatter_add_(-1, idg, torch.ones_like(wg))
         has_zero = members < g  # copy c holds zeros in this group (the other clusters' positions)
         lo, hi = _cluster_minmax(wg, idg, C, has_zero)
         scales = (hi - lo) / qmax

@@ -59,7 +59,7 @@ def kmeans1d(values: Tensor, k: int) -> tuple[Tensor, Tensor]:
     Deterministic (the leftmost optimal split wherever several tie); exact up to float64 rounding,
     so two partitions whose costs differ by less than that may be chosen differently than by exact
     arithmetic. Values must be finite (an error names the first row with NaN or inf). CPU:
-    float32/float64 (float16/bfloat16 read as float64 too); CUDA: float32, float64, float16,
+    float32/float64 (float16/bfloat16 read as float32, exactly); CUDA: float32, float64, float16,
     bfloat16. Outputs in the input's dtype; not differentiable.
     """
     check_tensor_args("kmeans1d", values=values)
@@ -107,9 +107,11 @@ def quant_linear(x: Tensor, codes: Tensor, cluster_ids: Tensor, scales: Tensor, 
     packed bytes are decoded; batches up to 15 dequantize four rows at a time into a small float32
     buffer and multiply them with every input row while they are in cache; from 16 rows on, tiles of
     64 dequantized rows go through ATen's GEMM; the packed bytes are read once per call. CUDA: a
-    Triton kernel dequantizes tiles of the weight in registers and multiplies them with ``tl.dot``
-    (float16 / bfloat16 inputs: the dequantized tile is rounded to x's dtype for the product, float32
-    accumulation; float32 inputs follow ``torch.backends.cuda.matmul.allow_tf32``). Output
+    Triton kernel dequantizes tiles of the weight in registers and multiplies them with ``tl.dot``,
+    or for batches up to 16 with broadcast products and sums (float16 / bfloat16 inputs: the
+    dequantized tile is rounded to x's dtype for the product, float32 accumulation; float32 inputs
+    follow ``torch.backends.cuda.matmul.allow_tf32`` in the tiled kernel, exact float32 products in the
+    small-batch one). Output
     [..., out_features] in x's dtype (float16 / bfloat16 computed in float32 on the CPU; float64 on
     the CPU only). Differentiable in x and bias (grad_x = grad_out W_hat, with ``quant_dequantize``),
     not in the packed weight. On the CPU in float32 it differs from ``x @ quant_dequantize(...).T``
