@@ -97,8 +97,12 @@ def test_constant_weights_and_absent_clusters_stay_exact_and_bad_input_raises():
     w = torch.zeros(4, 64)
     w[0, :3] = torch.tensor([-1.0, 0.5, 2.0])  # most groups hold one cluster only
     for ranges in ("paper", "tight"):
-        w_hat = dequantize_weight(quantize_weight(w, bits=2, ranges=ranges, scale_dtype=torch.float32))
+        qw = quantize_weight(w, bits=2, ranges=ranges, scale_dtype=torch.float32)
+        w_hat = dequantize_weight(qw)
         assert torch.isfinite(w_hat).all() and torch.equal(w_hat[1:], w[1:])
+        if ranges == "tight":  # a cluster without members in a group stores scale 0 and zero 0
+            members = torch.nn.functional.one_hot(qw.cluster_ids.long().view(4, -1, qw.group_size), 3).sum(2)
+            assert (members == 0).any() and (qw.scales[members == 0] == 0).all() and (qw.zeros[members == 0] == 0).all()
     bad = torch.randn(4, 8)
     bad[1, 2] = float("nan")
     with pytest.raises(ValueError, match="NaN or inf"):
