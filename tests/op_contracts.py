@@ -54,6 +54,13 @@ def quant_weight(N=3, K=16, group_size=8, clusters=3):
     return codes, ids, scales, torch.randn(N, K // group_size, clusters, generator=g)
 
 
+def merge_inputs(B=2, N=7, C=5):
+    """x, size, dest (tokens 0-1 and 4-5 merge, token 6 dropped), num_out, reduce."""
+    x = torch.randn(B, N, C, generator=_gen())
+    dest = torch.tensor([0, 0, 1, 2, 3, 3, -1]).expand(B, N).contiguous()
+    return x, torch.ones(B, N, 1), dest, 4, "wavg"
+
+
 def _enc(last):
     x, W, b = encode_inputs()
     return (x, W, b, last)
@@ -104,6 +111,7 @@ VALID: dict[str, Callable[[], tuple]] = {
         3,
         16,
     ),  # fmt: skip
+    "token_merge": lambda: merge_inputs(),
     **splat_cases.VALID,
     **splat_sparse_cases.VALID,
 }
@@ -324,11 +332,29 @@ def _quant_rows() -> list[Bad]:
     return rows
 
 
+def _merge_rows() -> list[Bad]:
+    x, size, dest, n, reduce = merge_inputs()
+    op = "token_merge"
+    return [
+        Bad(op, "x rank", lambda: (x[0], size, dest, n, reduce), ValueError, "'x' must be a 3-D tensor [B, N, C]"),
+        Bad(op, "x dtype", lambda: (x.long(), size, dest, n, reduce), TypeError, "'x' must have dtype float32 or float64"),
+        Bad(op, "size shape", lambda: (x, size[:, :6], dest, n, reduce), ValueError, "'size' must have size 7 in dim 1 (N, as x)"),
+        Bad(op, "size dtype", lambda: (x, size.double(), dest, n, reduce), TypeError, "'size' must have the dtype of 'x' (float32)"),
+        Bad(op, "dest dtype", lambda: (x, size, dest.int(), n, reduce), TypeError, "'dest' must have dtype int64"),
+        Bad(op, "dest shape", lambda: (x, size, dest[:1], n, reduce), ValueError, "'dest' must have size 2 in dim 0 (B, as x)"),
+        Bad(op, "negative num_out", lambda: (x, size, dest, -1, reduce), ValueError, "'num_out' must be >= 0, got -1"),
+        Bad(op, "reduce", lambda: (x, size, dest, n, "max"), ValueError, "'reduce' must be one of 'wavg', 'mean', 'sum', 'amax', got 'max'"),
+        Bad(op, "dest range", lambda: (x, size, dest, 3, reduce), IndexError, "'dest' must be in [-1, num_out) = [-1, 3), got values in [-1, 3]", reads_data=True),
+        Bad(op, "size not positive", lambda: (x, size * 0, dest, n, reduce), ValueError, "'size' must be positive, got a size of 0", reads_data=True),
+    ]  # fmt: skip
+
+
 BAD: list[Bad] = (
     _encoder_rows()
     + _decode_rows()
     + _cswin_rows()
     + _quant_rows()
+    + _merge_rows()
     + splat_cases.contract_rows(Bad)
     + splat_sparse_cases.contract_rows(Bad)
 )

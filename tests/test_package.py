@@ -41,6 +41,7 @@ def test_registry_matches_the_dispatcher():
     assert set(registry.all_ops()) == schemas
     assert [core.name for core in registry.cores()] == [
         "cswin",
+        "merge",
         "quant",
         "sae",
         "splat",

@@ -85,3 +85,11 @@ def test_quant_example_runs(tmp_path, monkeypatch):
     assert namespace["clusters"].unique().tolist() == [0, 1, 2]
     assert 4 < namespace["quant"].bits_per_weight(namespace["quantized"]) < 6
     assert (tmp_path / "model-int2.safetensors").exists()
+
+
+def test_merge_example_runs():
+    (code,) = [b for b in python_blocks() if "from prismkit.ops.merge import token_merge" in b]
+    namespace = {}
+    exec(code, namespace)
+    assert namespace["x_merged"].shape == (2, 178, 768)
+    assert namespace["size"].sum().item() == 2 * 197

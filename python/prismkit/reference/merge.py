@@ -145,31 +145,32 @@ def token_merge(
     x: Tensor, size: Tensor | None, dest: Tensor, num_out: int, reduce: str = "wavg"
 ) -> tuple[Tensor, Tensor]:
     """(x_out [B, num_out, C], size_out [B, num_out, 1]): the tokens of each output slot reduced
-    (``wavg``: sum(size x) / sum(size), the official ``merge_wavg``; ``mean``, ``sum``, ``amax``),
-    in float32 and summed in ascending token order; dropped tokens (dest -1) are left out.
-    size_out is the slots' summed sizes (ones when ``size`` is None)."""
+    (``wavg``: sum(size x) / sum(size), the official ``merge_wavg``; ``mean``, ``sum``, ``amax``)
+    in float32 (float64 for float64 inputs); dropped tokens (dest -1) are left out, and a slot
+    without tokens gets 0. size_out is the slots' summed sizes (ones when ``size`` is None)."""
     if reduce not in REDUCES:
         raise ValueError(f"token_merge: reduce must be one of {REDUCES}, got {reduce!r}")
     Bn, N, C = x.shape
-    xf = x.float()
-    s = torch.ones(Bn, N, 1, device=x.device) if size is None else size.float().reshape(Bn, N, 1)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xf = x.to(acc)
+    s = torch.ones(Bn, N, 1, dtype=acc, device=x.device) if size is None else size.to(acc).reshape(Bn, N, 1)
     keep = (dest >= 0)[..., None]
     slot = dest.clamp_min(0)[..., None]
-    size_out = torch.zeros(Bn, num_out, 1, device=x.device).scatter_add_(1, slot, torch.where(keep, s, 0.0))
+    zeros = torch.zeros(Bn, num_out, 1, dtype=acc, device=x.device)
+    size_out = zeros.scatter_add(1, slot, torch.where(keep, s, 0.0))
+    count = zeros.scatter_add(1, slot, keep.to(acc))
     if reduce == "amax":
-        out = torch.full((Bn, num_out, C), -math.inf, device=x.device)
+        out = torch.full((Bn, num_out, C), -math.inf, dtype=acc, device=x.device)
         out = out.scatter_reduce(1, slot.expand(-1, -1, C), torch.where(keep, xf, -math.inf), "amax")
-        return out.to(x.dtype), size_out.to(s.dtype)
-    weight = s if reduce == "wavg" else torch.ones_like(s)
-    total = torch.zeros(Bn, num_out, C, device=x.device).scatter_add_(
-        1, slot.expand(-1, -1, C), torch.where(keep, xf * weight, 0.0)
-    )
-    if reduce == "sum":
-        out = total
     else:
-        norm = size_out if reduce == "wavg" else torch.zeros_like(size_out).scatter_add_(1, slot, keep.float())
-        out = total / norm
-    return out.to(x.dtype), size_out
+        weight = s if reduce == "wavg" else torch.ones_like(s)
+        out = torch.zeros(Bn, num_out, C, dtype=acc, device=x.device)
+        out = out.scatter_add(1, slot.expand(-1, -1, C), torch.where(keep, xf * weight, 0.0))
+        if reduce != "sum":
+            norm = size_out if reduce == "wavg" else count
+            out = out / norm.clamp_min(1e-30)
+    out = torch.where(count > 0, out, torch.zeros_like(out))  # a slot without tokens: 0
+    return out.to(x.dtype), size_out.to(x.dtype)
 
 
 def divprune_select(metric: Tensor, k: int) -> Tensor:

@@ -1,0 +1,41 @@
+"""Autograd of the merge ops. token_merge is differentiable in x: each token's gradient is its
+slot's output gradient (a gather by dest) times its weight in the slot's reduction (wavg:
+size / summed size; mean: 1 / count; sum: 1; amax: 1 / ties at the tokens equal to the slot's
+maximum); dropped tokens get 0. Not in size or dest (size_out is a count, not trained)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def _token_merge_setup_context(ctx, inputs, output):
+    x, size, dest, num_out, reduce = inputs
+    x_out, size_out = output
+    ctx.mark_non_differentiable(size_out)
+    ctx.reduce = reduce
+    ctx.save_for_backward(x if reduce == "amax" else None, size, dest, x_out if reduce == "amax" else None, size_out)
+
+
+def _token_merge_backward(ctx, grad_out, _grad_size):
+    x, size, dest, x_out, size_out = ctx.saved_tensors
+    if not ctx.needs_input_grad[0]:
+        return None, None, None, None, None
+    keep = (dest >= 0).unsqueeze(-1)
+    slot = dest.clamp_min(0).unsqueeze(-1)
+    g = grad_out.gather(1, slot.expand(-1, -1, grad_out.shape[-1]))
+    if ctx.reduce == "wavg":
+        s = size if size is not None else torch.ones_like(g[..., :1])
+        g = g * (s / size_out.gather(1, slot))
+    elif ctx.reduce == "mean":
+        count = torch.zeros_like(size_out).scatter_add_(1, slot, keep.to(size_out.dtype))
+        g = g / count.gather(1, slot)
+    elif ctx.reduce == "amax":
+        hit = (x == x_out.gather(1, slot.expand(-1, -1, x.shape[-1]))) & keep
+        ties = torch.zeros_like(x_out).scatter_add_(1, slot.expand(-1, -1, x.shape[-1]), hit.to(x.dtype))
+        g = g * hit / ties.gather(1, slot.expand(-1, -1, x.shape[-1])).clamp_min(1)
+    return torch.where(keep, g, torch.zeros_like(g)), None, None, None, None
+
+
+torch.library.register_autograd(
+    "prismkit::token_merge", _token_merge_backward, setup_context=_token_merge_setup_context
+)
