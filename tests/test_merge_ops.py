@@ -65,8 +65,28 @@ def test_gradients(reduce):
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, 9, 3, generator=g, dtype=torch.float64, requires_grad=True)
     size = torch.rand(2, 9, 1, generator=g, dtype=torch.float64) + 0.5
-    dest = torch.tensor([[0, 0, 1, 2, 2, 2, -1, 3, 1], [3, 2, 1, 0, 0, 1, 2, 3, -1]])
-    torch.autograd.gradcheck(lambda t: M.token_merge(t, size, dest, 5, reduce)[0], (x,))
+    dest = torch.tensor([[0, 0, 1, 2, 2, 2, -1, 3, 1], [3, 2, 1, 4, 4, 1, 2, 3, -1]])  # image 1: slot 0 empty
+    for s in (size, None):
+        torch.autograd.gradcheck(lambda t, s=s: M.token_merge(t, s, dest, 5, reduce)[0], (x,))
+    if reduce == "amax":  # tied maxima share the gradient equally
+        tied = torch.tensor([[[1.0], [1.0], [0.0]]], requires_grad=True)
+        M.token_merge(tied, None, torch.zeros(1, 3, dtype=torch.int64), 1, "amax")[0].sum().backward()
+        assert tied.grad.flatten().tolist() == [0.5, 0.5, 0.0]
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="needs Triton")
+def test_triton_launches_in_grid_chunks_and_takes_half_precision(monkeypatch):
+    from prismkit.triton_kernels import merge as kernels
+
+    if not torch.cuda.is_available():
+        monkeypatch.setattr(kernels, "MAX_GRID_Y", 2)  # 3 images and 5 slots: several launches each
+    g = torch.Generator().manual_seed(4)
+    x, dest = torch.randn(3, 8, 5, generator=g), torch.tensor([0, 1, 1, 2, 3, 4, 4, -1]).expand(3, 8).contiguous()
+    for dtype in (torch.float32, torch.float16):
+        got = impl_op("triton", "merge", "token_merge")(x.to(dtype), None, dest, 5, "wavg")
+        want = ref.token_merge(x.to(dtype), None, dest, 5, "wavg")
+        torch.testing.assert_close(got[0], want[0], rtol=1e-3, atol=1e-3)
+        assert got[0].dtype == dtype
 
 
 def test_opcheck_and_edge_values():
@@ -76,8 +96,10 @@ def test_opcheck_and_edge_values():
         torch.library.opcheck(torch.ops.prismkit.token_merge, (x, torch.ones(2, 6, 1), dest, 3, reduce))
     out, size = M.token_merge(x, None, torch.full((2, 6), -1), 2)  # everything dropped
     assert torch.equal(out, torch.zeros(2, 2, 4)) and torch.equal(size, torch.zeros(2, 2, 1))
-    x[0, 1, 0] = float("nan")  # a NaN token poisons its own slot only
-    out, _ = M.token_merge(x, None, dest, 3, "mean")
-    assert out[0, 1, 0].isnan() and not out[0, 0].isnan().any() and not out[1].isnan().any()
+    x[0, 1, 0] = float("nan")  # a NaN token poisons its own slot only, whatever the reduce
+    for impl in IMPLS:
+        for reduce in ("wavg", "mean", "sum", "amax"):
+            out, _ = impl_op(impl, "merge", "token_merge")(x, None, dest, 3, reduce)
+            assert out[0, 1, 0].isnan() and not out[0, 0].isnan().any() and not out[1].isnan().any(), (impl, reduce)
     with pytest.raises(IndexError, match="'dest' must be in"):
         M.token_merge(x, None, dest, 2)

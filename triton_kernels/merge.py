@@ -25,9 +25,9 @@ REDUCE_CODES = {"wavg": 0, "mean": 1, "sum": 2, "amax": 3}
 
 
 @triton.jit
-def _token_merge_kernel(x_ptr, size_ptr, members_ptr, start_ptr, out_ptr, size_out_ptr, N, C, num_out, slot0,
+def _token_merge_kernel(x_ptr, size_ptr, members_ptr, start_ptr, out_ptr, size_out_ptr, N, C, num_out, slot0, b0,
                         HAS_SIZE: tl.constexpr, REDUCE: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
-    b = tl.program_id(2).to(tl.int64)
+    b = b0 + tl.program_id(2).to(tl.int64)
     o = slot0 + tl.program_id(1)
     cs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     c_ok = cs < C
@@ -46,7 +46,7 @@ def _token_merge_kernel(x_ptr, size_ptr, members_ptr, start_ptr, out_ptr, size_o
         total += s
         row = tl.load(x_ptr + (b * N + i) * C + cs, mask=c_ok, other=0.0).to(tl.float32)
         if REDUCE == 3:
-            acc = tl.maximum(acc, row)
+            acc = tl.maximum(acc, row, propagate_nan=tl.PropagateNan.ALL)  # NaN propagates, as in torch
         elif REDUCE == 0:
             acc += s * row
         else:
@@ -79,10 +79,11 @@ def token_merge(x, size, dest, num_out, reduce="wavg"):
     start = counts.cumsum(1)
     s_arg = size.contiguous() if size is not None else x
     with on_device(x):
-        for slot0 in range(0, num_out, MAX_GRID_Y):
-            slots = min(MAX_GRID_Y, num_out - slot0)
-            _token_merge_kernel[(triton.cdiv(C, BLOCK_C) if C else 1, slots, B)](
-                x.contiguous(), s_arg, members, start.contiguous(), out, size_out, N, C, num_out, slot0,
-                HAS_SIZE=size is not None, REDUCE=REDUCE_CODES[reduce], BLOCK=BLOCK_C,
-            )  # fmt: skip
+        for b0 in range(0, B, MAX_GRID_Y):  # images and slots on the grid's z and y axes, 65535 per launch
+            for slot0 in range(0, num_out, MAX_GRID_Y):
+                grid = (triton.cdiv(C, BLOCK_C) if C else 1, min(MAX_GRID_Y, num_out - slot0), min(MAX_GRID_Y, B - b0))
+                _token_merge_kernel[grid](
+                    x.contiguous(), s_arg, members, start.contiguous(), out, size_out, N, C, num_out, slot0, b0,
+                    HAS_SIZE=size is not None, REDUCE=REDUCE_CODES[reduce], BLOCK=BLOCK_C,
+                )  # fmt: skip
     return out, size_out

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace prismkit::merge {
@@ -44,7 +45,10 @@ void merge_image(const scalar_t* x, const scalar_t* size, const int64_t* dest, i
       total += s;
       const scalar_t* row = x + i * C;
       if (reduce == Reduce::Max) {
-        for (int64_t c = 0; c < C; ++c) acc[c] = std::max(acc[c], static_cast<acc_t>(row[c]));
+        for (int64_t c = 0; c < C; ++c) {  // NaN propagates, as in torch's amax
+          const acc_t v = static_cast<acc_t>(row[c]);
+          acc[c] = (v > acc[c] || v != v) && acc[c] == acc[c] ? v : acc[c];
+        }
       } else {
         const acc_t w = reduce == Reduce::WeightedMean ? s : acc_t(1);
         for (int64_t c = 0; c < C; ++c) acc[c] += w * static_cast<acc_t>(row[c]);

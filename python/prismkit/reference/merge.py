@@ -15,7 +15,11 @@ Two forms:
   ``argsort`` is not, so that both forms decide the same way on tied energies.
 
 Token indices: ``metric`` and ``x`` hold N tokens, the class token (when ``class_token``) first;
-PiToMe ranks the T = N - 1 others (or all N without a class token).
+PiToMe ranks the T = N - 1 others (or all N without a class token). The reference recomputes each
+A token's similarities to the B tokens from the metric rows where the official code gathers them
+from its T x T matrix: the same numbers up to float32 rounding, so only a near-tie can match
+differently. ``official_divprune`` also excludes tokens already picked from later picks (the
+official loop relies on their distance 0 to themselves).
 """
 
 from __future__ import annotations
@@ -73,7 +77,8 @@ def merge_plan(metric: Tensor, r: int, method: str, margin: float = 0.9, alpha: 
     ``tome``). Output order: PiToMe ``[cls, protected by descending energy, B]``, ``pitome_bsm``
     ``[cls, unmerged A by descending best match, B]``, ToMe ``[unmerged A, B]`` with the unmerged
     A sorted by index when there is a class token (so it stays first), by descending best match
-    otherwise. ``prune``: merged A tokens get -1 instead of their match's slot."""
+    otherwise. ``prune``: merged A tokens get -1 instead of their match's slot. r = 0: every token
+    keeps its place, except for ``pitome_bsm``, which reorders as the official code does."""
     if method not in METHODS:
         raise ValueError(f"merge_plan: method must be one of {METHODS}, got {method!r}")
     Bn, N, _ = metric.shape
@@ -81,10 +86,12 @@ def merge_plan(metric: Tensor, r: int, method: str, margin: float = 0.9, alpha: 
     dest = torch.full((Bn, N), -1, dtype=torch.int64, device=dev)
     rows = torch.arange(Bn, device=dev)[:, None]
     offset = int(class_token)
-    if method != "tome" and 2 * r > N - offset:
+    # PiToMe merges r of its A tokens: r <= T // 2 (pitome_bsm: A is every other token, ceil(T / 2))
+    largest = (N - offset + 1) // 2 if method == "pitome_bsm" else (N - offset) // 2
+    if method != "tome" and r > largest:
         raise ValueError(f"merge_plan: r={r} merges more than half of the {N - offset} tokens; the largest r is "
-                         f"{(N - offset) // 2}")  # fmt: skip
-    if r <= 0:  # nothing merges: every token keeps its place (ToMe's do_nothing)
+                         f"{largest}")  # fmt: skip
+    if r <= 0 and method != "pitome_bsm":  # nothing merges: every token keeps its place (ToMe's do_nothing)
         energy = (
             metric.new_empty(0)
             if method == "tome"
@@ -202,11 +209,12 @@ def official_pitome_wavg(x: Tensor, size: Tensor | None, metric: Tensor, r: int,
     ``pitome_text``: the Gaussian energy, the higher-energy half of the 2r merging tokens into the
     lower) then ``merge_wavg``: the full T x T similarity, the energy, gathers of the r x r block, and
     ``scatter_reduce`` merges of x * size and size (include_self), as the official code does them.
-    r = 0 returns the input (as at keep ratio 1; the official code would reach a max over an empty
-    dimension)."""
+    r = 0 returns the input for ``pitome`` and ``pitome_text`` (as at keep ratio 1; the official
+    code would reach a max over an empty dimension); ``pitome_bsm`` still reorders its tokens there,
+    as the official code does."""
     if size is None:
         size = torch.ones_like(x[..., 0, None])
-    if r <= 0:
+    if r <= 0 and variant != "pitome_bsm":
         return x, size
     if class_token:
         metric = metric[:, 1:, :]

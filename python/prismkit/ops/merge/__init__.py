@@ -9,7 +9,9 @@ official computations, op for op) in prismkit/reference/merge.py.
 One representation for every merge, the destination map: ``dest`` [B, N] int64 gives each input
 token's output slot (``0 <= dest < num_out``), or -1 when the token is dropped. The output order is
 part of the plan. Merging is then ``token_merge``, a deterministic segmented reduction; unmerging is
-a gather (``x_out.gather(1, dest)``); chained layers compose (``dest2.gather(1, dest1)``).
+a gather by dest (``x_out.gather(1, dest.clamp_min(0)[..., None].expand(-1, -1, C))``, zeros where
+dest is -1); chained layers compose (``torch.where(dest1 >= 0, dest2.gather(1, dest1.clamp_min(0)),
+-1)``).
 
 * ``token_merge(x, size, dest, num_out, reduce="wavg") -> (x_out [B, num_out, C], size_out [B,
   num_out, 1])``.
@@ -42,8 +44,9 @@ def token_merge(x: Tensor, size: Optional[Tensor], dest: Tensor, num_out: int,
     Each slot sums its tokens in ascending token order in float32 (float64 for float64 inputs),
     without atomics: bit-identical from run to run. Differentiable in x (the backward is a gather by
     dest, never an N x N matrix), not in size or dest. CPU: float32, float64 (float16 / bfloat16 in
-    float32); CUDA (Triton): float32,
-    float16, bfloat16. Errors: dest outside [-1, num_out) (IndexError), a size not positive."""
+    float32); CUDA (Triton): float32, float16, bfloat16. NaN: a NaN token makes its slot's output NaN
+    in that channel (every reduce). ``amax``'s gradient is split equally among a slot's tokens that
+    equal its maximum. Errors: dest outside [-1, num_out) (IndexError), a size not positive."""
     check_tensor_args("token_merge", x=x, dest=dest)
     check_tensor_args("token_merge", optional=True, size=size)
     check_int_args("token_merge", num_out=num_out)

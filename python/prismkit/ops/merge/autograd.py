@@ -23,12 +23,13 @@ def _token_merge_backward(ctx, grad_out, _grad_size):
     keep = (dest >= 0).unsqueeze(-1)
     slot = dest.clamp_min(0).unsqueeze(-1)
     g = grad_out.gather(1, slot.expand(-1, -1, grad_out.shape[-1]))
-    if ctx.reduce == "wavg":
-        s = size if size is not None else torch.ones_like(g[..., :1])
-        g = g * (s / size_out.gather(1, slot))
-    elif ctx.reduce == "mean":
-        count = torch.zeros_like(size_out).scatter_add_(1, slot, keep.to(size_out.dtype))
-        g = g / count.gather(1, slot)
+    one = torch.ones_like(g[..., :1])
+    if ctx.reduce == "wavg":  # (divisors of dropped tokens set to 1: their gradient is 0 anyway)
+        s = size if size is not None else one
+        g = g * (s / torch.where(keep, size_out.gather(1, slot), one))
+    elif ctx.reduce == "mean":  # counted in float32: a low-precision count stops at 256 (bfloat16)
+        count = torch.zeros(size_out.shape, dtype=torch.float32, device=g.device).scatter_add_(1, slot, keep.float())
+        g = g / torch.where(keep, count.gather(1, slot), 1.0).to(g.dtype)
     elif ctx.reduce == "amax":
         hit = (x == x_out.gather(1, slot.expand(-1, -1, x.shape[-1]))) & keep
         ties = torch.zeros_like(x_out).scatter_add_(1, slot.expand(-1, -1, x.shape[-1]), hit.to(x.dtype))

@@ -48,13 +48,18 @@ def check_token_merge_args(x: Tensor, size: Optional[Tensor], dest: Tensor, num_
 
 
 def check_token_merge_values(size: Optional[Tensor], dest: Tensor, num_out: int) -> None:
-    """Every dest in [-1, num_out), every size > 0 (reads the data: one transfer each)."""
-    if dest.numel():
-        lo, hi = (int(v) for v in torch.aminmax(dest))
-        if lo < -1 or hi >= num_out:
-            raise IndexError(f"prismkit::token_merge: 'dest' must be in [-1, num_out) = [-1, {num_out}), got values "
-                             f"in [{lo}, {hi}]")  # fmt: skip
+    """Every dest in [-1, num_out), every size > 0 (reads the data: one transfer)."""
+    if not dest.numel():
+        return
+    parts = [t.double().reshape(1) for t in torch.aminmax(dest)]
     if size is not None and size.numel():
-        smallest = float(size.amin())
+        parts.append(size.amin().double().reshape(1))
+    values = torch.cat(parts).tolist()
+    lo, hi = int(values[0]), int(values[1])
+    if lo < -1 or hi >= num_out:
+        raise IndexError(f"prismkit::token_merge: 'dest' must be in [-1, num_out) = [-1, {num_out}), got values "
+                         f"in [{lo}, {hi}]")  # fmt: skip
+    if len(values) == 3:
+        smallest = values[2]
         if not smallest > 0:
             raise ValueError(f"prismkit::token_merge: 'size' must be positive, got a size of {smallest:g}")
