@@ -77,13 +77,15 @@ def token_merge(x, size, dest, num_out, reduce="wavg"):
     counts.scatter_add_(1, (dest + 1).clamp_min(0), torch.ones_like(dest))
     # [B, num_out + 1]: slot o's tokens are members[start[o]:start[o + 1]] (the dropped ones come first)
     start = counts.cumsum(1)
-    s_arg = size.contiguous() if size is not None else x
+    xc = x.contiguous()
+    s_arg = size.contiguous() if size is not None else xc
+    start = start.contiguous()
     with on_device(x):
         for b0 in range(0, B, MAX_GRID_Y):  # images and slots on the grid's z and y axes, 65535 per launch
             for slot0 in range(0, num_out, MAX_GRID_Y):
                 grid = (triton.cdiv(C, BLOCK_C) if C else 1, min(MAX_GRID_Y, num_out - slot0), min(MAX_GRID_Y, B - b0))
                 _token_merge_kernel[grid](
-                    x.contiguous(), s_arg, members, start.contiguous(), out, size_out, N, C, num_out, slot0, b0,
+                    xc, s_arg, members, start, out, size_out, N, C, num_out, slot0, b0,
                     HAS_SIZE=size is not None, REDUCE=REDUCE_CODES[reduce], BLOCK=BLOCK_C,
                 )  # fmt: skip
     return out, size_out

@@ -3,6 +3,7 @@
 // index order; then every (image, slot) accumulates its members' rows in float32 (float64 for
 // float64 inputs): wavg sum(size x) / sum(size), mean, sum or amax. A slot without tokens gets 0
 // and size 0. Images in parallel. float16 / bfloat16 inputs are computed in float32.
+#include "common/float32_compute.h"
 #include "merge/merge_checks.h"
 
 #include <ATen/Dispatch.h>
@@ -75,11 +76,7 @@ std::tuple<at::Tensor, at::Tensor> token_merge_cpu(const at::Tensor& x, const st
   const MergeShape s = check_token_merge_args(x, size, dest, num_out, reduce_name);
   check_token_merge_values(size, dest, num_out);
   const Reduce r = check_reduce(reduce_name);
-  if (x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16) {  // computed in float32, rounded once
-    const std::optional<at::Tensor> size32 = size.has_value() ? std::optional(size->to(at::kFloat)) : std::nullopt;
-    auto [out, size_out] = token_merge_cpu(x.to(at::kFloat), size32, dest, num_out, reduce);
-    return {out.to(x.scalar_type()), size_out.to(x.scalar_type())};
-  }
+  if (is_reduced_float(x)) return in_float32(&token_merge_cpu, x, size, dest, num_out, reduce);
   const at::Tensor xc = x.contiguous(), dc = dest.contiguous();
   const at::Tensor sc = size.has_value() ? size->contiguous() : at::Tensor();
   at::Tensor out = at::empty({s.B, num_out, s.C}, x.options());
