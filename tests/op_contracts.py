@@ -112,6 +112,9 @@ VALID: dict[str, Callable[[], tuple]] = {
         16,
     ),  # fmt: skip
     "token_merge": lambda: merge_inputs(),
+    "pitome_energy": lambda: (torch.randn(2, 9, 4, generator=_gen()), 0.5, 1.0, "elu"),
+    "merge_plan": lambda: (torch.randn(2, 9, 4, generator=_gen()), 3, "pitome", 0.5, 1.0, True, False),
+    "divprune_select": lambda: (torch.randn(2, 9, 4, generator=_gen()), 3),
     **splat_cases.VALID,
     **splat_sparse_cases.VALID,
 }
@@ -346,6 +349,26 @@ def _merge_rows() -> list[Bad]:
         Bad(op, "reduce", lambda: (x, size, dest, n, "max"), ValueError, "'reduce' must be one of 'wavg', 'mean', 'sum', 'amax', got 'max'"),
         Bad(op, "dest range", lambda: (x, size, dest, 3, reduce), IndexError, "'dest' must be in [-1, num_out) = [-1, 3), got values in [-1, 3]", reads_data=True),
         Bad(op, "size not positive", lambda: (x, size * 0, dest, n, reduce), ValueError, "'size' must be positive, got a size of 0", reads_data=True),
+    ] + _plan_rows()  # fmt: skip
+
+
+def _plan_rows() -> list[Bad]:
+    m = torch.randn(2, 9, 4, generator=_gen())
+    return [
+        Bad("pitome_energy", "metric rank", lambda: (m[0], 0.5, 1.0, "elu"), ValueError, "'metric' must be a 3-D tensor [B, T, d]"),
+        Bad("pitome_energy", "metric dtype", lambda: (m.long(), 0.5, 1.0, "elu"), TypeError, "'metric' must have dtype float32 or float64"),
+        Bad("pitome_energy", "kernel", lambda: (m, 0.5, 1.0, "relu"), ValueError, "'kernel' must be one of 'elu', 'gaussian', 'paper', got 'relu'"),
+        Bad("pitome_energy", "gaussian margin", lambda: (m, 1.0, 1.0, "gaussian"), ValueError, "'margin' must be < 1 for the gaussian kernel (sigma = 1 - margin), got 1"),
+        Bad("merge_plan", "metric rank", lambda: (m[0], 3, "pitome", 0.5, 1.0, True, False), ValueError, "'metric' must be a 3-D tensor [B, N, d]"),
+        Bad("merge_plan", "method", lambda: (m, 3, "bsm", 0.5, 1.0, True, False), ValueError, "'method' must be one of 'pitome', 'pitome_bsm', 'pitome_text', 'tome', got 'bsm'"),
+        Bad("merge_plan", "negative r", lambda: (m, -1, "pitome", 0.5, 1.0, True, False), ValueError, "'r' must be >= 0, got -1"),
+        Bad("merge_plan", "r over half", lambda: (m, 5, "pitome", 0.5, 1.0, True, False), ValueError, "'r' = 5 merges more than half of the 8 tokens (method 'pitome'); the largest r is 4"),
+        Bad("merge_plan", "no class token", lambda: (m[:, :0], 0, "tome", 0.5, 1.0, True, False), ValueError, "'metric' must hold the class token (class_token=True) and so at least 1 token, got N = 0"),
+        Bad("merge_plan", "text margin", lambda: (m, 2, "pitome_text", 1.5, 1.0, True, False), ValueError, "'margin' must be < 1 for the gaussian kernel (sigma = 1 - margin), got 1.5"),
+        Bad("divprune_select", "metric rank", lambda: (m[0], 3), ValueError, "'metric' must be a 3-D tensor [B, N, d]"),
+        Bad("divprune_select", "metric dtype", lambda: (m.int(), 3), TypeError, "'metric' must have dtype float32 or float64"),
+        Bad("divprune_select", "k over N", lambda: (m, 10), ValueError, "'k' must be in [0, N] = [0, 9], got 10"),
+        Bad("divprune_select", "negative k", lambda: (m, -1), ValueError, "'k' must be in [0, N] = [0, 9], got -1"),
     ]  # fmt: skip
 
 

@@ -100,13 +100,24 @@ QUANT_CPU_ROWS = [
 ] + [("quantize", "end-to-end", "minilm-l6 sq-int2 g128", "official-splitquant")]  # fmt: skip
 
 
+MERGE_CPU_ROWS = [
+    (op, "forward", case, base)
+    for op, base in (("pitome_merge", "official-pytorch"), ("tome_merge", "official-tome"))
+    for case in ("vit-b T197 C768 d64 B64 keep0.9", "vit-l384 T577 C1024 d64 B64 keep0.9")
+] + [
+    ("divprune_select", "forward", "llava N576 d4096 k56 B8", "official-pytorch"),
+    ("vit_b16", "end-to-end", "timm vit-b/16 224 B16 pitome keep0.9", "no-merge"),
+    ("vit_b16", "end-to-end", "timm vit-b/16 224 B16 pitome keep0.9", "official-pytorch"),
+]  # fmt: skip
+
+
 @pytest.mark.parametrize("path", sorted(CPU_FILES))
 def test_cpu_files_have_every_row(path):
     for f in CPU_FILES[path]:
         with open(f) as fh:
             rows = json.load(fh)["rows"]
         for core, wanted in (("sae", SAE_CPU_ROWS), ("cswin", CSWIN_CPU_ROWS), ("splat", SPLAT_CPU_ROWS),
-                             ("quant", QUANT_CPU_ROWS)):  # fmt: skip
+                             ("quant", QUANT_CPU_ROWS), ("merge", MERGE_CPU_ROWS)):  # fmt: skip
             for op, mode, case, baseline in wanted:
                 assert any(r["core"] == core and r["op"] == op and r["mode"] == mode and case in r["case"]
                            and r["baseline"] == baseline for r in rows), (f, op, mode, case, baseline)  # fmt: skip

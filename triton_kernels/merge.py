@@ -5,19 +5,38 @@ registers them for CUDA tensors.
   image), then one program per (image, slot, block of channels) reduces its slot's tokens in that
   order in float32 (no atomics: bit-identical from run to run).
 
+* pitome_energy: one program per (image, block of rows) normalizes its rows, then walks the
+  columns a block at a time: similarities by ``tl.dot`` (IEEE float32, so the plan decisions match
+  the CPU kernel's), the energy kernel, row sums; never a T x T matrix.
+* merge_plan: the energy above, then the ordering, the A/B split and the matching with torch ops on
+  the device (the reference's steps, prismkit/reference/merge.py: a stable sort, gathers and a
+  batched product of the r x r block), since the sort is not expressible in Triton.
+* divprune_select: torch ops on the device, batched over images: the nearest neighbours from the
+  similarities 256 rows at a time, then one batched product per pick for the running minimum.
+
 Kernels run on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (the tests do this).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from prismkit.ops.merge.checks import check_token_merge_args, check_token_merge_values
+from prismkit.ops.merge.checks import (
+    check_divprune_select_args,
+    check_merge_plan_args,
+    check_pitome_energy_args,
+    check_token_merge_args,
+    check_token_merge_values,
+)
+from prismkit.reference import merge as reference
 from prismkit.triton_kernels.launch import on_device
 
-__all__ = ["token_merge"]
+__all__ = ["divprune_select", "merge_plan", "pitome_energy", "token_merge"]
 
 BLOCK_C = 128
 MAX_GRID_Y = 65535  # CUDA's limit on a grid's y (and z) axis
@@ -89,3 +108,99 @@ def token_merge(x, size, dest, num_out, reduce="wavg"):
                     HAS_SIZE=size is not None, REDUCE=REDUCE_CODES[reduce], BLOCK=BLOCK_C,
                 )  # fmt: skip
     return out, size_out
+
+
+KERNEL_CODES = {"elu": 0, "gaussian": 1, "paper": 2}
+ENERGY_BLOCK = 32  # rows and columns per tile (tl.dot needs at least 16)
+ENERGY_BLOCK_D = 32
+
+
+@triton.jit
+def _energy_kernel(m_ptr, inv_ptr, out_ptr, T, D, margin, alpha, scale, KERNEL: tl.constexpr, BLOCK: tl.constexpr,
+                   BLOCK_D: tl.constexpr):  # fmt: skip
+    b = tl.program_id(1).to(tl.int64)
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    r_ok = rows < T
+    base = m_ptr + b * T * D
+    inv_r = tl.load(inv_ptr + b * T + rows, mask=r_ok, other=0.0)
+    acc = tl.zeros((BLOCK,), tl.float32)
+    for j0 in range(0, T, BLOCK):
+        cols = j0 + tl.arange(0, BLOCK)
+        c_ok = cols < T
+        s = tl.zeros((BLOCK, BLOCK), tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            ds = d0 + tl.arange(0, BLOCK_D)
+            d_ok = ds < D
+            a = tl.load(base + rows[:, None] * D + ds[None, :], mask=r_ok[:, None] & d_ok[None, :], other=0.0)
+            bt = tl.load(base + cols[None, :] * D + ds[:, None], mask=c_ok[None, :] & d_ok[:, None], other=0.0)
+            s += tl.dot(a.to(tl.float32), bt.to(tl.float32), input_precision="ieee")
+        inv_c = tl.load(inv_ptr + b * T + cols, mask=c_ok, other=0.0)
+        s = s * inv_r[:, None] * inv_c[None, :]
+        if KERNEL == 0:
+            x = s - margin
+            f = tl.where(x > 0, x, alpha * (tl.exp(x) - 1.0))
+        elif KERNEL == 1:
+            z = (1.0 - s) / (1.0 - margin)
+            f = tl.exp(-0.5 * z * z)
+        else:
+            f = tl.where(s >= margin, s, alpha * (tl.exp(s - margin) - 1.0))
+        acc += tl.sum(tl.where(c_ok[None, :], f, 0.0), axis=1)
+    tl.store(out_ptr + b * T + rows, acc * scale, mask=r_ok)
+
+
+def pitome_energy(metric, margin, alpha=1.0, kernel="elu"):
+    """prismkit::pitome_energy for CUDA tensors."""
+    B, T = check_pitome_energy_args(metric, margin, alpha, kernel)
+    out = torch.empty(B, T, dtype=torch.float32, device=metric.device)
+    if B == 0 or T == 0:
+        return out.to(metric.dtype)
+    m = metric.contiguous()
+    inv = 1.0 / m.float().norm(dim=-1).clamp_min(1e-12)  # F.normalize's eps
+    D = m.shape[2]
+    scale = 1.0 / T
+    if kernel == "gaussian":
+        scale /= (1.0 - margin) * math.sqrt(2 * math.pi)
+    with on_device(metric):
+        for b0 in range(0, B, MAX_GRID_Y):
+            nb = min(MAX_GRID_Y, B - b0)
+            _energy_kernel[(triton.cdiv(T, ENERGY_BLOCK), nb)](
+                m[b0 : b0 + nb], inv[b0 : b0 + nb].contiguous(), out[b0 : b0 + nb], T, D, float(margin), float(alpha),
+                scale, KERNEL=KERNEL_CODES[kernel], BLOCK=ENERGY_BLOCK, BLOCK_D=ENERGY_BLOCK_D,
+            )  # fmt: skip
+    return out.to(metric.dtype)
+
+
+def merge_plan(metric, r, method, margin=0.9, alpha=1.0, class_token=True, prune=False):
+    """prismkit::merge_plan for CUDA tensors: the Triton energy, then the reference's steps."""
+    check_merge_plan_args(metric, r, method, margin, alpha, class_token, prune)
+    dest, energy = reference.merge_plan(metric, r, method, margin, alpha, class_token, prune, energy_fn=pitome_energy)
+    return dest, energy.to(metric.dtype)
+
+
+ROW_CHUNK = 256
+
+
+def divprune_select(metric, k):
+    """prismkit::divprune_select for CUDA tensors (and the CPU under the interpreter's tests)."""
+    B, N = check_divprune_select_args(metric, k)
+    picks = torch.empty(B, k, dtype=torch.int64, device=metric.device)
+    if B == 0 or k == 0:
+        return picks
+    m = F.normalize(metric.float(), p=2, dim=-1)
+    nearest = torch.empty(B, N, device=m.device)
+    for i0 in range(0, N, ROW_CHUNK):  # the largest similarity to another token, ROW_CHUNK rows at a time
+        sim = m[:, i0 : i0 + ROW_CHUNK] @ m.transpose(1, 2)
+        rows = torch.arange(i0, min(N, i0 + ROW_CHUNK), device=m.device)
+        sim[:, rows - i0, rows] = -math.inf
+        nearest[:, i0 : i0 + ROW_CHUNK] = sim.amax(-1)
+    running = 1 - nearest
+    chosen = torch.zeros(B, N, dtype=torch.bool, device=m.device)
+    batch = torch.arange(B, device=m.device)
+    for step in range(k):
+        # distances are >= 0 up to rounding: NaN ranks below every number, picked tokens below NaN
+        p = running.nan_to_num(nan=-2.0).masked_fill(chosen, -3.0).argmax(-1)
+        picks[:, step] = p
+        chosen[batch, p] = True
+        dist = 1 - (m @ m[batch, p][:, :, None])[..., 0]
+        running = dist if step == 0 else torch.minimum(running, dist)
+    return picks.sort(-1).values

@@ -52,4 +52,63 @@ void check_token_merge_values(const std::optional<at::Tensor>& size, const at::T
   }
 }
 
+int check_energy_kernel(const char* op, const std::string& kernel, double margin) {
+  int code = -1;
+  if (kernel == "elu") code = 0;
+  if (kernel == "gaussian") code = 1;
+  if (kernel == "paper") code = 2;
+  TORCH_CHECK_VALUE(code >= 0, "prismkit::", op, ": 'kernel' must be one of 'elu', 'gaussian', 'paper', got '", kernel,
+                    "'");
+  TORCH_CHECK_VALUE(code != 1 || margin < 1, "prismkit::", op,
+                    ": 'margin' must be < 1 for the gaussian kernel (sigma = 1 - margin), got ", margin);
+  return code;
+}
+
+void check_pitome_energy_args(const at::Tensor& metric, double margin, double alpha, const std::string& kernel) {
+  check_rank("pitome_energy", "metric", metric, 3, "[B, T, d]");
+  check_float_dtype("pitome_energy", "metric", metric, /*cuda_float64=*/true);
+  check_energy_kernel("pitome_energy", kernel, margin);
+}
+
+PlanMethod check_merge_plan_args(const at::Tensor& metric, int64_t r, const std::string& method, double margin,
+                                 double alpha, bool class_token, bool prune) {
+  check_rank("merge_plan", "metric", metric, 3, "[B, N, d]");
+  check_float_dtype("merge_plan", "metric", metric, /*cuda_float64=*/true);
+  PlanMethod m = PlanMethod::PiToMe;
+  if (method == "pitome") {
+    m = PlanMethod::PiToMe;
+  } else if (method == "pitome_bsm") {
+    m = PlanMethod::PiToMeBsm;
+  } else if (method == "pitome_text") {
+    m = PlanMethod::PiToMeText;
+  } else if (method == "tome") {
+    m = PlanMethod::ToMe;
+  } else {
+    TORCH_CHECK_VALUE(false,
+                      "prismkit::merge_plan: 'method' must be one of 'pitome', 'pitome_bsm', 'pitome_text', "
+                      "'tome', got '",
+                      method, "'");
+  }
+  const int64_t N = metric.size(1);
+  TORCH_CHECK_VALUE(!class_token || N >= 1,
+                    "prismkit::merge_plan: 'metric' must hold the class token "
+                    "(class_token=True) and so at least 1 token, got N = ",
+                    N);
+  TORCH_CHECK_VALUE(r >= 0, "prismkit::merge_plan: 'r' must be >= 0, got ", r);
+  if (m != PlanMethod::ToMe) {
+    const int64_t T = N - (class_token ? 1 : 0), largest = largest_r(m, T);
+    TORCH_CHECK_VALUE(r <= largest, "prismkit::merge_plan: 'r' = ", r, " merges more than half of the ", T,
+                      " tokens (method '", method, "'); the largest r is ", largest);
+  }
+  if (m == PlanMethod::PiToMeText) check_energy_kernel("merge_plan", "gaussian", margin);
+  return m;
+}
+
+void check_divprune_select_args(const at::Tensor& metric, int64_t k) {
+  check_rank("divprune_select", "metric", metric, 3, "[B, N, d]");
+  check_float_dtype("divprune_select", "metric", metric, /*cuda_float64=*/true);
+  const int64_t N = metric.size(1);
+  TORCH_CHECK_VALUE(k >= 0 && k <= N, "prismkit::divprune_select: 'k' must be in [0, N] = [0, ", N, "], got ", k);
+}
+
 }  // namespace prismkit::merge

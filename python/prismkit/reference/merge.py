@@ -66,19 +66,25 @@ def _descending(values: Tensor) -> Tensor:
 def _best_match(m: Tensor, a_idx: Tensor, b_idx: Tensor) -> tuple[Tensor, Tensor]:
     """For each A token, the highest cosine similarity to a B token and that B token's position in
     ``b_idx`` (the first on ties). m: normalized metric [B, T, d]."""
+    if b_idx.shape[1] == 0:  # pitome_bsm over one token: no B token to match
+        return torch.full(a_idx.shape, -math.inf, device=m.device), torch.zeros_like(a_idx)
     a = m.gather(1, a_idx[..., None].expand(-1, -1, m.shape[-1]))
     b = m.gather(1, b_idx[..., None].expand(-1, -1, m.shape[-1]))
     return (a @ b.transpose(-1, -2)).max(-1)
 
 
 def merge_plan(metric: Tensor, r: int, method: str, margin: float = 0.9, alpha: float = 1.0,
-               class_token: bool = True, prune: bool = False) -> tuple[Tensor, Tensor]:  # fmt: skip
+               class_token: bool = True, prune: bool = False, *,
+               energy_fn=None) -> tuple[Tensor, Tensor]:  # fmt: skip
     """(dest [B, N] int64, energy [B, T]) of one merging step (module docstring; empty energy for
     ``tome``). Output order: PiToMe ``[cls, protected by descending energy, B]``, ``pitome_bsm``
     ``[cls, unmerged A by descending best match, B]``, ToMe ``[unmerged A, B]`` with the unmerged
     A sorted by index when there is a class token (so it stays first), by descending best match
     otherwise. ``prune``: merged A tokens get -1 instead of their match's slot. r = 0: every token
-    keeps its place, except for ``pitome_bsm``, which reorders as the official code does."""
+    keeps its place, except for ``pitome_bsm``, which reorders as the official code does.
+    ``energy_fn``: what computes the energy, ``pitome_energy``'s signature (default: this module's;
+    the CUDA launcher passes its Triton kernel)."""
+    energy_fn = energy_fn or pitome_energy
     if method not in METHODS:
         raise ValueError(f"merge_plan: method must be one of {METHODS}, got {method!r}")
     Bn, N, _ = metric.shape
@@ -87,7 +93,8 @@ def merge_plan(metric: Tensor, r: int, method: str, margin: float = 0.9, alpha: 
     rows = torch.arange(Bn, device=dev)[:, None]
     offset = int(class_token)
     # PiToMe merges r of its A tokens: r <= T // 2 (pitome_bsm: A is every other token, ceil(T / 2))
-    largest = (N - offset + 1) // 2 if method == "pitome_bsm" else (N - offset) // 2
+    T = N - offset
+    largest = ((T + 1) // 2 if T >= 2 else 0) if method == "pitome_bsm" else T // 2
     if method != "tome" and r > largest:
         raise ValueError(f"merge_plan: r={r} merges more than half of the {N - offset} tokens; the largest r is "
                          f"{largest}")  # fmt: skip
@@ -95,7 +102,7 @@ def merge_plan(metric: Tensor, r: int, method: str, margin: float = 0.9, alpha: 
         energy = (
             metric.new_empty(0)
             if method == "tome"
-            else pitome_energy(metric[:, offset:], margin, alpha, "gaussian" if method == "pitome_text" else "elu")
+            else energy_fn(metric[:, offset:], margin, alpha, "gaussian" if method == "pitome_text" else "elu")
         )
         return torch.arange(N, device=dev).expand(Bn, N).clone(), energy
     if method == "tome":
@@ -122,7 +129,7 @@ def merge_plan(metric: Tensor, r: int, method: str, margin: float = 0.9, alpha: 
         dest[:, 0] = 0
     m = F.normalize(metric[:, offset:].float(), p=2, dim=-1)
     kernel = "gaussian" if method == "pitome_text" else "elu"
-    energy = pitome_energy(metric[:, offset:], margin, alpha, kernel)
+    energy = energy_fn(metric[:, offset:], margin, alpha, kernel)
     order = _descending(energy)
     if method == "pitome_bsm":
         a_idx, b_idx = order[:, 0::2], order[:, 1::2]
@@ -184,9 +191,11 @@ def divprune_select(metric: Tensor, k: int) -> Tensor:
     """DivPrune's greedy max-min selection on cosine distance (1 - cos): first the token whose
     nearest other token is farthest, then repeatedly the token farthest from the selected set (ties:
     the lower index); the k indices [B, k] in ascending order."""
+    Bn, N, _ = metric.shape
+    if k == 0:
+        return torch.zeros(Bn, 0, dtype=torch.int64, device=metric.device)
     m = F.normalize(metric.float(), p=2, dim=-1)
     dist = 1 - m @ m.transpose(-1, -2)
-    Bn, N, _ = metric.shape
     eye = torch.eye(N, dtype=torch.bool, device=metric.device)
     nearest = dist.masked_fill(eye, math.inf).amin(-1)
     picks = [nearest.argmax(-1)]

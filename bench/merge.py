@@ -1,0 +1,108 @@
+"""Token-merging benchmarks: one merging layer of PiToMe and of ToMe (the plan op and token_merge)
+against the official computations op for op, and DivPrune's selection against its official loop.
+Run with bench/run.py (`make bench`).
+
+Cases (research note pitome.md): the keys (d = 64, averaged over heads) and hidden states of
+ViT-B/16 at 224 (T = 197, C = 768) and ViT-L/16 at 384 (T = 577, C = 1024), batch 64, keep ratio
+0.9 (r = 19 and 57), margin 0.75 (the official DeiT patch's first layer); LLaVA-1.5's 576 visual
+tokens of width 4096 pruned to 56, batch 8. Baselines (prismkit/reference/merge.py):
+
+* ``official-pytorch``: PiToMe's ``pitome_vision`` + ``merge_wavg`` (the full T x T similarity, the
+  energy, the gathers, two ``scatter_reduce`` merges), or DivPrune's loop over the images (the N x N
+  distance matrix, the minimum over all picks recomputed per pick);
+* ``official-tome``: ToMe's ``bipartite_soft_matching`` + ``merge_wavg``.
+
+CPU float32; GPU (``--bench-device cuda``) bfloat16 activations and float32 metrics.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from prismkit.ops import merge as ops
+from prismkit.reference import merge as ref
+
+# name: (T, C, d, B); keep ratio 0.9
+LAYERS = {
+    "vit-b T197 C768 d64 B64 keep0.9": (197, 768, 64, 64),
+    "vit-l384 T577 C1024 d64 B64 keep0.9": (577, 1024, 64, 64),
+}
+SMALL = "small T65 C64 d16 B4 keep0.9"
+LAYERS[SMALL] = (65, 64, 16, 4)
+MARGIN = 0.75
+# name: (N, d, k, B)
+SELECTIONS = {"llava N576 d4096 k56 B8": (576, 4096, 56, 8)}
+SMALL_SELECTION = "small N64 d128 k8 B2"
+SELECTIONS[SMALL_SELECTION] = (64, 128, 8, 2)
+
+
+def impl_for(device):
+    return "cpu" if device == "cpu" else "triton"
+
+
+@pytest.fixture(params=list(LAYERS))
+def layer(request, bench_cases):
+    if bench_cases == "small" and request.param != SMALL:
+        pytest.skip("--bench-cases small")
+    return request.param
+
+
+@pytest.fixture(params=list(SELECTIONS))
+def selection(request, bench_cases):
+    if bench_cases == "small" and request.param != SMALL_SELECTION:
+        pytest.skip("--bench-cases small")
+    return request.param
+
+
+@functools.lru_cache(maxsize=1)
+def layer_inputs(name, device):
+    T, C, d, B = LAYERS[name]
+    g = torch.Generator().manual_seed(0)
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    # keys of real layers are correlated: a shared direction plus noise, so energies spread out
+    metric = (torch.randn(B, 1, d, generator=g) + torch.randn(B, T, d, generator=g)).to(device)
+    x = torch.randn(B, T, C, generator=g).to(device, dtype)
+    return metric, x, ref.keep_ratio_to_r(T - 1, 0.9)
+
+
+def test_pitome_merge(compare, bench_device, layer):
+    metric, x, r = layer_inputs(layer, bench_device)
+    N = x.shape[1]
+
+    def fused():
+        dest, _ = ops.merge_plan(metric, r, "pitome", MARGIN)
+        return ops.token_merge(x, None, dest, N - r)
+
+    official = lambda: ref.official_pitome_wavg(x, None, metric.to(x.dtype), r, MARGIN)  # noqa: E731
+    # the same merges, but for near-tied energies (float32 sums in another order; T = 576 has some)
+    assert (fused()[1] != official()[1]).float().mean() < 0.01
+    compare(fused, {"official-pytorch": official}, core="merge", op="pitome_merge", mode="forward", case=layer,
+            impl=impl_for(bench_device))  # fmt: skip
+
+
+def test_tome_merge(compare, bench_device, layer):
+    metric, x, r = layer_inputs(layer, bench_device)
+    N = x.shape[1]
+
+    def fused():
+        dest, _ = ops.merge_plan(metric, r, "tome")
+        return ops.token_merge(x, None, dest, N - r)
+
+    official = lambda: ref.official_tome_wavg(x, None, metric.to(x.dtype), r)  # noqa: E731
+    assert (fused()[1] != official()[1]).float().mean() < 0.01
+    compare(fused, {"official-tome": official}, core="merge", op="tome_merge", mode="forward", case=layer,
+            impl=impl_for(bench_device))  # fmt: skip
+
+
+def test_divprune_select(compare, bench_device, selection):
+    N, d, k, B = SELECTIONS[selection]
+    g = torch.Generator().manual_seed(0)
+    metric = torch.randn(B, N, d, generator=g).to(bench_device)
+    fused = lambda: ops.divprune_select(metric, k)  # noqa: E731
+    official = lambda: torch.stack([ref.official_divprune(metric[b], k) for b in range(B)])  # noqa: E731
+    assert torch.equal(fused(), official())
+    compare(fused, {"official-pytorch": official}, core="merge", op="divprune_select", mode="forward",
+            case=selection, impl=impl_for(bench_device))  # fmt: skip
