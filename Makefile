@@ -106,7 +106,7 @@ sanitize: build $(DEV)
 		--config-settings=cmake.define.PRISMKIT_WITH_CUDA=OFF --config-settings=cmake.define.PRISMKIT_CUDA_COMPILE_CHECK=OFF
 	LD_PRELOAD="$(SANITIZE_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		$(PY) -m pytest tests/test_sae_encode.py tests/test_sae_decode.py tests/test_sae_threshold.py tests/test_sae_jumprelu.py tests/test_quant_kmeans1d.py tests/test_quant_pack.py tests/test_quant_linear.py tests/test_merge_ops.py \
+		$(PY) -m pytest tests/test_sae_encode.py tests/test_sae_decode.py tests/test_sae_threshold.py tests/test_sae_jumprelu.py tests/test_quant_kmeans1d.py tests/test_quant_pack.py tests/test_quant_linear.py tests/test_merge_ops.py tests/test_merge_plan.py \
 		tests/test_cswin_attention.py tests/test_splat_ops.py tests/test_splat_sparse_ops.py tests/test_op_contracts.py \
 		tests/test_properties.py \
 		tests/test_cpu_paths.py -k "not triton" \
