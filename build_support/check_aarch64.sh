@@ -36,5 +36,5 @@ for job in $(jobs -p); do wait "$job" || status=1; done
 echo "NEON kernels under qemu-aarch64:"
 "$CXX" -std=c++20 -O2 -static -DPRISMKIT_ISA=baseline -Icsrc tests/cpp/isa_kernels_test.cpp \
   csrc/common/vector_math_isa.cpp csrc/cswin/cswin_window_kernels_isa.cpp csrc/splat/composite_kernels_isa.cpp \
-  -o "$OUT/isa_kernels_test"
+  csrc/merge/similarity_kernels_isa.cpp -o "$OUT/isa_kernels_test"
 qemu-aarch64 "$OUT/isa_kernels_test"

@@ -1,11 +1,11 @@
 // A torch-free unit test of the per-instruction-set kernels (csrc/*/*_isa.cpp) for one path, run by
 // `make check-aarch64` on the NEON build under qemu-aarch64 (no ARM machine needed): the vector
-// kernels, one CSWin window and one splat box, forward and backward, against plain loops. Exits non-zero on the
-// first mismatch.
+// kernels, one CSWin window and one splat box, forward and backward, and merge's similarity kernels,
+// against plain loops. Exits non-zero on the first mismatch.
 //
 //   aarch64-linux-gnu-g++ -std=c++20 -O2 -static -DPRISMKIT_ISA=baseline -Icsrc \
 //       tests/cpp/isa_kernels_test.cpp csrc/common/vector_math_isa.cpp csrc/cswin/cswin_window_kernels_isa.cpp \
-//       csrc/splat/composite_kernels_isa.cpp
+//       csrc/splat/composite_kernels_isa.cpp csrc/merge/similarity_kernels_isa.cpp
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -14,6 +14,7 @@
 
 #include "common/vector_math.h"
 #include "cswin/cswin_window_kernels.h"
+#include "merge/similarity_kernels.h"
 #include "splat/composite_kernels.h"
 
 using prismkit::cswin::WindowKernels;
@@ -190,6 +191,49 @@ void test_composite(const prismkit::splat::CompositeKernels& k, int64_t D) {
 
 }  // namespace
 
+// merge's similarity kernels: dots of rows against transposed columns, the energy sums, row dots.
+void test_similarity(const prismkit::merge::SimilarityKernels& k) {
+  using prismkit::merge::EnergyKernel;
+  using prismkit::merge::padded_columns;
+  uint32_t s = 7;
+  for (int64_t rows : {1, 5, 9, 17})
+    for (int64_t cols : {1, 7, 33, 70})
+      for (int64_t d : {1, 3, 16, 41}) {
+        const int64_t ldb = padded_columns(cols);
+        std::vector<float> a(rows * d), bT(d * ldb, 0.0f), out(rows * ldb), y(d), rd(rows);
+        for (auto& v : a) v = uniform(s);
+        for (int64_t c = 0; c < d; ++c)
+          for (int64_t j = 0; j < cols; ++j) bT[c * ldb + j] = uniform(s);
+        for (auto& v : y) v = uniform(s);
+        k.dots(a.data(), d, rows, bT.data(), ldb, cols, d, out.data(), ldb);
+        k.row_dots(a.data(), d, rows, y.data(), d, rd.data());
+        for (int64_t i = 0; i < rows; ++i) {
+          double want_rd = 0;
+          for (int64_t c = 0; c < d; ++c) want_rd += double(a[i * d + c]) * y[c];
+          expect_close("row_dots", rd[i], want_rd);
+          for (int64_t j = 0; j < cols; ++j) {
+            double want = 0;
+            for (int64_t c = 0; c < d; ++c) want += double(a[i * d + c]) * bT[c * ldb + j];
+            expect_close("dots", out[i * ldb + j], want);
+          }
+        }
+        for (int kernel = 0; kernel < 3; ++kernel) {  // the first row's similarities, scaled into [-1, 1]
+          std::vector<float> sim(ldb, 0.0f);
+          for (int64_t j = 0; j < cols; ++j) sim[j] = out[j] / (1.0f + std::fabs(out[j]));
+          const float margin = 0.3f, alpha = 0.7f;
+          double want = 0;
+          for (int64_t j = 0; j < cols; ++j) {
+            const double x = sim[j];
+            if (kernel == 0) want += x - margin > 0 ? x - margin : alpha * (std::exp(x - margin) - 1);
+            if (kernel == 1) want += std::exp(-0.5 * std::pow((1 - x) / (1 - margin), 2));
+            if (kernel == 2) want += x >= margin ? x : alpha * (std::exp(x - margin) - 1);
+          }
+          expect_close("energy_sum", k.energy_sum(sim.data(), cols, static_cast<EnergyKernel>(kernel), margin, alpha),
+                       want);
+        }
+      }
+}
+
 int main() {
   const prismkit::VectorMath& vm = prismkit::vector_math_baseline();
   const WindowKernels& wk = prismkit::cswin::window_kernels_baseline();
@@ -197,6 +241,7 @@ int main() {
   for (int64_t L : {1, 5, 16, 33, 56, 98})
     for (int64_t hd : {8, 32, 48}) test_window(wk, L, hd);
   for (int64_t D : {1, 3, 8, 9, 17, 40}) test_composite(prismkit::splat::composite_kernels_baseline(), D);
+  test_similarity(prismkit::merge::similarity_kernels_baseline());
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "ok", failures);
   return failures ? 1 : 0;
 }
