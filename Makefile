@@ -14,7 +14,8 @@
 #   make gpu-check     on a GPU machine: build, tests, sanitizer, GPU benchmarks; logs, summary.json
 #                      and <gpu>.json into $OUT
 # demo/test/bench/wheel create .venv on first use and rebuild the extension incrementally
-# (build/) before running; demo installs only what it needs (torch and the build tools).
+# (build/) before running; demo installs only what it needs (torch, the build tools, and timm for
+# the token-merging part's ViT).
 
 PYTHON ?= python3
 VENV := .venv
@@ -46,7 +47,7 @@ COMPAT_DESELECT := \
 $(RUNTIME): Makefile pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)" scikit-build-core pybind11 cmake ninja numpy safetensors tqdm plyfile pillow
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" scikit-build-core pybind11 cmake ninja numpy safetensors tqdm plyfile pillow timm
 	touch $@
 
 # Test, benchmark and style tools; SAELens (interop tests, trainer benchmark), all-MiniLM-L6-v2

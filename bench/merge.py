@@ -12,11 +12,18 @@ tokens of width 4096 pruned to 56, batch 8. Baselines (prismkit/reference/merge.
   distance matrix, the minimum over all picks recomputed per pick);
 * ``official-tome``: ToMe's ``bipartite_soft_matching`` + ``merge_wavg``.
 
+``vit_b16``: a timm ViT-B/16 at 224 (random weights: none can be downloaded), batch 16 on the CPU
+(256 in bfloat16 on a GPU), forward under ``torch.inference_mode``, patched with
+``prismkit.merge.patch(model, "pitome", 0.9)`` (the DeiT defaults: 197 tokens down to 60), against
+the unpatched model (``no-merge``) and the official timm patch re-created op for op
+(``official-pytorch``, prismkit/reference/merge_patch.py: explicit attention, the official merge).
+
 CPU float32; GPU (``--bench-device cuda``) bfloat16 activations and float32 metrics.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import pytest
@@ -106,3 +113,43 @@ def test_divprune_select(compare, bench_device, selection):
     assert torch.equal(fused(), official())
     compare(fused, {"official-pytorch": official}, core="merge", op="divprune_select", mode="forward",
             case=selection, impl=impl_for(bench_device))  # fmt: skip
+
+
+VIT_CASE = "timm vit-b/16 224 B16 pitome keep0.9"
+
+
+def test_vit_b16(compare, bench_device, bench_cases):
+    if bench_cases == "small":
+        pytest.skip("--bench-cases small")
+    vision_transformer = pytest.importorskip("timm.models.vision_transformer")
+    import prismkit.merge as pm
+    from prismkit.reference.merge_patch import official_patch
+
+    cuda = bench_device == "cuda"
+    B, dtype = (256, torch.bfloat16) if cuda else (16, torch.float32)
+    torch.manual_seed(0)
+    plain = vision_transformer.VisionTransformer(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12)
+    plain = plain.eval().to(bench_device, dtype)
+    merged, official = copy.deepcopy(plain), copy.deepcopy(plain)
+    pm.patch(merged, "pitome", 0.9)
+    official_patch(official, "pitome", 0.9)
+    images = torch.randn(B, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(bench_device, dtype)
+
+    def forward(model):
+        def run():
+            with torch.inference_mode():
+                return model(images)
+
+        return run
+
+    # the official patch's decisions: the same logits to rounding, except for images where a near-tie
+    # of float32 energies (random weights give many) decided one merge differently
+    got, want = forward(merged)().float(), forward(official)().float()
+    tol = 2e-2 if cuda else 1e-3
+    same = ((got - want).abs() <= tol * (1 + want.abs())).all(-1).float().mean().item()
+    assert same >= 0.75, f"only {same:.0%} of the images match the official patch's logits"
+    case = VIT_CASE.replace("B16", f"B{B}") + (" bf16" if cuda else "")
+    compare(forward(merged), {"no-merge": forward(plain), "official-pytorch": forward(official)}, core="merge",
+            op="vit_b16", mode="end-to-end", case=case, impl=impl_for(bench_device),
+            extra={"images_per_call": B, "tokens_per_layer": list(pm.state(merged).tokens),
+                   "images_matching_official": round(same, 4)})  # fmt: skip

@@ -83,6 +83,12 @@ def to_rows(entries, peaks):
             }  # fmt: skip
             if "products_per_call" in info:  # one timed call ran this many products (quant's GPU graphs)
                 row["products_per_call"] = info["products_per_call"]
+            if "images_per_call" in info:  # end-to-end model rows: throughput, and merge's token schedule
+                row["images_per_s"] = round(info["images_per_call"] / (ms / 1e3), 2)
+                row["baseline_images_per_s"] = round(info["images_per_call"] / (base["median_ms"] / 1e3), 2)
+            for key in ("tokens_per_layer", "images_matching_official"):
+                if key in info:
+                    row[key] = info[key]
             if peaks:
                 bandwidth, flops = peaks
                 if "bytes" in info:

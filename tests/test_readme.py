@@ -88,8 +88,18 @@ def test_quant_example_runs(tmp_path, monkeypatch):
 
 
 def test_merge_example_runs():
-    (code,) = [b for b in python_blocks() if "from prismkit.ops.merge import token_merge" in b]
+    (code,) = [b for b in python_blocks() if "from prismkit.ops.merge import" in b]
     namespace = {}
     exec(code, namespace)
     assert namespace["x_merged"].shape == (2, 178, 768)
     assert namespace["size"].sum().item() == 2 * 197
+
+
+def test_merge_patch_example_runs(capsys):
+    pytest.importorskip("timm")
+    (code,) = [b for b in python_blocks() if "prismkit.merge.patch(" in b]
+    namespace = {}
+    exec(code, namespace)
+    assert capsys.readouterr().out.strip() == "65 [59, 54, 49, 45]"  # the comment in the example
+    assert namespace["picture"].size == (64, 64)
+    assert not hasattr(namespace["vit"], "_prismkit_merge")  # unpatched

@@ -23,12 +23,13 @@
 namespace prismkit::merge {
 namespace {
 
-constexpr int64_t kPanel = 32;  // tokens per transposed panel: 32 x d floats (512 KiB at d = 4096) stay in L2
+// Tokens per transposed panel, and its row stride: 32 x d floats (512 KiB at d = 4096), contiguous, stay in L2.
+constexpr int64_t kPanel = 32;
 
 void select_image(const float* x, int64_t N, int64_t d, int64_t k, int64_t* picks) {
   const SimilarityKernels& kern = similarity_kernels();
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<float> inv(N), nearest(N, -inf), bT(d * kColumnPad), block(N * kColumnPad), unit(d), sim(N);
+  std::vector<float> inv(N), nearest(N, -inf), bT(d * kPanel), block(N * kPanel), unit(d), sim(N);
   for (int64_t i = 0; i < N; ++i) {
     float sq = 0;
     kern.row_dots(x + i * d, d, 1, x + i * d, d, &sq);
@@ -38,13 +39,13 @@ void select_image(const float* x, int64_t N, int64_t d, int64_t k, int64_t* pick
     const int64_t cols = std::min(kPanel, N - j0);
     std::fill(bT.begin(), bT.end(), 0.0f);
     for (int64_t j = 0; j < cols; ++j)
-      for (int64_t c = 0; c < d; ++c) bT[c * kColumnPad + j] = x[(j0 + j) * d + c] * inv[j0 + j];
+      for (int64_t c = 0; c < d; ++c) bT[c * kPanel + j] = x[(j0 + j) * d + c] * inv[j0 + j];
     const int64_t rows = N - j0;
-    kern.dots(x + j0 * d, d, rows, bT.data(), kColumnPad, cols, d, block.data(), kColumnPad);
+    kern.dots(x + j0 * d, d, rows, bT.data(), kPanel, cols, d, block.data(), kPanel);
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t j = 0; j < cols; ++j) {
         if (i == j) continue;
-        const float s = block[i * kColumnPad + j] * inv[j0 + i];
+        const float s = block[i * kPanel + j] * inv[j0 + i];
         nearest[j0 + i] = std::max(nearest[j0 + i], s);
         nearest[j0 + j] = std::max(nearest[j0 + j], s);
       }

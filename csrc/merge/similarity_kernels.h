@@ -20,7 +20,8 @@ enum class EnergyKernel : int { Elu = 0, Gaussian = 1, Paper = 2 };
 
 struct SimilarityKernels {
   // out[i * ldo + j] = sum over k < d of a[i * lda + k] * bT[k * ldb + j], for i < rows and j < cols
-  // rounded up to a whole vector pair (ldb, ldo >= padded_columns(cols); bT zero beyond cols).
+  // rounded up to a whole vector pair (ldb, ldo >= that: padded_columns(cols) is enough on every
+  // path, and so is any multiple of 32 >= cols; bT zero beyond cols).
   void (*dots)(const float* a, int64_t lda, int64_t rows, const float* bT, int64_t ldb, int64_t cols, int64_t d,
                float* out, int64_t ldo);
   // The sum over j < n of f(s[j]): Elu: elu(s - margin, alpha); Gaussian: exp(-((1 - s) / sigma)^2 / 2)

@@ -223,11 +223,14 @@ def run(device: str = "cpu", small: bool = False, repeat: int = 3) -> bool:
         )
     elif device == "cpu":
         print(
-            "Five parts, about two minutes in all on 2 cores (up to a few minutes where torch's GEMM is slow; the "
+            "Six parts, about two minutes in all on 2 cores (up to a few minutes where torch's GEMM is slow; the "
             "plain-PyTorch side takes most of it)."
         )
     ok = sae_part(device, small, repeat)
     ok = cswin_part(device, small, repeat) and ok
     ok = splat_part(device, small, repeat) and ok
     ok = language_part(device, small, repeat) and ok
-    return quant_part(device, small, repeat) and ok
+    ok = quant_part(device, small, repeat) and ok
+    from .merge.demo_part import merge_part
+
+    return merge_part(device, small, repeat) and ok

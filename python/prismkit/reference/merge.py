@@ -45,8 +45,9 @@ def pitome_energy(metric: Tensor, margin: float, alpha: float = 1.0, kernel: str
     """Energy [B, T] of each token: the mean over j (j = i included) of a kernel of the cosine
     similarity s_ij. ``elu``: the official ``elu(s - margin, alpha)``; ``gaussian``: the text
     variant's ``exp(-((1 - s) / sigma)^2 / 2) / (sigma sqrt(2 pi))``, sigma = 1 - margin; ``paper``:
-    the paper's f_m(s) = s if s >= margin else alpha (exp(s - margin) - 1) (as recalled, unverified)."""
-    m = F.normalize(metric.float(), p=2, dim=-1)
+    the paper's f_m(s) = s if s >= margin else alpha (exp(s - margin) - 1) (as recalled, unverified).
+    Computed in float32 (float64 for float64 metrics)."""
+    m = F.normalize(metric if metric.dtype == torch.float64 else metric.float(), p=2, dim=-1)
     sim = m @ m.transpose(-1, -2)
     if kernel == "elu":
         return F.elu(sim - margin, alpha=alpha).mean(-1)

@@ -1,11 +1,18 @@
 """Autograd of the merge ops. token_merge is differentiable in x: each token's gradient is its
 slot's output gradient (a gather by dest) times its weight in the slot's reduction (wavg:
 size / summed size; mean: 1 / count; sum: 1; amax: 1 / ties at the tokens equal to the slot's
-maximum); dropped tokens get 0. Not in size or dest (size_out is a count, not trained)."""
+maximum); dropped tokens get 0. Not in size or dest (size_out is a count, not trained).
+
+pitome_energy is differentiable in the metric: its backward recomputes the energy with torch ops
+(the reference, in float64 for float64 metrics, else float32) and differentiates that, so it holds
+one T x T similarity matrix per image (the forward never does). merge_plan and divprune_select
+return decisions and have no gradient."""
 
 from __future__ import annotations
 
 import torch
+
+from ...reference import merge as reference
 
 
 def _token_merge_setup_context(ctx, inputs, output):
@@ -39,4 +46,26 @@ def _token_merge_backward(ctx, grad_out, _grad_size):
 
 torch.library.register_autograd(
     "prismkit::token_merge", _token_merge_backward, setup_context=_token_merge_setup_context
+)
+
+
+def _pitome_energy_setup_context(ctx, inputs, output):
+    metric, margin, alpha, kernel = inputs
+    ctx.args = (margin, alpha, kernel)
+    ctx.save_for_backward(metric)
+
+
+def _pitome_energy_backward(ctx, grad):
+    (metric,) = ctx.saved_tensors
+    if not ctx.needs_input_grad[0]:
+        return None, None, None, None
+    with torch.enable_grad():
+        m = metric.detach().requires_grad_()
+        energy = reference.pitome_energy(m, *ctx.args)
+        (g,) = torch.autograd.grad(energy, m, grad.to(energy.dtype))
+    return g.to(metric.dtype), None, None, None
+
+
+torch.library.register_autograd(
+    "prismkit::pitome_energy", _pitome_energy_backward, setup_context=_pitome_energy_setup_context
 )
