@@ -164,7 +164,7 @@ gpu-check:
 		-k "(sparse_coef_matches_the_cpu and float32 and 192) or (sparse_features_and_relevancy and 3 and True)" \
 		-p no:cacheprovider -q 2>&1 | tee $(GPU_OUT)/racecheck.log; \
 		echo "compute-sanitizer racecheck exit code $${PIPESTATUS[0]}" | tee -a $(GPU_OUT)/racecheck.log
-	timeout 150 python3 bench/run.py --device cuda --out-dir $(GPU_OUT) -k "not splat" 2>&1 | tee $(GPU_OUT)/bench.log; true
+	timeout 180 python3 bench/run.py --device cuda --out-dir $(GPU_OUT) -k "not splat" 2>&1 | tee $(GPU_OUT)/bench.log; true
 	timeout 130 python3 bench/run.py --device cuda --out-dir $(GPU_OUT) -k splat --merge 2>&1 | tee -a $(GPU_OUT)/bench.log; true
 	python3 scripts/gpu_check_summary.py $(GPU_OUT) | tee $(GPU_OUT)/summary.txt
 

@@ -8,9 +8,11 @@ registers them for CUDA tensors.
 * pitome_energy: one program per (image, block of rows) normalizes its rows, then walks the
   columns a block at a time: similarities by ``tl.dot`` (IEEE float32, so the plan decisions match
   the CPU kernel's), the energy kernel, row sums; never a T x T matrix.
-* merge_plan: the energy above, then the ordering, the A/B split and the matching with torch ops on
-  the device (the reference's steps, prismkit/reference/merge.py: a stable sort, gathers and a
-  batched product of the r x r block), since the sort is not expressible in Triton.
+* merge_plan: the energy above, the ordering and the A/B split with torch ops on the device (the
+  reference's steps, prismkit/reference/merge.py: torch's stable sort, since Triton has no stable
+  sort), then the matching in one kernel: one program per (image, block of A tokens) gathers its A
+  rows and walks the B tokens a block at a time (``tl.dot``), keeping each row's best similarity and
+  its first B position; no r x r matrix. ToMe's plan uses the same matching kernel.
 * divprune_select: torch ops on the device, batched over images: the nearest neighbours from the
   similarities 256 rows at a time, then one batched product per pick for the running minimum.
 
@@ -170,10 +172,64 @@ def pitome_energy(metric, margin, alpha=1.0, kernel="elu"):
     return out.to(metric.dtype)
 
 
+@triton.jit
+def _best_match_kernel(m_ptr, a_ptr, b_ptr, best_ptr, at_ptr, T, D, NA, NB, BLOCK: tl.constexpr,
+                       BLOCK_D: tl.constexpr):  # fmt: skip
+    b = tl.program_id(1).to(tl.int64)
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    r_ok = rows < NA
+    a_tok = tl.load(a_ptr + b * NA + rows, mask=r_ok, other=0)
+    base = m_ptr + b * T * D
+    best = tl.full((BLOCK,), float("-inf"), tl.float32)
+    at = tl.zeros((BLOCK,), tl.int64)
+    for j0 in range(0, NB, BLOCK):
+        cols = j0 + tl.arange(0, BLOCK)
+        c_ok = cols < NB
+        b_tok = tl.load(b_ptr + b * NB + cols, mask=c_ok, other=0)
+        s = tl.zeros((BLOCK, BLOCK), tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            ds = d0 + tl.arange(0, BLOCK_D)
+            d_ok = ds < D
+            a = tl.load(base + a_tok[:, None] * D + ds[None, :], mask=r_ok[:, None] & d_ok[None, :], other=0.0)
+            bt = tl.load(base + b_tok[None, :] * D + ds[:, None], mask=c_ok[None, :] & d_ok[:, None], other=0.0)
+            s += tl.dot(a, bt, input_precision="ieee")
+        s = tl.where(c_ok[None, :] & (s == s), s, float("-inf"))  # padding and NaN never win
+        blk = tl.max(s, axis=1)
+        # the first column reaching the block's maximum (ties: the lower B position)
+        first = tl.min(tl.where(s == blk[:, None], cols[None, :], NB + BLOCK), axis=1).to(tl.int64)
+        better = blk > best  # strict: an earlier block keeps its tie
+        at = tl.where(better, first, at)
+        best = tl.where(better, blk, best)
+    tl.store(best_ptr + b * NA + rows, best, mask=r_ok)
+    tl.store(at_ptr + b * NA + rows, at, mask=r_ok)
+
+
+def _best_match(m, a_idx, b_idx):
+    """The reference's _best_match (each A token's best similarity to a B token, the first B on
+    ties) as one Triton kernel over the normalized rows m [B, T, d] float32."""
+    Bn, T, D = m.shape
+    NA, NB = a_idx.shape[1], b_idx.shape[1]
+    best = torch.full((Bn, NA), float("-inf"), device=m.device)
+    at = torch.zeros(Bn, NA, dtype=torch.int64, device=m.device)
+    if Bn == 0 or NA == 0 or NB == 0:
+        return best, at
+    m, a_idx, b_idx = m.contiguous(), a_idx.contiguous(), b_idx.contiguous()
+    with on_device(m):
+        for b0 in range(0, Bn, MAX_GRID_Y):
+            nb = min(MAX_GRID_Y, Bn - b0)
+            _best_match_kernel[(triton.cdiv(NA, ENERGY_BLOCK), nb)](
+                m[b0 : b0 + nb], a_idx[b0 : b0 + nb], b_idx[b0 : b0 + nb], best[b0 : b0 + nb], at[b0 : b0 + nb],
+                T, D, NA, NB, BLOCK=ENERGY_BLOCK, BLOCK_D=ENERGY_BLOCK_D,
+            )  # fmt: skip
+    return best, at
+
+
 def merge_plan(metric, r, method, margin=0.9, alpha=1.0, class_token=True, prune=False):
-    """prismkit::merge_plan for CUDA tensors: the Triton energy, then the reference's steps."""
+    """prismkit::merge_plan for CUDA tensors: the Triton energy and matching, the reference's steps
+    between them."""
     check_merge_plan_args(metric, r, method, margin, alpha, class_token, prune)
-    dest, energy = reference.merge_plan(metric, r, method, margin, alpha, class_token, prune, energy_fn=pitome_energy)
+    dest, energy = reference.merge_plan(metric, r, method, margin, alpha, class_token, prune, energy_fn=pitome_energy,
+                                        match_fn=_best_match)  # fmt: skip
     return dest, energy.to(metric.dtype)
 
 

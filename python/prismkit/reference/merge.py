@@ -76,16 +76,18 @@ def _best_match(m: Tensor, a_idx: Tensor, b_idx: Tensor) -> tuple[Tensor, Tensor
 
 def merge_plan(metric: Tensor, r: int, method: str, margin: float = 0.9, alpha: float = 1.0,
                class_token: bool = True, prune: bool = False, *,
-               energy_fn=None) -> tuple[Tensor, Tensor]:  # fmt: skip
+               energy_fn=None, match_fn=None) -> tuple[Tensor, Tensor]:  # fmt: skip
     """(dest [B, N] int64, energy [B, T]) of one merging step (module docstring; empty energy for
     ``tome``). Output order: PiToMe ``[cls, protected by descending energy, B]``, ``pitome_bsm``
     ``[cls, unmerged A by descending best match, B]``, ToMe ``[unmerged A, B]`` with the unmerged
     A sorted by index when there is a class token (so it stays first), by descending best match
     otherwise. ``prune``: merged A tokens get -1 instead of their match's slot. r = 0: every token
     keeps its place, except for ``pitome_bsm``, which reorders as the official code does.
-    ``energy_fn``: what computes the energy, ``pitome_energy``'s signature (default: this module's;
-    the CUDA launcher passes its Triton kernel)."""
+    ``energy_fn``, ``match_fn``: what computes the energy (``pitome_energy``'s signature) and each A
+    token's best B match (``_best_match``'s); default: this module's, the CUDA launcher passes its
+    Triton kernels."""
     energy_fn = energy_fn or pitome_energy
+    match_fn = match_fn or _best_match
     if method not in METHODS:
         raise ValueError(f"merge_plan: method must be one of {METHODS}, got {method!r}")
     Bn, N, _ = metric.shape
@@ -112,10 +114,9 @@ def merge_plan(metric: Tensor, r: int, method: str, margin: float = 0.9, alpha: 
         m = F.normalize(metric.float(), p=2, dim=-1)
         a_idx = torch.arange(0, N, 2, device=dev).expand(Bn, -1)
         b_idx = torch.arange(1, N, 2, device=dev).expand(Bn, -1)
-        scores = m[:, 0::2] @ m[:, 1::2].transpose(-1, -2)
-        if class_token:
-            scores[:, 0, :] = -math.inf
-        node_max, node_idx = scores.max(-1)
+        node_max, node_idx = match_fn(m, a_idx, b_idx)
+        if class_token:  # ToMe's -inf scores of the class token's row: it never merges
+            node_max[:, 0], node_idx[:, 0] = -math.inf, 0
         edge = _descending(node_max)
         unm, src = edge[:, r:], edge[:, :r]
         if class_token:
@@ -134,7 +135,7 @@ def merge_plan(metric: Tensor, r: int, method: str, margin: float = 0.9, alpha: 
     order = _descending(energy)
     if method == "pitome_bsm":
         a_idx, b_idx = order[:, 0::2], order[:, 1::2]
-        node_max, node_idx = _best_match(m, a_idx, b_idx)
+        node_max, node_idx = match_fn(m, a_idx, b_idx)
         edge = _descending(node_max)
         unm, src = edge[:, r:], edge[:, :r]
         n_keep = unm.shape[1]
@@ -149,7 +150,7 @@ def merge_plan(metric: Tensor, r: int, method: str, margin: float = 0.9, alpha: 
             a_idx, b_idx = merge_idx[:, 0::2], merge_idx[:, 1::2]
         n_keep = kept.shape[1]
         dest[rows, offset + kept] = offset + torch.arange(n_keep, device=dev).expand(Bn, -1)
-        _, match = _best_match(m, a_idx, b_idx)
+        _, match = match_fn(m, a_idx, b_idx)
         a_merged = a_idx
     dest[rows, offset + b_idx] = offset + n_keep + torch.arange(b_idx.shape[1], device=dev).expand(Bn, -1)
     dest[rows, offset + a_merged] = -1 if prune else offset + n_keep + match
