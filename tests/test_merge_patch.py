@@ -154,11 +154,22 @@ def test_clip_vision_merges():
 
 
 def test_compiled_patched_vit_matches_eager():
+    """One graph (fullgraph: no break), traced through the ops' fake implementations (aot_eager)."""
     vit, x = pm.patch(tiny_vit(), "pitome", 0.7), images()
     with torch.no_grad():
         eager = vit(x)
-        compiled = torch.compile(vit, backend="eager", fullgraph=False)(x)
+        compiled = torch.compile(vit, backend="aot_eager", fullgraph=True)(x)
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_bert_with_fewer_layers_than_the_merging_ones():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=32)  # fmt: skip
+    bert = pm.patch(transformers.BertModel(cfg).eval(), "pitome", 0.8)
+    with torch.no_grad():
+        bert(input_ids=torch.randint(1, 50, (2, 20)))
+    assert pm.state(bert).tokens == [17, 14]  # both layers merge: r = floor(19 - 19 * 0.8) = 3, then 3
 
 
 def test_finetuning_gradients_are_finite():

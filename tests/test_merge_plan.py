@@ -111,13 +111,15 @@ def test_every_cpu_path_decides_the_same():
         _cpu.set_path(before)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
-def test_other_dtypes_plan_in_float32(dtype):
+def test_other_dtypes_plan_in_float32(impl, dtype):
     metric = metric_of(2, 40, 16, seed=1).to(dtype)
-    dest, energy = M.merge_plan(metric, 10, "pitome", margin=0.5)
+    dest, energy = impl_op(impl, "merge", "merge_plan")(metric, 10, "pitome", 0.5, 1.0, True, False)
     want, want_energy = ref.merge_plan(metric.float(), 10, "pitome", margin=0.5)
-    assert torch.equal(dest, want) and energy.dtype == dtype
-    assert torch.equal(M.divprune_select(metric, 9), ref.divprune_select(metric.float(), 9))
+    assert torch.equal(dest, want) and energy.dtype == dtype  # ranked by float32 energies, not rounded ones
+    picks = impl_op(impl, "merge", "divprune_select")(metric, 9)
+    assert torch.equal(picks, ref.divprune_select(metric.float(), 9))
 
 
 def test_r_zero_and_empty_batches():
@@ -175,8 +177,3 @@ def test_energy_gradient(kernel):
     # the forward computes in float32 even for float64 metrics: finite differences over a wider step
     torch.autograd.gradcheck(lambda m: M.pitome_energy(m, 0.3, 0.8, kernel), (metric,), eps=1e-3, atol=2e-3,
                              rtol=1e-2)  # fmt: skip
-    # the float32 forward and the float64 reference's gradient agree too
-    m32 = metric.detach().float().requires_grad_()
-    M.pitome_energy(m32, 0.3, 0.8, kernel).sum().backward()
-    want = torch.autograd.grad(ref.pitome_energy(metric, 0.3, 0.8, kernel).sum(), metric)[0]
-    torch.testing.assert_close(m32.grad.double(), want, rtol=1e-4, atol=1e-5)

@@ -152,10 +152,15 @@ def _energy_kernel(m_ptr, inv_ptr, out_ptr, T, D, margin, alpha, scale, KERNEL: 
 
 def pitome_energy(metric, margin, alpha=1.0, kernel="elu"):
     """prismkit::pitome_energy for CUDA tensors."""
+    return _energy_float32(metric, margin, alpha, kernel).to(metric.dtype)
+
+
+def _energy_float32(metric, margin, alpha=1.0, kernel="elu"):
+    """The energy in float32, whatever the metric's dtype (merge_plan ranks these)."""
     B, T = check_pitome_energy_args(metric, margin, alpha, kernel)
     out = torch.empty(B, T, dtype=torch.float32, device=metric.device)
     if B == 0 or T == 0:
-        return out.to(metric.dtype)
+        return out
     m = metric.contiguous()
     inv = 1.0 / m.float().norm(dim=-1).clamp_min(1e-12)  # F.normalize's eps
     D = m.shape[2]
@@ -169,7 +174,7 @@ def pitome_energy(metric, margin, alpha=1.0, kernel="elu"):
                 m[b0 : b0 + nb], inv[b0 : b0 + nb].contiguous(), out[b0 : b0 + nb], T, D, float(margin), float(alpha),
                 scale, KERNEL=KERNEL_CODES[kernel], BLOCK=ENERGY_BLOCK, BLOCK_D=ENERGY_BLOCK_D,
             )  # fmt: skip
-    return out.to(metric.dtype)
+    return out
 
 
 @triton.jit
@@ -228,8 +233,8 @@ def merge_plan(metric, r, method, margin=0.9, alpha=1.0, class_token=True, prune
     """prismkit::merge_plan for CUDA tensors: the Triton energy and matching, the reference's steps
     between them."""
     check_merge_plan_args(metric, r, method, margin, alpha, class_token, prune)
-    dest, energy = reference.merge_plan(metric, r, method, margin, alpha, class_token, prune, energy_fn=pitome_energy,
-                                        match_fn=_best_match)  # fmt: skip
+    dest, energy = reference.merge_plan(metric, r, method, margin, alpha, class_token, prune,
+                                        energy_fn=_energy_float32, match_fn=_best_match)  # fmt: skip
     return dest, energy.to(metric.dtype)
 
 

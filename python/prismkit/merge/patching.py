@@ -72,7 +72,7 @@ def _variants(family: str, method: str, L: int) -> list:
 
 
 def patch(model, method: str = "pitome", ratio: float = 0.9, *, margin: float | Sequence[float] | None = None,
-          reduce: str | None = None, prop_attn: bool = False, trace_source: bool = False,
+          reduce: str | None = None, prop_attn: bool | None = None, trace_source: bool = False,
           divprune_layer: int | None = None, r: int | None = None):  # fmt: skip
     """Merge tokens inside ``model`` (in place; returns it). ``unpatch`` undoes it.
 
@@ -87,9 +87,12 @@ def patch(model, method: str = "pitome", ratio: float = 0.9, *, margin: float | 
 
     Families and their defaults (PiToMe's ``deit.py``, ``clip_hf.py``, ``bert.py``):
 
-    * timm ``VisionTransformer`` (ViT, DeiT, MAE encoders): merge between attention and MLP, metric =
-      keys averaged over heads, margin 0.75 (1 - i/L), the first ceil(L/2) layers ``pitome_bsm``,
-      the others ``pitome``; size-weighted average (``reduce="wavg"``).
+    * timm ``VisionTransformer`` (ViT, DeiT; MAE-style average-pooled encoders): merge between
+      attention and MLP, metric = keys averaged over heads, margin 0.75 (1 - i/L), the first
+      ceil(L/2) layers ``pitome_bsm``, the others ``pitome`` (DeiT's order; the official MAE patch
+      reverses it, which ``margin``/variants here do not); size-weighted average (``reduce="wavg"``);
+      a model with ``global_pool="avg"`` pools its merged tokens weighted by size, as the official
+      MAE patch does.
     * Hugging Face CLIP vision (``CLIPVisionModel``, or ``CLIPModel``'s vision tower): merge after
       each layer, metric = its output, margin 0.9 (1 - i/L), ToMe matching while i <= 12 and PiToMe
       after (so a 12-layer ViT-B merges with ToMe's matching only, as the official patch does);
@@ -101,7 +104,8 @@ def patch(model, method: str = "pitome", ratio: float = 0.9, *, margin: float | 
 
     ``margin``: the schedule's start (a float) or one margin per layer. ``reduce``: ``wavg`` or
     ``mean`` (None: the family's). ``prop_attn``: add log(size) to the attention scores (SDPA's
-    additive mask; off by default, as in the official DeiT patch). ``trace_source``: keep the map
+    additive mask; None: on for ``tome`` on timm ViTs, as ToMe's timm patch, off otherwise, as
+    PiToMe's DeiT patch). ``trace_source``: keep the map
     from input tokens to output slots (``state(model).source``, ``unmerge``, ``visualize``).
 
     Raises TypeError for an unsupported model, ValueError for a bad method, ratio or an already
@@ -124,20 +128,29 @@ def patch(model, method: str = "pitome", ratio: float = 0.9, *, margin: float | 
         raise ValueError("prismkit.merge.patch: the model is already patched; unpatch it first")
     L = len(blocks)
     if divprune_layer is None:
-        divprune_layer = L - BERT_MERGE_LAYERS if family == "hf_bert" else 0
-    if not 0 <= divprune_layer < L:
+        divprune_layer = max(0, L - BERT_MERGE_LAYERS) if family == "hf_bert" else 0
+    if method == "divprune" and not 0 <= divprune_layer < L:
         raise ValueError(f"prismkit.merge.patch: divprune_layer must be in [0, {L}), got {divprune_layer}")
+    if prop_attn is None:  # ToMe's timm patch turns proportional attention on; PiToMe's DeiT patch does not
+        prop_attn = method == "tome" and family == "timm_vit"
     st = MergeState(family=family, method=method, ratio=float(ratio), variants=_variants(family, method, L),
                     margins=_margins(family, L, margin), reduce=reduce or ("mean" if family == "hf_clip" else "wavg"),
                     class_token=class_token, prop_attn=prop_attn, trace_source=trace_source,
                     divprune_layer=divprune_layer, r=r)  # fmt: skip
     make = {"timm_vit": timm_vit.block_forward, "hf_clip": hf_clip.layer_forward, "hf_bert": hf_bert.layer_forward}
     for i, block in enumerate(blocks):
-        st.originals.append((block, "forward" in block.__dict__, block.__dict__.get("forward")))
-        block.forward = types.MethodType(make[family](st, i), block)
+        _replace(st, block, "forward", make[family](st, i))
+    if family == "timm_vit" and timm_vit.averages_tokens(target):  # average pooling weighted by size
+        _replace(st, target, "pool", timm_vit.pool_forward(st, target.pool))
     for holder in {id(model): model, id(target): target}.values():
         object.__setattr__(holder, _ATTR, st)
     return model
+
+
+def _replace(st: MergeState, module, name: str, fn) -> None:
+    """Bind fn as module.<name>, keeping what unpatch needs to restore it exactly."""
+    st.originals.append((module, name, name in module.__dict__, module.__dict__.get(name)))
+    setattr(module, name, types.MethodType(fn, module))
 
 
 def state(model) -> MergeState:
@@ -151,11 +164,11 @@ def state(model) -> MergeState:
 def unpatch(model):
     """Restore the blocks' original forwards; returns the model. ValueError when not patched."""
     st = state(model)
-    for block, had_own, original in st.originals:
+    for module, name, had_own, original in st.originals:
         if had_own:
-            block.forward = original
+            setattr(module, name, original)
         else:
-            del block.forward
+            delattr(module, name)
     found = _find(model)
     holders = [model] + ([found[1]] if found is not None else [])
     for holder in holders:

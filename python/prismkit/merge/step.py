@@ -104,7 +104,9 @@ def _plan(st: MergeState, i: int, metric: Tensor) -> tuple[Tensor | None, int]:
     if variant is None:
         return None, N
     largest = T // 2 if variant == "tome" else largest_r(variant, T)
-    r = min(merge_ref.keep_ratio_to_r(T, st.ratio) if st.r is None else st.r, largest)
+    # CLIP's ToMe layers (clip_hf.py's bsm) take r over all tokens, the class token included
+    counted = N if st.family == "hf_clip" and variant == "tome" else T
+    r = min(merge_ref.keep_ratio_to_r(counted, st.ratio) if st.r is None else st.r, largest)
     if r <= 0:
         return None, N
     if st.attention_mask is not None:  # padding: one vector opposite the real tokens' mean (hf_bert.py)

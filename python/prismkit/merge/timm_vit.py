@@ -48,3 +48,22 @@ def block_forward(st: MergeState, i: int):
 
 def blocks(model) -> list:
     return list(model.blocks)
+
+
+def averages_tokens(model) -> bool:
+    """True when the model's head averages its tokens (MAE-style ``global_pool="avg"``)."""
+    return getattr(model, "attn_pool", None) is None and getattr(model, "global_pool", None) == "avg"
+
+
+def pool_forward(st: MergeState, original):
+    """The model's pool with average pooling weighted by each merged token's size (the official MAE
+    patch's size-weighted global pool); the original pool when nothing merged."""
+
+    def pool(self, x: Tensor, pool_type: str | None = None) -> Tensor:
+        if st.size is None or (pool_type or self.global_pool) != "avg":
+            return original(x, pool_type)
+        off = self.num_prefix_tokens if not self.pool_include_prefix else 0
+        w = st.size[:, off:].to(x.dtype)
+        return (x[:, off:] * w).sum(1) / w.sum(1)
+
+    return pool

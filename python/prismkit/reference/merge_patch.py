@@ -55,10 +55,26 @@ def _block_forward(info: dict, i: int):
     return forward
 
 
-def official_patch(model, method: str = "pitome", ratio: float = 0.9, prop_attn: bool = False):
-    """Patch a timm ``VisionTransformer`` the official way (in place; returns it)."""
+def _pool(info: dict, original):
+    """mae.py's global pool: the tokens after the prefix averaged with their sizes as weights."""
+
+    def pool(self, x: Tensor, pool_type=None) -> Tensor:
+        if info["size"] is None or (pool_type or self.global_pool) != "avg":
+            return original(x, pool_type)
+        size = info["size"][:, self.num_prefix_tokens :]
+        return (x[:, self.num_prefix_tokens :] * size).sum(1) / size.sum(1)
+
+    return pool
+
+
+def official_patch(model, method: str = "pitome", ratio: float = 0.9, prop_attn: bool | None = None):
+    """Patch a timm ``VisionTransformer`` the official way (in place; returns it). ``prop_attn``
+    None: on for ToMe (its timm patch's default), off for PiToMe (its DeiT patch never applies it).
+    A model with ``global_pool="avg"`` pools with size weights, as the official MAE patch does."""
     if method not in ("pitome", "tome"):
         raise ValueError(f"official_patch: method must be 'pitome' or 'tome', got {method!r}")
+    if prop_attn is None:
+        prop_attn = method == "tome"
     L = len(model.blocks)
     info = {"method": method, "ratio": float(ratio), "prop_attn": prop_attn, "size": None,
             "class_token": model.cls_token is not None,
@@ -66,6 +82,8 @@ def official_patch(model, method: str = "pitome", ratio: float = 0.9, prop_attn:
             "variants": ["pitome_bsm" if i < math.ceil(L / 2) else "pitome" for i in range(L)]}  # fmt: skip
     for i, block in enumerate(model.blocks):
         block.forward = types.MethodType(_block_forward(info, i), block)
+    if model.global_pool == "avg" and getattr(model, "attn_pool", None) is None:
+        model.pool = types.MethodType(_pool(info, model.pool), model)
     setattr(model, _ATTR, info)
     return model
 
@@ -74,5 +92,6 @@ def official_unpatch(model):
     """Undo ``official_patch``."""
     for block in model.blocks:
         block.__dict__.pop("forward", None)
+    model.__dict__.pop("pool", None)
     model.__dict__.pop(_ATTR, None)
     return model
