@@ -97,3 +97,4 @@ def test_demo_small():
     for variant in ("TopK", "BatchTopK / Mutual Choice", "Feature Choice", "CSWin-T forward"):
         assert variant in result.stdout
     assert "logits match the official computation" in result.stdout
+    assert "merging ran" in result.stdout and "tokens per layer: 65 in, then 59, 54, 49, 45" in result.stdout

@@ -5,6 +5,7 @@ unpatched model; time, tokens per layer, output cosine, and a picture of the mer
 from __future__ import annotations
 
 import os
+import tempfile
 
 import torch
 
@@ -55,7 +56,7 @@ def merge_part(device: str, small: bool, repeat: int, out_dir: str | None = None
     print(f"tokens per layer: {st.n_input} in, then {', '.join(map(str, tokens))}")
     print(f"unmerged {t_plain:.1f} ms, PiToMe {t_merged:.1f} ms per batch ({t_plain / t_merged:.2f}x); "
           f"output cosine to the unmerged model {cos:.4f}")  # fmt: skip
-    path = os.path.join(out_dir or os.getcwd(), "prismkit-merge-demo.png")
+    path = os.path.join(out_dir or tempfile.gettempdir(), "prismkit-merge-demo.png")  # where the other parts write
     visualize(images[0].cpu(), source, patch_size=patch_size).save(path)
     print(f"merged groups of the first image written to {path}")
     ok = bool(torch.isfinite(merged_out).all()) and tokens[-1] < st.n_input
