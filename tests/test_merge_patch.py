@@ -83,6 +83,9 @@ def test_source_map_and_unmerge():
     full, restored = pm.unmerge(out, st)
     assert full.shape == (2, 17, 64) and bool(restored.all())
     torch.testing.assert_close(full[:, 0], out[:, 0])
+    members = pm.source_matrix(st)  # ToMe's layout: which inputs each output token holds
+    assert members.shape == (2, out.shape[1], 17) and torch.equal(members.sum(-1)[..., None].float(), st.size)
+    assert bool((members.sum(1) == 1).all())  # every input token in exactly one output token
 
 
 def test_divprune_drops_the_expected_count():

@@ -20,7 +20,18 @@ from .patching import FAMILIES, patch, state, unpatch
 from .step import METHODS, MergeState
 from .visualize import visualize
 
-__all__ = ["FAMILIES", "METHODS", "MergeState", "mean_pool", "patch", "state", "unmerge", "unpatch", "visualize"]
+__all__ = [
+    "FAMILIES",
+    "METHODS",
+    "MergeState",
+    "mean_pool",
+    "patch",
+    "source_matrix",
+    "state",
+    "unmerge",
+    "unpatch",
+    "visualize",
+]
 
 
 def unmerge(x_out: Tensor, st: MergeState) -> tuple[Tensor, Tensor]:
@@ -31,6 +42,16 @@ def unmerge(x_out: Tensor, st: MergeState) -> tuple[Tensor, Tensor]:
     x = x_out.gather(1, source.clamp_min(0)[..., None].expand(-1, -1, C))
     restored = source >= 0
     return torch.where(restored[..., None], x, torch.zeros_like(x)), restored
+
+
+def source_matrix(st: MergeState) -> Tensor:
+    """[B, N_out, N_input] bool: which input tokens each output token holds (ToMe's ``source``
+    layout, from the composed map ``st.source``; dropped tokens in no row). Needs
+    ``trace_source=True``."""
+    source = st.source
+    n_out = st.tokens[-1] if st.tokens else source.shape[1]
+    slots = torch.arange(n_out, device=source.device)
+    return source[:, None, :] == slots[None, :, None]
 
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor | None = None, size: Tensor | None = None) -> Tensor:
