@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
@@ -36,6 +35,8 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+
+import quality_results  # noqa: E402
 
 import prismkit.merge as pm  # noqa: E402
 from prismkit.reference.merge import keep_ratio_to_r  # noqa: E402
@@ -109,8 +110,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import sae_minilm
 
-    from prismkit import _cpu
-
     paragraphs, ratios = (128, (0.8,)) if args.small else (PARAGRAPHS, RATIOS)
     model = sae_minilm.load_model()
     bert = model[0].auto_model
@@ -134,7 +133,7 @@ def main(argv=None) -> int:
     if args.small:
         return 0
     out = {
-        "device": f"cpu ({_cpu.processor()}, {torch.get_num_threads()} threads)",
+        "device": quality_results.device(),
         "torch": torch.__version__, "date": datetime.date.today().isoformat(),
         "command": "python bench/merge_quality.py",
         "setup": f"all-MiniLM-L6-v2, tokens merged in the last {MERGE_LAYERS} of 6 layers (prismkit.merge.patch, "
@@ -144,11 +143,7 @@ def main(argv=None) -> int:
         "unmerged_seconds": round(base_s, 2),
         "results": results,
     }  # fmt: skip
-    path = os.path.join(HERE, "results", "quality", "merge-minilm-cpu.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
-        f.write("\n")
-    print(f"wrote {path}")
+    print(f"wrote {quality_results.write('merge-minilm-cpu', out)}")
     return 0
 
 

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
 import os
-import platform
 import sys
 import time
 
@@ -39,6 +37,8 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+
+import quality_results  # noqa: E402
 
 from prismkit.quant import bits_per_weight, quantize, split  # noqa: E402
 
@@ -118,7 +118,7 @@ def main() -> int:
     import optimum.quanto
 
     out = {
-        "device": f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": quality_results.device(),
         "torch": torch.__version__, "optimum_quanto": optimum.quanto.__version__,
         "date": datetime.date.today().isoformat(), "command": "python bench/quant_quality.py",
         "setup": f"all-MiniLM-L6-v2, every encoder nn.Linear ({encoder_linears(model)} weights) quantized "
@@ -126,11 +126,7 @@ def main() -> int:
                  f"metrics against the fp32 model's sentence embeddings",
         "results": results,
     }  # fmt: skip
-    path = os.path.join(HERE, "results", "quality", "quant-minilm-cpu.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
-        f.write("\n")
-    print(f"wrote {path}")
+    print(f"wrote {quality_results.write('quant-minilm-cpu', out)}")
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
-import json
 import os
 import statistics
 import sys
@@ -29,6 +28,8 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+
+import quality_results  # noqa: E402
 
 from prismkit.sae import ShuffleBuffer, TrainConfig, Trainer  # noqa: E402
 
@@ -96,7 +97,7 @@ def main() -> int:
         print(f"{tool}: lr sweep {sweep}; lr {best}: FVU {fvu}", flush=True)
     best = min(("prismkit", "prismkit-normalized"), key=lambda t: summary[t]["mean"])
     out = {
-        "device": f"cpu ({torch.get_num_threads()} threads)", "torch": torch.__version__,
+        "device": quality_results.device(), "torch": torch.__version__,
         "date": datetime.date.today().isoformat(), "command": "python bench/sae_quality.py",
         "setup": f"all-MiniLM-L6-v2 layer 3, Python reference text; TopK F={EXPANSION}*d k={K}; "
                  f"{steps} steps x {BATCH} tokens per run; lr picked from {list(LRS)} per tool on seed 0 "
@@ -108,10 +109,7 @@ def main() -> int:
         "goal": "prismkit's mean FVU (the default variant) <= SAELens' mean",
         "goal_met": summary[best]["mean"] <= summary["saelens"]["mean"],
     }  # fmt: skip
-    path = os.path.join(HERE, "results", "quality", "sae-minilm-cpu.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
-        f.write("\n")
+    quality_results.write("sae-minilm-cpu", out)
     print(
         f"prismkit mean {summary['prismkit']['mean']:.4f}, normalized {summary['prismkit-normalized']['mean']:.4f}; "
         f"SAELens mean {summary['saelens']['mean']:.4f}; default normalize_activations="

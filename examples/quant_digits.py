@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import time
 
 import torch
 from torch import nn
 
+from prismkit import _cpu
 from prismkit.quant import bits_per_weight, quantize
 
 METHODS = (("minmax", "minmax", "paper"), ("splitquant-paper", "splitquant", "paper"),
@@ -102,7 +102,7 @@ def run(seeds: int = 3, epochs: int = 40, log=print) -> dict:
         "seeds": seeds,
         "epochs": epochs,
         "group_size": 128,
-        "device": f"cpu ({platform.processor() or platform.machine()})",
+        "device": f"cpu ({_cpu.processor()})",
         "torch": torch.__version__,
         "models": results,
     }
