@@ -30,11 +30,7 @@ void select_image(const float* x, int64_t N, int64_t d, int64_t k, int64_t* pick
   const SimilarityKernels& kern = similarity_kernels();
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<float> inv(N), nearest(N, -inf), bT(d * kPanel), block(N * kPanel), unit(d), sim(N);
-  for (int64_t i = 0; i < N; ++i) {
-    float sq = 0;
-    kern.row_dots(x + i * d, d, 1, x + i * d, d, &sq);
-    inv[i] = 1.0f / std::max(std::sqrt(sq), 1e-12f);  // F.normalize's eps
-  }
+  for (int64_t i = 0; i < N; ++i) inv[i] = inverse_norm(x + i * d, d);
   for (int64_t j0 = 0; j0 < N; j0 += kPanel) {  // 1. nearest[i]: the largest similarity to another token
     const int64_t cols = std::min(kPanel, N - j0);
     std::fill(bT.begin(), bT.end(), 0.0f);

@@ -32,7 +32,7 @@ struct PlanArgs {
 
 // Per-task scratch, grown once.
 struct Scratch {
-  std::vector<float> rows, bT, block, node_max;
+  std::vector<float> rows, bT, block, a_rows, node_max;
   std::vector<int64_t> order, a_idx, b_idx, node_idx, edge;
 };
 
@@ -46,13 +46,14 @@ void best_match(const float* rows, int64_t d, const std::vector<int64_t>& a_idx,
   s.bT.resize(d * ldb);
   transpose_rows(rows, b_idx.data(), nb, d, s.bT.data(), ldb);
   s.block.resize(kEnergyRowBlock * std::max(ldb, padded_columns(1)));
-  std::vector<float> a(kEnergyRowBlock * d);
+  s.a_rows.resize(kEnergyRowBlock * d);
+  float* a = s.a_rows.data();
   s.node_max.assign(na, -std::numeric_limits<float>::infinity());
   s.node_idx.assign(na, 0);
   for (int64_t i0 = 0; i0 < na; i0 += kEnergyRowBlock) {
     const int64_t n = std::min(kEnergyRowBlock, na - i0);
-    for (int64_t i = 0; i < n; ++i) std::copy_n(rows + a_idx[i0 + i] * d, d, a.data() + i * d);
-    k.dots(a.data(), d, n, s.bT.data(), ldb, nb, d, s.block.data(), ldb);
+    for (int64_t i = 0; i < n; ++i) std::copy_n(rows + a_idx[i0 + i] * d, d, a + i * d);
+    k.dots(a, d, n, s.bT.data(), ldb, nb, d, s.block.data(), ldb);
     for (int64_t i = 0; i < n; ++i) {
       const float* sim = s.block.data() + i * ldb;
       float best = -std::numeric_limits<float>::infinity();
@@ -110,34 +111,27 @@ void pitome_image(const float* metric, const PlanArgs& p, int64_t* dest, float* 
   const auto& order = s.order;
   s.a_idx.clear();
   s.b_idx.clear();
-  int64_t n_keep;
-  std::vector<int64_t> merged_a, match;     // the A tokens that merge, and their B positions
-  if (p.method == PlanMethod::PiToMeBsm) {  // all ranked tokens alternate A, B; ToMe's top r of A merge
-    for (int64_t i = 0; i < T; ++i) (i % 2 ? s.b_idx : s.a_idx).push_back(order[i]);
-    best_match(s.rows.data(), d, s.a_idx, s.b_idx, s);
-    const int64_t na = static_cast<int64_t>(s.a_idx.size());
-    s.edge.resize(na);
-    descending_order(s.node_max.data(), na, s.edge.data());
-    n_keep = na - r;
-    for (int64_t u = 0; u < n_keep; ++u) dest[off + s.a_idx[s.edge[r + u]]] = off + u;
-    for (int64_t e = 0; e < r; ++e) {
-      merged_a.push_back(s.a_idx[s.edge[e]]);
-      match.push_back(s.node_idx[s.edge[e]]);
-    }
-  } else {  // the 2r highest-energy tokens pair up; the rest are protected, in energy order
-    for (int64_t i = 0; i < 2 * r; ++i) {
-      const bool in_b = p.method == PlanMethod::PiToMeText ? i >= r : i % 2 == 1;
-      (in_b ? s.b_idx : s.a_idx).push_back(order[i]);
-    }
-    n_keep = T - 2 * r;
-    for (int64_t u = 0; u < n_keep; ++u) dest[off + order[2 * r + u]] = off + u;
-    best_match(s.rows.data(), d, s.a_idx, s.b_idx, s);
-    merged_a = s.a_idx;
-    match = s.node_idx;
+  // pitome, pitome_text: the 2r highest-energy tokens pair up, the rest are protected in energy
+  // order; pitome_bsm: all ranked tokens alternate A, B and ToMe's top r of A merge
+  const bool bsm = p.method == PlanMethod::PiToMeBsm;
+  for (int64_t i = 0; i < (bsm ? T : 2 * r); ++i) {
+    const bool in_b = p.method == PlanMethod::PiToMeText ? i >= r : i % 2 == 1;
+    (in_b ? s.b_idx : s.a_idx).push_back(order[i]);
   }
-  const int64_t nb = static_cast<int64_t>(s.b_idx.size());
+  best_match(s.rows.data(), d, s.a_idx, s.b_idx, s);
+  const int64_t na = static_cast<int64_t>(s.a_idx.size()), nb = static_cast<int64_t>(s.b_idx.size());
+  const int64_t n_keep = bsm ? na - r : T - 2 * r;
+  s.edge.resize(na);  // A positions, merging ones first: bsm's best-match order (the first r merge)
+  if (bsm)
+    descending_order(s.node_max.data(), na, s.edge.data());
+  else  // every A token merges (na == r)
+    std::iota(s.edge.begin(), s.edge.end(), int64_t(0));
+  for (int64_t u = 0; u < n_keep; ++u) dest[off + (bsm ? s.a_idx[s.edge[r + u]] : order[2 * r + u])] = off + u;
   for (int64_t t = 0; t < nb; ++t) dest[off + s.b_idx[t]] = off + n_keep + t;
-  for (size_t e = 0; e < merged_a.size(); ++e) dest[off + merged_a[e]] = p.prune ? -1 : off + n_keep + match[e];
+  for (int64_t e = 0; e < r; ++e) {
+    const int64_t a = s.edge[e];
+    dest[off + s.a_idx[a]] = p.prune ? -1 : off + n_keep + s.node_idx[a];
+  }
 }
 
 std::tuple<at::Tensor, at::Tensor> merge_plan_cpu(const at::Tensor& metric, int64_t r, const std::string& method,

@@ -13,12 +13,17 @@
 
 namespace prismkit::merge {
 
-// rows[i] = src[i] / max(||src[i]||, 1e-12) for i < n (F.normalize's eps); d floats per row.
+// 1 / max(||row||, 1e-12): F.normalize's scale (eps 1e-12) of a row of d floats.
+inline float inverse_norm(const float* row, int64_t d) {
+  float sq = 0;
+  similarity_kernels().row_dots(row, d, 1, row, d, &sq);
+  return 1.0f / std::max(std::sqrt(sq), 1e-12f);
+}
+
+// rows[i] = src[i] * inverse_norm(src[i]) for i < n; d floats per row.
 inline void normalize_rows(const float* src, int64_t n, int64_t d, float* rows) {
   for (int64_t i = 0; i < n; ++i) {
-    float sq = 0;
-    similarity_kernels().row_dots(src + i * d, d, 1, src + i * d, d, &sq);
-    const float scale = 1.0f / std::max(std::sqrt(sq), 1e-12f);
+    const float scale = inverse_norm(src + i * d, d);
     for (int64_t k = 0; k < d; ++k) rows[i * d + k] = src[i * d + k] * scale;
   }
 }
