@@ -118,6 +118,21 @@ ENERGY_BLOCK_D = 32
 
 
 @triton.jit
+def _dots_tile(base, row_tok, r_ok, col_tok, c_ok, D, BLOCK: tl.constexpr, BLOCK_D: tl.constexpr):
+    """[BLOCK, BLOCK] float32: the dot products of tokens row_tok with tokens col_tok of one image's
+    rows (base: [T, D] row-major), BLOCK_D channels at a time, IEEE float32 (so the plans decide as
+    the CPU kernel does); masked tokens give 0."""
+    s = tl.zeros((BLOCK, BLOCK), tl.float32)
+    for d0 in range(0, D, BLOCK_D):
+        ds = d0 + tl.arange(0, BLOCK_D)
+        d_ok = ds < D
+        a = tl.load(base + row_tok[:, None] * D + ds[None, :], mask=r_ok[:, None] & d_ok[None, :], other=0.0)
+        bt = tl.load(base + col_tok[None, :] * D + ds[:, None], mask=c_ok[None, :] & d_ok[:, None], other=0.0)
+        s += tl.dot(a.to(tl.float32), bt.to(tl.float32), input_precision="ieee")
+    return s
+
+
+@triton.jit
 def _energy_kernel(m_ptr, inv_ptr, out_ptr, T, D, margin, alpha, scale, KERNEL: tl.constexpr, BLOCK: tl.constexpr,
                    BLOCK_D: tl.constexpr):  # fmt: skip
     b = tl.program_id(1).to(tl.int64)
@@ -129,13 +144,7 @@ def _energy_kernel(m_ptr, inv_ptr, out_ptr, T, D, margin, alpha, scale, KERNEL: 
     for j0 in range(0, T, BLOCK):
         cols = j0 + tl.arange(0, BLOCK)
         c_ok = cols < T
-        s = tl.zeros((BLOCK, BLOCK), tl.float32)
-        for d0 in range(0, D, BLOCK_D):
-            ds = d0 + tl.arange(0, BLOCK_D)
-            d_ok = ds < D
-            a = tl.load(base + rows[:, None] * D + ds[None, :], mask=r_ok[:, None] & d_ok[None, :], other=0.0)
-            bt = tl.load(base + cols[None, :] * D + ds[:, None], mask=c_ok[None, :] & d_ok[:, None], other=0.0)
-            s += tl.dot(a.to(tl.float32), bt.to(tl.float32), input_precision="ieee")
+        s = _dots_tile(base, rows, r_ok, cols, c_ok, D, BLOCK, BLOCK_D)
         inv_c = tl.load(inv_ptr + b * T + cols, mask=c_ok, other=0.0)
         s = s * inv_r[:, None] * inv_c[None, :]
         if KERNEL == 0:
@@ -191,13 +200,7 @@ def _best_match_kernel(m_ptr, a_ptr, b_ptr, best_ptr, at_ptr, T, D, NA, NB, BLOC
         cols = j0 + tl.arange(0, BLOCK)
         c_ok = cols < NB
         b_tok = tl.load(b_ptr + b * NB + cols, mask=c_ok, other=0)
-        s = tl.zeros((BLOCK, BLOCK), tl.float32)
-        for d0 in range(0, D, BLOCK_D):
-            ds = d0 + tl.arange(0, BLOCK_D)
-            d_ok = ds < D
-            a = tl.load(base + a_tok[:, None] * D + ds[None, :], mask=r_ok[:, None] & d_ok[None, :], other=0.0)
-            bt = tl.load(base + b_tok[None, :] * D + ds[:, None], mask=c_ok[None, :] & d_ok[:, None], other=0.0)
-            s += tl.dot(a, bt, input_precision="ieee")
+        s = _dots_tile(base, a_tok, r_ok, b_tok, c_ok, D, BLOCK, BLOCK_D)
         s = tl.where(c_ok[None, :] & (s == s), s, float("-inf"))  # padding and NaN never win
         blk = tl.max(s, axis=1)
         # the first column reaching the block's maximum (ties: the lower B position)
